@@ -1,0 +1,104 @@
+//! Act: the things the router does with a routed alert.
+//!
+//! Config is a closed, serde-tagged enum ([`ActionConfig`]) validated without
+//! I/O; [`ActionConfig::build`] turns it into a runtime [`Action`] once at
+//! startup. Every action type lives in its own file with the same shape.
+
+mod log;
+
+use crate::ingest::{Alert, Notification};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::log::{LogAction, LogActionConfig};
+
+/// `actions.<name>`: one configured action, tagged by `type`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionConfig {
+    /// Writes one structured log line per alert.
+    Log(LogActionConfig),
+}
+
+impl ActionConfig {
+    /// Offline validation; the error is relative to `actions.<name>`.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ActionConfig::Log(_) => Ok(()),
+        }
+    }
+
+    /// Builds the runtime action.
+    pub fn build(&self, name: &str) -> Arc<dyn Action> {
+        match self {
+            ActionConfig::Log(c) => Arc::new(LogAction::new(name, c.clone())),
+        }
+    }
+}
+
+/// Everything an action run sees.
+pub struct ActionContext<'a> {
+    /// The stored notification's id.
+    pub notification_id: i64,
+    /// The whole notification (group labels, receiver, …).
+    pub notification: &'a Notification,
+    /// The alert this run is for.
+    pub alert: &'a Alert,
+    /// Which attempt this is, starting at 1.
+    pub attempt: u32,
+}
+
+/// Why an action run did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// Worth trying again later (network error, 5xx, 429, …).
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        /// Wait at least this long (e.g. from `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Will never succeed as is (4xx, bad target, …): dead-letter at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A runtime action.
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// The config `type`, used as a metric label.
+    fn kind(&self) -> &'static str;
+
+    /// Performs the action for one alert; the returned JSON is recorded with the run.
+    async fn execute(&self, ctx: &ActionContext<'_>) -> Result<serde_json::Value, ActionError>;
+}
+
+/// The configured actions by name, built once at startup.
+#[derive(Clone, Default)]
+pub struct ActionSet {
+    actions: BTreeMap<String, Arc<dyn Action>>,
+}
+
+impl ActionSet {
+    /// Builds every configured action.
+    pub fn build(config: &BTreeMap<String, ActionConfig>) -> Self {
+        let actions = config
+            .iter()
+            .map(|(name, c)| (name.clone(), c.build(name)))
+            .collect();
+        Self { actions }
+    }
+
+    /// Adds or replaces an action (tests use this for fault injection).
+    pub fn insert(&mut self, name: impl Into<String>, action: Arc<dyn Action>) {
+        self.actions.insert(name.into(), action);
+    }
+
+    /// The action of that name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
+        self.actions.get(name)
+    }
+}

@@ -1,0 +1,314 @@
+//! Ingest: the Alertmanager webhook (payload version 4) turned into domain
+//! types once, at the edge. Nothing downstream re-checks the payload.
+//!
+//! Parsing is strict about what we need (version, status, receiver,
+//! groupKey, alerts with status, labels and startsAt) and lenient about the
+//! rest: unknown fields are ignored, optional ones may be missing.
+
+mod fingerprint;
+
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use fingerprint::label_fingerprint;
+
+/// Label or annotation set, sorted by name.
+pub type Labels = BTreeMap<String, String>;
+
+/// `firing` or `resolved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One Alertmanager notification (a group of alerts for one receiver).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub version: String,
+    pub receiver: String,
+    pub status: AlertStatus,
+    pub alerts: Vec<Alert>,
+    pub group_key: String,
+    #[serde(default)]
+    pub group_labels: Labels,
+    #[serde(default)]
+    pub common_labels: Labels,
+    #[serde(default)]
+    pub common_annotations: Labels,
+    #[serde(default, rename = "externalURL")]
+    pub external_url: String,
+    #[serde(default)]
+    pub truncated_alerts: u64,
+}
+
+/// One alert of a notification.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub status: AlertStatus,
+    pub labels: Labels,
+    #[serde(default)]
+    pub annotations: Labels,
+    #[serde(deserialize_with = "timestamp")]
+    pub starts_at: DateTime<FixedOffset>,
+    /// `0001-01-01T00:00:00Z` (Go's zero time) while still firing.
+    #[serde(default = "zero_time", deserialize_with = "timestamp")]
+    pub ends_at: DateTime<FixedOffset>,
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: String,
+    /// Alertmanager's label fingerprint; computed from the labels when absent.
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+impl Alert {
+    /// The `alertname` label, or "" when absent.
+    pub fn alertname(&self) -> &str {
+        self.labels.get("alertname").map(String::as_str).unwrap_or("")
+    }
+}
+
+fn zero_time() -> DateTime<FixedOffset> {
+    // Go's zero time, what Alertmanager sends as endsAt of a firing alert.
+    DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z").unwrap_or_default()
+}
+
+fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
+    let text = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&text).map_err(|e| {
+        serde::de::Error::custom(format!("not an RFC 3339 timestamp: {text:?} ({e})"))
+    })
+}
+
+/// Why a body was refused. Each maps to one HTTP status.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum IngestError {
+    /// Not JSON at all (400).
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    Malformed {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// JSON, but not an Alertmanager v4 notification (422).
+    #[error("{0}")]
+    Schema(String),
+    /// More alerts than `ingest.max_alerts` (413).
+    #[error("notification has {count} alerts, more than the limit of {max} (ingest.max_alerts)")]
+    TooManyAlerts { count: usize, max: usize },
+}
+
+/// A validated notification, ready to store.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub notification: Notification,
+    /// Identifies a redelivery of the same notification (see [`dedup_key`]).
+    pub dedup_key: [u8; 32],
+}
+
+/// Parses and validates a webhook body.
+pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let mut notification: Notification =
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let msg = strip_position(&inner.to_string());
+                    if path == "." {
+                        IngestError::Schema(msg)
+                    } else {
+                        IngestError::Schema(format!("{path}: {msg}"))
+                    }
+                }
+                _ => IngestError::Malformed {
+                    line: inner.line(),
+                    column: inner.column(),
+                    message: strip_position(&inner.to_string()),
+                },
+            }
+        })?;
+    if notification.version != "4" {
+        return Err(IngestError::Schema(format!(
+            "version: expected \"4\" (Alertmanager webhook payload version 4), got {:?}",
+            notification.version
+        )));
+    }
+    if notification.alerts.is_empty() {
+        return Err(IngestError::Schema("alerts: must not be empty".into()));
+    }
+    if notification.alerts.len() > max_alerts {
+        return Err(IngestError::TooManyAlerts {
+            count: notification.alerts.len(),
+            max: max_alerts,
+        });
+    }
+    for alert in &mut notification.alerts {
+        if alert.fingerprint.is_empty() {
+            alert.fingerprint = label_fingerprint(&alert.labels);
+        }
+    }
+    let dedup_key = dedup_key(&notification);
+    Ok(Accepted {
+        notification,
+        dedup_key,
+    })
+}
+
+/// serde_json appends " at line L column C"; we report the position in our own words.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// The identity of a notification for redelivery detection: receiver,
+/// groupKey, status and the set of (fingerprint, status, startsAt, endsAt)
+/// of its alerts, in any order.
+pub fn dedup_key(n: &Notification) -> [u8; 32] {
+    let mut alerts: Vec<String> = n
+        .alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}\u{0}{}\u{0}{}\u{0}{}",
+                a.fingerprint,
+                a.status,
+                a.starts_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                a.ends_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            )
+        })
+        .collect();
+    alerts.sort_unstable();
+    let mut h = Sha256::new();
+    for part in [n.receiver.as_str(), n.group_key.as_str(), n.status.as_str()] {
+        h.update(part.as_bytes());
+        h.update([0xff]);
+    }
+    for a in &alerts {
+        h.update(a.as_bytes());
+        h.update([0xff]);
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRING: &str = include_str!("../../tests/fixtures/accuracy-firing.json");
+
+    fn with(f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v: serde_json::Value = serde_json::from_str(FIRING).unwrap();
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn fixture_parses_with_zero_end_time_and_fingerprint() {
+        let a = parse(FIRING.as_bytes(), 10).unwrap();
+        let alert = &a.notification.alerts[0];
+        assert_eq!(alert.fingerprint, "afae611b2038566d");
+        assert_eq!(alert.ends_at, zero_time());
+        assert_eq!(a.notification.status, AlertStatus::Firing);
+    }
+
+    #[test]
+    fn malformed_json_reports_line_and_column() {
+        let err = parse(b"{\n  \"version\": \"4\",\n  oops\n}", 10).unwrap_err();
+        assert!(
+            matches!(err, IngestError::Malformed { line: 3, column: 3, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn schema_errors_name_the_field() {
+        let err = parse(&with(|v| v["version"] = "3".into()), 10).unwrap_err();
+        assert!(err.to_string().starts_with("version: expected \"4\""), "{err}");
+
+        let err = parse(&with(|v| drop(v.as_object_mut().unwrap().remove("alerts"))), 10)
+            .unwrap_err();
+        assert_eq!(err, IngestError::Schema("missing field `alerts`".into()));
+
+        let err = parse(&with(|v| v["alerts"][0]["startsAt"] = "yesterday".into()), 10)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("alerts[0].startsAt: not an RFC 3339 timestamp"),
+            "{err}"
+        );
+
+        let err = parse(&with(|v| v["alerts"][0]["status"] = "burning".into()), 10).unwrap_err();
+        assert!(err.to_string().starts_with("alerts[0].status: unknown variant `burning`"), "{err}");
+
+        let err = parse(&with(|v| v["alerts"][0]["labels"]["x"] = 1.into()), 10).unwrap_err();
+        assert!(err.to_string().starts_with("alerts[0].labels.x: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_accepted() {
+        let body = with(|v| {
+            v["notification_reason"] = "repeat".into();
+            v["routeLabels"] = serde_json::json!({"team": "ml"});
+            v["alerts"][0]["somethingNew"] = serde_json::json!([1, 2]);
+        });
+        assert!(parse(&body, 10).is_ok());
+    }
+
+    #[test]
+    fn too_many_alerts_is_its_own_error() {
+        let body = with(|v| {
+            let a = v["alerts"][0].clone();
+            v["alerts"] = serde_json::Value::Array(vec![a; 3]);
+        });
+        assert_eq!(
+            parse(&body, 2).unwrap_err(),
+            IngestError::TooManyAlerts { count: 3, max: 2 }
+        );
+    }
+
+    #[test]
+    fn dedup_key_ignores_alert_order_but_not_status_or_times() {
+        let two = with(|v| {
+            let mut b = v["alerts"][0].clone();
+            b["fingerprint"] = "0000000000000001".into();
+            v["alerts"].as_array_mut().unwrap().push(b);
+        });
+        let swapped = {
+            let mut v: serde_json::Value = serde_json::from_slice(&two).unwrap();
+            v["alerts"].as_array_mut().unwrap().reverse();
+            serde_json::to_vec(&v).unwrap()
+        };
+        let key = |b: &[u8]| parse(b, 10).unwrap().dedup_key;
+        assert_eq!(key(&two), key(&swapped));
+        assert_ne!(key(FIRING.as_bytes()), key(&two));
+        let resolved = with(|v| v["alerts"][0]["status"] = "resolved".into());
+        assert_ne!(key(FIRING.as_bytes()), key(&resolved));
+        let later = with(|v| v["alerts"][0]["endsAt"] = "2026-11-27T02:00:00Z".into());
+        assert_ne!(key(FIRING.as_bytes()), key(&later));
+    }
+}

@@ -1,0 +1,162 @@
+//! The router's own metrics (prometheus-client, OpenMetrics text).
+//!
+//! Names follow `<name>_<unit>_total` without a namespace prefix: the alert
+//! rules and dashboards in this repository select them by `job`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// `outcome` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// Labels of `action_runs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionRunLabels {
+    pub action: String,
+    #[prometheus(flatten)]
+    pub kind: TypeLabel,
+    pub outcome: String,
+}
+
+/// `type` label (a keyword in Rust, hence the wrapper).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct TypeLabel(pub String);
+
+impl EncodeLabelSet for TypeLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        ("type", self.0.as_str()).encode(encoder.encode_label())
+    }
+}
+
+/// Labels of `action_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionTypeLabels {
+    #[prometheus(flatten)]
+    pub kind: TypeLabel,
+}
+
+/// Labels of `http_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+/// Every metric the router exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Webhook requests by outcome: stored, duplicate, malformed, schema,
+    /// too_large, unauthorized, unavailable.
+    pub notifications: Family<OutcomeLabels, Counter>,
+    /// Alerts in accepted notifications (stored or duplicate).
+    pub alerts: Counter,
+    /// Stored notifications not yet processed.
+    pub inbox_depth: Gauge,
+    /// Action runs whose latest round ended dead.
+    pub dead_letters: Gauge,
+    /// Action run attempts by action, type and outcome (succeeded, failed, dead).
+    pub action_runs: Family<ActionRunLabels, Counter>,
+    /// Time one action attempt took.
+    pub action_duration: Family<ActionTypeLabels, Histogram>,
+    /// HTTP request latency.
+    pub http_duration: Family<HttpLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let notifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "notifications_received",
+            "Alertmanager webhook requests by outcome",
+            notifications.clone(),
+        );
+        let alerts = Counter::default();
+        registry.register(
+            "alerts_received",
+            "Alerts in accepted notifications",
+            alerts.clone(),
+        );
+        let inbox_depth = Gauge::default();
+        registry.register(
+            "inbox_depth",
+            "Stored notifications not yet processed",
+            inbox_depth.clone(),
+        );
+        let dead_letters = Gauge::default();
+        registry.register(
+            "dead_letters",
+            "Action runs dead-lettered in their notification's latest round",
+            dead_letters.clone(),
+        );
+        let action_runs = Family::<ActionRunLabels, Counter>::default();
+        registry.register(
+            "action_runs",
+            "Action run attempts by action, type and outcome",
+            action_runs.clone(),
+        );
+        let action_duration =
+            Family::<ActionTypeLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            });
+        registry.register(
+            "action_duration_seconds",
+            "Time one action attempt took",
+            action_duration.clone(),
+        );
+        let http_duration = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route and status",
+            http_duration.clone(),
+        );
+        Self {
+            registry,
+            notifications,
+            alerts,
+            inbox_depth,
+            dead_letters,
+            action_runs,
+            action_duration,
+            http_duration,
+        }
+    }
+
+    /// Counts a webhook request outcome.
+    pub fn notification(&self, outcome: &str) {
+        self.notifications
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

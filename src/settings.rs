@@ -1,0 +1,426 @@
+//! Configuration: the embedded `config/default.yaml`, an optional file on top,
+//! then `MLOPS_ALERT_ROUTER__SECTION__KEY` environment overrides.
+//!
+//! Loading is pure (no sockets, no database): `check-config` runs exactly this.
+//! Every error names the key path it is about.
+
+use crate::act::ActionConfig;
+use crate::route::RouteConfig;
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration compiled into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
+
+/// Prefix of environment overrides; `__` separates the key path.
+pub const ENV_PREFIX: &str = "MLOPS_ALERT_ROUTER";
+
+/// A configuration error, always naming the key path and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ConfigError {
+    fn one(path: &str, msg: impl std::fmt::Display) -> Self {
+        Self(vec![format!("{path}: {msg}")])
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub auth: AuthSettings,
+    pub ingest: IngestSettings,
+    pub worker: WorkerSettings,
+    pub log: LogSettings,
+    #[serde(default)]
+    pub actions: BTreeMap<String, ActionConfig>,
+    #[serde(default)]
+    pub route: RouteConfig,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    #[serde(with = "duration")]
+    pub grace_period: Duration,
+}
+
+/// `storage.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub path: PathBuf,
+    #[serde(with = "duration")]
+    pub busy_timeout: Duration,
+}
+
+/// `auth.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[serde(default)]
+    pub bearer_tokens: Vec<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_tokens_file: Option<PathBuf>,
+    #[serde(default)]
+    pub basic_users: Vec<BasicUser>,
+    #[serde(default)]
+    pub protect_metrics: bool,
+}
+
+/// One entry of `auth.basic_users`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicUser {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl AuthSettings {
+    /// True when any credential is configured, i.e. the API is protected.
+    pub fn enabled(&self) -> bool {
+        !self.bearer_tokens.is_empty() || !self.basic_users.is_empty()
+    }
+}
+
+/// `ingest.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub max_body_bytes: usize,
+    pub max_alerts: usize,
+    #[serde(with = "duration")]
+    pub dedup_window: Duration,
+    pub max_inbox: u64,
+}
+
+/// `worker.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub enabled: bool,
+    pub concurrency: usize,
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "duration")]
+    pub backoff_initial: Duration,
+    #[serde(with = "duration")]
+    pub backoff_max: Duration,
+}
+
+/// `log.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    /// Loads the embedded default, then `file` if given, then the process
+    /// environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// [`Settings::load`] with an explicit environment (tests pass their own).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG,
+            config::FileFormat::Yaml,
+        ));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(vec![format!("cannot read config file {}: {e}", path.display())])
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("auth.bearer_tokens")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let merged = builder
+            .build()
+            .map_err(|e| ConfigError(vec![format!("invalid configuration: {e}")]))?;
+        let value: serde_json::Value = merged
+            .try_deserialize()
+            .map_err(|e| ConfigError(vec![format!("invalid configuration: {e}")]))?;
+        let mut settings: Settings = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::one(&path, e.into_inner())
+        })?;
+        settings.resolve_secret_files()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads every `*_file` secret into its value.
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.auth.bearer_tokens_file {
+            let text = read_secret_file(path, "auth.bearer_tokens_file")?;
+            self.auth.bearer_tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(Secret::new),
+            );
+        }
+        for (i, user) in self.auth.basic_users.iter_mut().enumerate() {
+            let key = format!("auth.basic_users[{i}]");
+            match (&user.password, &user.password_file) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::one(
+                        &key,
+                        "set either password or password_file, not both",
+                    ))
+                }
+                (None, Some(path)) => {
+                    let text = read_secret_file(path, &format!("{key}.password_file"))?;
+                    user.password = Some(Secret::new(text.trim_end_matches(['\n', '\r'])));
+                }
+                (None, None) => {
+                    return Err(ConfigError::one(&key, "password or password_file is required"))
+                }
+                (Some(_), None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: ranges, references between sections.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, path: &str, msg: &str| {
+            if !ok {
+                errors.push(format!("{path}: {msg}"));
+            }
+        };
+        check(
+            self.ingest.max_body_bytes >= 1024,
+            "ingest.max_body_bytes",
+            "must be at least 1024",
+        );
+        check(self.ingest.max_alerts >= 1, "ingest.max_alerts", "must be at least 1");
+        check(self.ingest.max_inbox >= 1, "ingest.max_inbox", "must be at least 1");
+        check(
+            self.worker.concurrency >= 1,
+            "worker.concurrency",
+            "must be at least 1",
+        );
+        check(
+            self.worker.max_attempts >= 1,
+            "worker.max_attempts",
+            "must be at least 1",
+        );
+        check(
+            !self.worker.lease.is_zero(),
+            "worker.lease",
+            "must be greater than 0",
+        );
+        check(
+            !self.worker.poll_interval.is_zero(),
+            "worker.poll_interval",
+            "must be greater than 0",
+        );
+        check(
+            self.worker.backoff_initial <= self.worker.backoff_max,
+            "worker.backoff_initial",
+            "must not exceed worker.backoff_max",
+        );
+        check(
+            !self.storage.path.as_os_str().is_empty(),
+            "storage.path",
+            "must not be empty",
+        );
+        for (i, token) in self.auth.bearer_tokens.iter().enumerate() {
+            check(
+                !token.expose().trim().is_empty(),
+                &format!("auth.bearer_tokens[{i}]"),
+                "must not be empty",
+            );
+        }
+        for (i, user) in self.auth.basic_users.iter().enumerate() {
+            check(
+                !user.username.is_empty() && !user.username.contains(':'),
+                &format!("auth.basic_users[{i}].username"),
+                "must be non-empty and contain no ':'",
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            errors.push(format!(
+                "log.level: {:?} is not a valid filter (e.g. info, debug, mlops_alert_router=debug)",
+                self.log.level
+            ));
+        }
+        for (name, action) in &self.actions {
+            if let Err(e) = action.validate() {
+                errors.push(format!("actions.{name}: {e}"));
+            }
+        }
+        if let Err(e) = self.route.validate(&|name| self.actions.contains_key(name)) {
+            errors.extend(e);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+
+    /// The effective configuration as YAML, secrets redacted.
+    pub fn to_redacted_yaml(&self) -> String {
+        // Serialising plain data structs to YAML cannot fail.
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn read_secret_file(path: &Path, key: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::one(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// `humantime` durations ("10s", "5m", "250ms") in config files.
+pub mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); use e.g. 10s, 5m, 250ms"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Settings::load_with_env(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn embedded_default_loads_without_any_file() {
+        let s = Settings::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(s.server.listen.port(), 9095);
+        assert_eq!(s.ingest.dedup_window, Duration::from_secs(300));
+        assert_eq!(s.server.grace_period, Duration::from_secs(10));
+        assert!(s.actions.contains_key("log"));
+    }
+
+    #[test]
+    fn file_and_env_layer_on_top_of_the_default() {
+        let s = load(
+            "server: {listen: '127.0.0.1:1234'}\nauth: {bearer_tokens: [a]}\n",
+            &[
+                ("MLOPS_ALERT_ROUTER__SERVER__GRACE_PERIOD", "3s"),
+                ("MLOPS_ALERT_ROUTER__AUTH__BEARER_TOKENS", "x,y"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.server.listen.port(), 1234);
+        assert_eq!(s.server.grace_period, Duration::from_secs(3));
+        let tokens: Vec<_> = s.auth.bearer_tokens.iter().map(|t| t.expose()).collect();
+        assert_eq!(tokens, ["x", "y"]);
+        // Untouched keys keep the embedded default.
+        assert_eq!(s.storage.busy_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_path() {
+        let err = load("server: {lisen: '127.0.0.1:1'}\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("server.lisen: unknown field `lisen`"), "{msg}");
+        let msg = load("colour: blue\n", &[]).unwrap_err().to_string();
+        assert!(msg.starts_with("colour: unknown field `colour`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_path() {
+        let msg = load("ingest: {dedup_window: soon}\n", &[]).unwrap_err().to_string();
+        assert!(msg.starts_with("ingest.dedup_window: invalid duration"), "{msg}");
+        let msg = load("server: {listen: nowhere}\n", &[]).unwrap_err().to_string();
+        assert!(msg.starts_with("server.listen:"), "{msg}");
+        let msg = load("worker: {concurrency: 0}\n", &[]).unwrap_err().to_string();
+        assert_eq!(msg, "worker.concurrency: must be at least 1");
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_redacted_in_the_rendering() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, "tok-one\n\n tok-two \n").unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let yaml = format!(
+            "auth:\n  bearer_tokens_file: {}\n  basic_users: [{{username: am, password_file: {}}}]\n",
+            tokens.display(),
+            pw.display()
+        );
+        let s = load(&yaml, &[]).unwrap();
+        let got: Vec<_> = s.auth.bearer_tokens.iter().map(|t| t.expose()).collect();
+        assert_eq!(got, ["tok-one", "tok-two"]);
+        assert_eq!(s.auth.basic_users[0].password.as_ref().unwrap().expose(), "hunter2");
+        let rendered = s.to_redacted_yaml();
+        for secret in ["tok-one", "tok-two", "hunter2"] {
+            assert!(!rendered.contains(secret), "{secret} leaked:\n{rendered}");
+        }
+    }
+
+    #[test]
+    fn missing_secret_file_names_the_key() {
+        let msg = load("auth: {bearer_tokens_file: /nonexistent/t}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("auth.bearer_tokens_file: cannot read /nonexistent/t"), "{msg}");
+    }
+}

@@ -1,0 +1,192 @@
+//! Application: builds every part from the settings, binds the socket, and
+//! runs the HTTP server and the workers until a shutdown signal.
+
+use crate::act::ActionSet;
+use crate::http::{self, auth::Authenticator, AppState};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, RetryPolicy};
+use crate::settings::Settings;
+use crate::store::{SqliteStore, Store};
+use crate::worker::Worker;
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A built, bound, not yet running router.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: axum::Router,
+    store: Arc<dyn Store>,
+    worker: Worker,
+    workers: usize,
+    grace: Duration,
+}
+
+impl Application {
+    /// Builds with the configured actions.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let actions = ActionSet::build(&settings.actions);
+        Self::build_with_actions(settings, actions).await
+    }
+
+    /// Builds with an explicit action set (tests inject faulty actions).
+    pub async fn build_with_actions(settings: Settings, actions: ActionSet) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&settings.storage.path, settings.storage.busy_timeout)
+                .with_context(|| format!("opening store {}", settings.storage.path.display()))?,
+        );
+        // One instance owns this database: any lease still held is from a
+        // process that is gone, so its work resumes now, not at lease expiry.
+        let released = store.release_leases().await?;
+        if released > 0 {
+            tracing::warn!(count = released, "Resuming notifications claimed by a previous run");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Arc::new(Pipeline::new(
+            settings.route.compile(),
+            actions,
+            store.clone(),
+            metrics.clone(),
+            RetryPolicy {
+                max_attempts: settings.worker.max_attempts,
+                initial: settings.worker.backoff_initial,
+                max: settings.worker.backoff_max,
+            },
+        ));
+        let wake = Arc::new(Notify::new());
+        let worker = Worker::new(
+            store.clone(),
+            pipeline.clone(),
+            settings.worker.lease,
+            settings.worker.poll_interval,
+            wake.clone(),
+        );
+        let state = AppState {
+            store: store.clone(),
+            pipeline,
+            metrics,
+            auth: Arc::new(Authenticator::new(&settings.auth)),
+            ingest: Arc::new(settings.ingest.clone()),
+            wake,
+        };
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("binding {} (server.listen)", settings.server.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            router: http::router(state),
+            store,
+            worker,
+            workers: if settings.worker.enabled {
+                settings.worker.concurrency
+            } else {
+                0
+            },
+            grace: settings.server.grace_period,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The store, for tests and tools.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// A handle on the worker, for driving it step by step.
+    pub fn worker(&self) -> Worker {
+        self.worker.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests and each worker's current notification finish, bounded by
+    /// `server.grace_period`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let token = CancellationToken::new();
+        let mut workers = JoinSet::new();
+        for _ in 0..self.workers {
+            workers.spawn(self.worker.clone().run(token.clone()));
+        }
+        let server_token = token.clone();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { server_token.cancelled().await });
+        let mut server = tokio::spawn(async move { serve.await });
+        tracing::info!(address = %self.addr, workers = self.workers, "Listening");
+
+        let server_ended_early = tokio::select! {
+            _ = shutdown => false,
+            result = &mut server => {
+                token.cancel();
+                result.context("server task panicked")?.context("server failed")?;
+                true
+            }
+        };
+        if !server_ended_early {
+            tracing::info!(grace_period = ?self.grace, "Shutting down");
+            token.cancel();
+        }
+        let drain = async {
+            if !server_ended_early {
+                let _ = (&mut server).await;
+            }
+            while workers.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(self.grace, drain).await.is_err() {
+            tracing::warn!(
+                "Grace period elapsed with work in flight; it stays claimed and resumes on the next start"
+            );
+            server.abort();
+            workers.abort_all();
+        }
+        tracing::info!("Stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "Cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,268 @@
+//! Store: the durable inbox and the ledger of action runs.
+//!
+//! [`Store`] is the seam for another backend (PostgreSQL with
+//! `FOR UPDATE SKIP LOCKED` for multi-replica HA); [`SqliteStore`] is the one
+//! we ship. All timestamps are Unix milliseconds.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be read or written (disk full, locked, I/O).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Too many notifications are waiting; try again later.
+    #[error("inbox is full: {pending} notifications waiting (limit {limit}, ingest.max_inbox)")]
+    InboxFull { pending: u64, limit: u64 },
+    /// The store has been shut down.
+    #[error("store is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// A validated notification to store.
+pub struct NewNotification<'a> {
+    pub received_at: i64,
+    pub dedup_key: [u8; 32],
+    pub receiver: &'a str,
+    pub status: &'a str,
+    pub group_key: &'a str,
+    /// (fingerprint, status, alertname) per alert, in payload order.
+    pub alerts: Vec<(&'a str, &'a str, &'a str)>,
+    /// The body as received.
+    pub payload: &'a str,
+}
+
+/// What [`Store::insert_notification`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub id: i64,
+    /// True when this was a redelivery within the dedup window.
+    pub duplicate: bool,
+}
+
+/// A notification claimed by a worker.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    /// Incremented by each replay; runs are per round.
+    pub round: i64,
+    pub payload: String,
+}
+
+/// The state of an action run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Not attempted yet, or failed and waiting for a retry.
+    Pending,
+    Succeeded,
+    /// Gave up: permanent error, or out of attempts.
+    Dead,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "succeeded" => RunStatus::Succeeded,
+            "dead" => RunStatus::Dead,
+            _ => RunStatus::Pending,
+        }
+    }
+
+    /// True when nothing more will happen to the run.
+    pub fn is_final(self) -> bool {
+        self != RunStatus::Pending
+    }
+}
+
+/// An action run the pipeline wants for a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRun {
+    pub fingerprint: String,
+    pub action: String,
+    pub action_type: String,
+}
+
+/// An action run as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRun {
+    pub id: i64,
+    pub round: i64,
+    pub fingerprint: String,
+    pub action: String,
+    #[serde(rename = "type")]
+    pub action_type: String,
+    pub status: RunStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    #[serde(serialize_with = "time::opt")]
+    pub next_attempt_at: Option<i64>,
+    #[serde(serialize_with = "time::opt")]
+    pub first_attempt_at: Option<i64>,
+    #[serde(serialize_with = "time::opt")]
+    pub last_attempt_at: Option<i64>,
+    #[serde(serialize_with = "time::opt")]
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub result: Option<serde_json::Value>,
+}
+
+/// How one attempt of a run ended.
+#[derive(Debug, Clone)]
+pub enum RunOutcome {
+    Succeeded {
+        result: serde_json::Value,
+    },
+    /// Failed; try again at `retry_at`.
+    Retry {
+        error: String,
+        retry_at: i64,
+    },
+    /// Failed for good.
+    Dead {
+        error: String,
+    },
+}
+
+/// One attempt's record.
+#[derive(Debug, Clone)]
+pub struct RunAttempt {
+    pub run_id: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub outcome: RunOutcome,
+}
+
+/// Filters and cursor of the notification list.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub limit: u32,
+    /// Only ids below this (the previous page's last id).
+    pub before: Option<i64>,
+    pub status: Option<String>,
+    pub alertname: Option<String>,
+    pub state: Option<String>,
+}
+
+/// A row of the notification list.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationSummary {
+    pub id: i64,
+    #[serde(serialize_with = "time::ms")]
+    pub received_at: i64,
+    pub receiver: String,
+    pub status: String,
+    pub group_key: String,
+    pub alerts: u32,
+    pub alertnames: Vec<String>,
+    /// `pending` until every action run is final, then `done`.
+    pub state: String,
+    pub duplicates: u32,
+    pub round: i64,
+    #[serde(serialize_with = "time::opt")]
+    pub processed_at: Option<i64>,
+}
+
+/// One notification with everything known about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationDetail {
+    #[serde(flatten)]
+    pub summary: NotificationSummary,
+    /// The body as received.
+    pub payload: serde_json::Value,
+    pub action_runs: Vec<ActionRun>,
+}
+
+/// The durable inbox and ledger.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a notification unless the same one arrived within `dedup_window_ms`.
+    /// Returns only once the row is durable.
+    async fn insert_notification(
+        &self,
+        n: NewNotification<'_>,
+        dedup_window_ms: i64,
+        max_inbox: u64,
+    ) -> Result<Inserted, StoreError>;
+
+    /// Claims the oldest due notification for `lease_ms`.
+    async fn claim(&self, now: i64, lease_ms: i64) -> Result<Option<Claimed>, StoreError>;
+
+    /// Creates the runs of this round that do not exist yet, and returns all runs of the round.
+    async fn ensure_runs(
+        &self,
+        notification_id: i64,
+        round: i64,
+        planned: Vec<PlannedRun>,
+    ) -> Result<Vec<ActionRun>, StoreError>;
+
+    /// Records one attempt of a run.
+    async fn record_attempt(&self, attempt: RunAttempt) -> Result<(), StoreError>;
+
+    /// Marks the notification done when all runs of `round` are final, else
+    /// schedules it for the earliest pending retry. Releases the lease. If a
+    /// replay started a newer round meanwhile, it stays due at once.
+    async fn settle(&self, notification_id: i64, round: i64, now: i64) -> Result<(), StoreError>;
+
+    /// Runs that are dead in the latest round of their notification.
+    async fn dead_letter_count(&self) -> Result<u64, StoreError>;
+
+    /// Releases every lease (a single-instance store calls this at startup: any
+    /// lease still held belongs to a process that is gone). Returns how many.
+    async fn release_leases(&self) -> Result<u64, StoreError>;
+
+    /// Starts a new round for the notification. `None` when the id is unknown.
+    async fn replay(&self, id: i64, now: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Newest first.
+    async fn list(&self, query: ListQuery) -> Result<Vec<NotificationSummary>, StoreError>;
+
+    /// One notification; `None` when the id is unknown.
+    async fn get(&self, id: i64) -> Result<Option<NotificationDetail>, StoreError>;
+
+    /// Notifications stored but not yet done.
+    fn inbox_depth(&self) -> u64;
+
+    /// Proves the store can commit a write right now.
+    async fn check_writable(&self) -> Result<(), StoreError>;
+}
+
+/// Unix milliseconds serialised as RFC 3339 for API answers.
+mod time {
+    use chrono::{DateTime, SecondsFormat};
+    use serde::Serializer;
+
+    pub fn ms<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
+        match DateTime::from_timestamp_millis(*t) {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            None => s.serialize_i64(*t),
+        }
+    }
+
+    pub fn opt<S: Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => ms(t, s),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Worker: claims stored notifications with a lease and runs the pipeline.
+//!
+//! [`Worker::try_execute_task`] is one step, so tests drain the inbox
+//! deterministically; [`Worker::run`] loops it until shutdown.
+
+use crate::pipeline::{now_ms, Pipeline};
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed one notification.
+    Completed,
+    /// Nothing was due.
+    Empty,
+}
+
+/// Processes the inbox.
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    pipeline: Arc<Pipeline>,
+    lease: Duration,
+    poll_interval: Duration,
+    /// Ingest pokes this after storing, so new work starts without waiting a poll.
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// A worker over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        pipeline: Arc<Pipeline>,
+        lease: Duration,
+        poll_interval: Duration,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            pipeline,
+            lease,
+            poll_interval,
+            wake,
+        }
+    }
+
+    /// Claims and processes at most one due notification.
+    pub async fn try_execute_task(&self) -> Result<Outcome, StoreError> {
+        let Some(claimed) = self
+            .store
+            .claim(now_ms(), self.lease.as_millis() as i64)
+            .await?
+        else {
+            return Ok(Outcome::Empty);
+        };
+        self.pipeline.process(claimed).await?;
+        Ok(Outcome::Completed)
+    }
+
+    /// Loops until `shutdown`; the item in hand is always finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.try_execute_task().await {
+                Ok(Outcome::Completed) => continue,
+                Ok(Outcome::Empty) => {}
+                Err(e) => tracing::error!(error = %e, "Worker step failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+}
