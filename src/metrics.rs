@@ -114,10 +114,9 @@ impl Metrics {
             "Action run attempts by action, type and outcome",
             action_runs.clone(),
         );
-        let action_duration =
-            Family::<ActionTypeLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 16))
-            });
+        let action_duration = Family::<ActionTypeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
         registry.register(
             "action_duration_seconds",
             "Time one action attempt took",

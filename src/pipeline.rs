@@ -122,7 +122,11 @@ impl Pipeline {
 
     /// Processes one claimed notification through every stage and settles it.
     pub async fn process(&self, claimed: Claimed) -> Result<(), StoreError> {
-        let span = tracing::info_span!("notification", id = claimed.id, group_key = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "notification",
+            id = claimed.id,
+            group_key = tracing::field::Empty
+        );
         self.process_inner(claimed).instrument(span).await
     }
 
@@ -178,7 +182,9 @@ impl Pipeline {
             let outcome = match result {
                 Ok(result) => RunOutcome::Succeeded { result },
                 Err(ActionError::Permanent(error)) => RunOutcome::Dead { error },
-                Err(ActionError::Retryable { message, .. }) if attempt >= self.retry.max_attempts => {
+                Err(ActionError::Retryable { message, .. })
+                    if attempt >= self.retry.max_attempts =>
+                {
                     RunOutcome::Dead {
                         error: format!("gave up after {attempt} attempts: {message}"),
                     }
@@ -187,7 +193,10 @@ impl Pipeline {
                     message,
                     retry_after,
                 }) => {
-                    let wait = self.retry.delay(attempt).max(retry_after.unwrap_or_default());
+                    let wait = self
+                        .retry
+                        .delay(attempt)
+                        .max(retry_after.unwrap_or_default());
                     RunOutcome::Retry {
                         error: message,
                         retry_at: finished_at + wait.as_millis() as i64,

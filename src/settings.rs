@@ -158,7 +158,10 @@ impl Settings {
         ));
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError(vec![format!("cannot read config file {}: {e}", path.display())])
+                ConfigError(vec![format!(
+                    "cannot read config file {}: {e}",
+                    path.display()
+                )])
             })?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
         }
@@ -215,7 +218,10 @@ impl Settings {
                     user.password = Some(Secret::new(text.trim_end_matches(['\n', '\r'])));
                 }
                 (None, None) => {
-                    return Err(ConfigError::one(&key, "password or password_file is required"))
+                    return Err(ConfigError::one(
+                        &key,
+                        "password or password_file is required",
+                    ))
                 }
                 (Some(_), None) => {}
             }
@@ -236,8 +242,16 @@ impl Settings {
             "ingest.max_body_bytes",
             "must be at least 1024",
         );
-        check(self.ingest.max_alerts >= 1, "ingest.max_alerts", "must be at least 1");
-        check(self.ingest.max_inbox >= 1, "ingest.max_inbox", "must be at least 1");
+        check(
+            self.ingest.max_alerts >= 1,
+            "ingest.max_alerts",
+            "must be at least 1",
+        );
+        check(
+            self.ingest.max_inbox >= 1,
+            "ingest.max_inbox",
+            "must be at least 1",
+        );
         check(
             self.worker.concurrency >= 1,
             "worker.concurrency",
@@ -379,18 +393,30 @@ mod tests {
     fn unknown_key_is_rejected_with_its_path() {
         let err = load("server: {lisen: '127.0.0.1:1'}\n", &[]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("server.lisen: unknown field `lisen`"), "{msg}");
+        assert!(
+            msg.starts_with("server.lisen: unknown field `lisen`"),
+            "{msg}"
+        );
         let msg = load("colour: blue\n", &[]).unwrap_err().to_string();
         assert!(msg.starts_with("colour: unknown field `colour`"), "{msg}");
     }
 
     #[test]
     fn bad_values_name_the_key_path() {
-        let msg = load("ingest: {dedup_window: soon}\n", &[]).unwrap_err().to_string();
-        assert!(msg.starts_with("ingest.dedup_window: invalid duration"), "{msg}");
-        let msg = load("server: {listen: nowhere}\n", &[]).unwrap_err().to_string();
+        let msg = load("ingest: {dedup_window: soon}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("ingest.dedup_window: invalid duration"),
+            "{msg}"
+        );
+        let msg = load("server: {listen: nowhere}\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with("server.listen:"), "{msg}");
-        let msg = load("worker: {concurrency: 0}\n", &[]).unwrap_err().to_string();
+        let msg = load("worker: {concurrency: 0}\n", &[])
+            .unwrap_err()
+            .to_string();
         assert_eq!(msg, "worker.concurrency: must be at least 1");
     }
 
@@ -409,7 +435,10 @@ mod tests {
         let s = load(&yaml, &[]).unwrap();
         let got: Vec<_> = s.auth.bearer_tokens.iter().map(|t| t.expose()).collect();
         assert_eq!(got, ["tok-one", "tok-two"]);
-        assert_eq!(s.auth.basic_users[0].password.as_ref().unwrap().expose(), "hunter2");
+        assert_eq!(
+            s.auth.basic_users[0].password.as_ref().unwrap().expose(),
+            "hunter2"
+        );
         let rendered = s.to_redacted_yaml();
         for secret in ["tok-one", "tok-two", "hunter2"] {
             assert!(!rendered.contains(secret), "{secret} leaked:\n{rendered}");
@@ -421,6 +450,9 @@ mod tests {
         let msg = load("auth: {bearer_tokens_file: /nonexistent/t}\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(msg.starts_with("auth.bearer_tokens_file: cannot read /nonexistent/t"), "{msg}");
+        assert!(
+            msg.starts_with("auth.bearer_tokens_file: cannot read /nonexistent/t"),
+            "{msg}"
+        );
     }
 }

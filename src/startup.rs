@@ -37,7 +37,10 @@ impl Application {
     }
 
     /// Builds with an explicit action set (tests inject faulty actions).
-    pub async fn build_with_actions(settings: Settings, actions: ActionSet) -> anyhow::Result<Self> {
+    pub async fn build_with_actions(
+        settings: Settings,
+        actions: ActionSet,
+    ) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&settings.storage.path, settings.storage.busy_timeout)
                 .with_context(|| format!("opening store {}", settings.storage.path.display()))?,
@@ -46,7 +49,10 @@ impl Application {
         // process that is gone, so its work resumes now, not at lease expiry.
         let released = store.release_leases().await?;
         if released > 0 {
-            tracing::warn!(count = released, "Resuming notifications claimed by a previous run");
+            tracing::warn!(
+                count = released,
+                "Resuming notifications claimed by a previous run"
+            );
         }
         let metrics = Arc::new(Metrics::new());
         let pipeline = Arc::new(Pipeline::new(

@@ -33,7 +33,11 @@ impl Action for LogAction {
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<serde_json::Value, ActionError> {
         let alert = ctx.alert;
-        let summary = alert.annotations.get("summary").map(String::as_str).unwrap_or("");
+        let summary = alert
+            .annotations
+            .get("summary")
+            .map(String::as_str)
+            .unwrap_or("");
         tracing::info!(
             action = %self.name,
             notification_id = ctx.notification_id,

@@ -107,7 +107,11 @@ async fn receive_inner(
         alerts = n.alerts.len(),
         "Notification stored"
     );
-    let label = if inserted.duplicate { "duplicate" } else { "stored" };
+    let label = if inserted.duplicate {
+        "duplicate"
+    } else {
+        "stored"
+    };
     Ok((
         StatusCode::OK,
         Json(json!({

@@ -96,7 +96,9 @@ impl IntoResponse for ApiError {
                 if *basic {
                     headers.append(
                         header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Basic realm=\"mlops-alert-router\", charset=\"UTF-8\""),
+                        HeaderValue::from_static(
+                            "Basic realm=\"mlops-alert-router\", charset=\"UTF-8\"",
+                        ),
                     );
                 }
             }

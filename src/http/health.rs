@@ -31,7 +31,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.metrics.inbox_depth.set(state.store.inbox_depth() as i64);
+    state
+        .metrics
+        .inbox_depth
+        .set(state.store.inbox_depth() as i64);
     match state.store.dead_letter_count().await {
         Ok(n) => {
             state.metrics.dead_letters.set(n as i64);

@@ -37,13 +37,18 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::router(&state.ingest))
         .merge(notifications::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
-    let metrics = health::metrics_router()
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_for_metrics));
+    let metrics = health::metrics_router().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_for_metrics,
+    ));
     Router::new()
         .merge(api)
         .merge(metrics)
         .merge(health::router())
-        .layer(middleware::from_fn_with_state(state.clone(), record_latency))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_latency,
+        ))
         .with_state(state)
 }
 

@@ -45,12 +45,20 @@ async fn list(
             "limit: must be between 1 and {MAX_LIMIT}, got {limit}"
         )));
     }
-    if let Some(s) = p.status.as_deref().filter(|s| !matches!(*s, "firing" | "resolved")) {
+    if let Some(s) = p
+        .status
+        .as_deref()
+        .filter(|s| !matches!(*s, "firing" | "resolved"))
+    {
         return Err(ApiError::BadRequest(format!(
             "status: must be firing or resolved, got {s:?}"
         )));
     }
-    if let Some(s) = p.state.as_deref().filter(|s| !matches!(*s, "pending" | "done")) {
+    if let Some(s) = p
+        .state
+        .as_deref()
+        .filter(|s| !matches!(*s, "pending" | "done"))
+    {
         return Err(ApiError::BadRequest(format!(
             "state: must be pending or done, got {s:?}"
         )));
@@ -68,7 +76,9 @@ async fn list(
     let next_before = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    Ok(Json(json!({"notifications": rows, "next_before": next_before})))
+    Ok(Json(
+        json!({"notifications": rows, "next_before": next_before}),
+    ))
 }
 
 fn parse_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
@@ -82,8 +92,11 @@ async fn detail(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(id)?;
     let found = state.store.get(id).await?;
-    let detail = found.ok_or_else(|| ApiError::NotFound(format!("no notification with id {id}")))?;
-    Ok(Json(serde_json::to_value(detail).map_err(anyhow::Error::from)?))
+    let detail =
+        found.ok_or_else(|| ApiError::NotFound(format!("no notification with id {id}")))?;
+    Ok(Json(
+        serde_json::to_value(detail).map_err(anyhow::Error::from)?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,9 +118,16 @@ async fn replay(
         let detail = state.store.get(id).await?.ok_or_else(not_found)?;
         let payload = serde_json::to_vec(&detail.payload).map_err(anyhow::Error::from)?;
         let accepted = ingest::parse(&payload, usize::MAX).map_err(anyhow::Error::from)?;
-        return Ok((StatusCode::OK, Json(state.pipeline.dry_run(&accepted.notification))));
+        return Ok((
+            StatusCode::OK,
+            Json(state.pipeline.dry_run(&accepted.notification)),
+        ));
     }
-    let round = state.store.replay(id, now_ms()).await?.ok_or_else(not_found)?;
+    let round = state
+        .store
+        .replay(id, now_ms())
+        .await?
+        .ok_or_else(not_found)?;
     state.wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,

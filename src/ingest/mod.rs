@@ -86,7 +86,10 @@ pub struct Alert {
 impl Alert {
     /// The `alertname` label, or "" when absent.
     pub fn alertname(&self) -> &str {
-        self.labels.get("alertname").map(String::as_str).unwrap_or("")
+        self.labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -97,9 +100,8 @@ fn zero_time() -> DateTime<FixedOffset> {
 
 fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
     let text = String::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&text).map_err(|e| {
-        serde::de::Error::custom(format!("not an RFC 3339 timestamp: {text:?} ({e})"))
-    })
+    DateTime::parse_from_rfc3339(&text)
+        .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 timestamp: {text:?} ({e})")))
 }
 
 /// Why a body was refused. Each maps to one HTTP status.
@@ -131,26 +133,25 @@ pub struct Accepted {
 /// Parses and validates a webhook body.
 pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let mut notification: Notification =
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let msg = strip_position(&inner.to_string());
-                    if path == "." {
-                        IngestError::Schema(msg)
-                    } else {
-                        IngestError::Schema(format!("{path}: {msg}"))
-                    }
+    let mut notification: Notification = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let msg = strip_position(&inner.to_string());
+                if path == "." {
+                    IngestError::Schema(msg)
+                } else {
+                    IngestError::Schema(format!("{path}: {msg}"))
                 }
-                _ => IngestError::Malformed {
-                    line: inner.line(),
-                    column: inner.column(),
-                    message: strip_position(&inner.to_string()),
-                },
             }
-        })?;
+            _ => IngestError::Malformed {
+                line: inner.line(),
+                column: inner.column(),
+                message: strip_position(&inner.to_string()),
+            },
+        }
+    })?;
     if notification.version != "4" {
         return Err(IngestError::Schema(format!(
             "version: expected \"4\" (Alertmanager webhook payload version 4), got {:?}",
@@ -241,7 +242,14 @@ mod tests {
     fn malformed_json_reports_line_and_column() {
         let err = parse(b"{\n  \"version\": \"4\",\n  oops\n}", 10).unwrap_err();
         assert!(
-            matches!(err, IngestError::Malformed { line: 3, column: 3, .. }),
+            matches!(
+                err,
+                IngestError::Malformed {
+                    line: 3,
+                    column: 3,
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }
@@ -249,24 +257,42 @@ mod tests {
     #[test]
     fn schema_errors_name_the_field() {
         let err = parse(&with(|v| v["version"] = "3".into()), 10).unwrap_err();
-        assert!(err.to_string().starts_with("version: expected \"4\""), "{err}");
+        assert!(
+            err.to_string().starts_with("version: expected \"4\""),
+            "{err}"
+        );
 
-        let err = parse(&with(|v| drop(v.as_object_mut().unwrap().remove("alerts"))), 10)
-            .unwrap_err();
+        let err = parse(
+            &with(|v| drop(v.as_object_mut().unwrap().remove("alerts"))),
+            10,
+        )
+        .unwrap_err();
         assert_eq!(err, IngestError::Schema("missing field `alerts`".into()));
 
-        let err = parse(&with(|v| v["alerts"][0]["startsAt"] = "yesterday".into()), 10)
-            .unwrap_err();
+        let err = parse(
+            &with(|v| v["alerts"][0]["startsAt"] = "yesterday".into()),
+            10,
+        )
+        .unwrap_err();
         assert!(
-            err.to_string().starts_with("alerts[0].startsAt: not an RFC 3339 timestamp"),
+            err.to_string()
+                .starts_with("alerts[0].startsAt: not an RFC 3339 timestamp"),
             "{err}"
         );
 
         let err = parse(&with(|v| v["alerts"][0]["status"] = "burning".into()), 10).unwrap_err();
-        assert!(err.to_string().starts_with("alerts[0].status: unknown variant `burning`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("alerts[0].status: unknown variant `burning`"),
+            "{err}"
+        );
 
         let err = parse(&with(|v| v["alerts"][0]["labels"]["x"] = 1.into()), 10).unwrap_err();
-        assert!(err.to_string().starts_with("alerts[0].labels.x: invalid type"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("alerts[0].labels.x: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -324,14 +324,18 @@ impl Store for SqliteStore {
         self.write(move |conn, state| {
             let existing: Option<i64> = conn
                 .prepare_cached(
-                    "SELECT id FROM notifications WHERE dedup_key = ?1 AND received_at >= ?2 \
+                    "SELECT id FROM notifications WHERE dedup_key = ?1 AND received_at > ?2 \
                      ORDER BY id DESC LIMIT 1",
                 )?
-                .query_row(params![&key[..], received_at - dedup_window_ms], |r| r.get(0))
+                .query_row(params![&key[..], received_at - dedup_window_ms], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if let Some(id) = existing {
-                conn.prepare_cached("UPDATE notifications SET duplicates = duplicates + 1 WHERE id = ?1")?
-                    .execute([id])?;
+                conn.prepare_cached(
+                    "UPDATE notifications SET duplicates = duplicates + 1 WHERE id = ?1",
+                )?
+                .execute([id])?;
                 return Ok(Inserted {
                     id,
                     duplicate: true,
@@ -439,9 +443,13 @@ impl Store for SqliteStore {
                     Some(a.finished_at),
                     Some(result.to_string()),
                 ),
-                RunOutcome::Retry { error, retry_at } => {
-                    (RunStatus::Pending, Some(error.clone()), Some(*retry_at), None, None)
-                }
+                RunOutcome::Retry { error, retry_at } => (
+                    RunStatus::Pending,
+                    Some(error.clone()),
+                    Some(*retry_at),
+                    None,
+                    None,
+                ),
                 RunOutcome::Dead { error } => (
                     RunStatus::Dead,
                     Some(error.clone()),
@@ -591,7 +599,9 @@ impl Store for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {SUMMARY_COLUMNS}, n.payload FROM notifications n WHERE n.id = ?1"
                 ))?
-                .query_row([id], |r| Ok((summary_from_row(r)?, r.get::<_, String>(11)?)))
+                .query_row([id], |r| {
+                    Ok((summary_from_row(r)?, r.get::<_, String>(11)?))
+                })
                 .optional()?;
             let Some((summary, payload)) = found else {
                 return Ok(None);
@@ -604,7 +614,8 @@ impl Store for SqliteStore {
                 .query_map([id], run_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             // Stored bodies were validated JSON.
-            let payload = serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload));
+            let payload =
+                serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload));
             Ok(Some(NotificationDetail {
                 summary,
                 payload,

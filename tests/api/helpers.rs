@@ -1,0 +1,149 @@
+//! `spawn_app`: the router on a free loopback port with a temp-dir store.
+
+use mlops_alert_router::act::ActionSet;
+use mlops_alert_router::settings::Settings;
+use mlops_alert_router::startup::Application;
+use mlops_alert_router::store::Store;
+use mlops_alert_router::worker::Worker;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const FIXTURES: &[&str] = &[
+    "accuracy-firing-both-variants.json",
+    "accuracy-firing.json",
+    "accuracy-partially-resolved.json",
+    "accuracy-resolved.json",
+    "cpu-firing-truncated.json",
+    "cpu-resolved-truncated.json",
+    "latency-firing-unicode.json",
+    "server-down-firing.json",
+];
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn fixture_json(name: &str) -> Value {
+    serde_json::from_str(&fixture(name)).unwrap()
+}
+
+/// Settings for a test: embedded default, port 0, store in `dir`, fast polling.
+pub fn test_settings(dir: &Path) -> Settings {
+    let mut s = Settings::load_with_env(None, Vec::new()).expect("embedded default loads");
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.storage.path = dir.join("router.db");
+    s.worker.poll_interval = Duration::from_millis(20);
+    s.worker.backoff_initial = Duration::ZERO;
+    s
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub worker: Worker,
+    pub db_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Spawns the app built from `settings` with the configured actions.
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let actions = ActionSet::build(&settings.actions);
+    spawn_app_with_actions(settings, actions).await
+}
+
+/// Spawns the app with an explicit action set.
+pub async fn spawn_app_with_actions(settings: Settings, actions: ActionSet) -> TestApp {
+    let db_path = settings.storage.path.clone();
+    let app = Application::build_with_actions(settings, actions)
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    let worker = app.worker();
+    let (tx, rx) = oneshot::channel();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        store,
+        worker,
+        db_path,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/alerts", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    pub async fn notification_count(&self) -> usize {
+        self.get_json("/api/v1/notifications?limit=500").await["notifications"]
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
+    /// Polls the detail of `id` until `done` holds for it, or panics after 10 s.
+    pub async fn wait_for(&self, id: i64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let detail = self.get_json(&format!("/api/v1/notifications/{id}")).await;
+            if done(&detail) {
+                return detail;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting on {detail:#}");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the app the way a SIGTERM would, and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("app task")
+                .expect("app stopped cleanly");
+        }
+    }
+}
+
+pub fn is_done(detail: &Value) -> bool {
+    detail["state"] == "done"
+}

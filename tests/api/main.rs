@@ -1,0 +1,10 @@
+//! HTTP API, worker and store, end to end in one process (one test binary).
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod durability;
+mod ingest;
+mod notifications;
+mod worker;

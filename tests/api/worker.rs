@@ -1,0 +1,168 @@
+use crate::helpers::*;
+use async_trait::async_trait;
+use mlops_alert_router::act::{Action, ActionContext, ActionError, ActionSet};
+use mlops_alert_router::worker::Outcome;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Fails `failures` times (retryable, or permanent), then succeeds.
+struct Flaky {
+    failures: u32,
+    permanent: bool,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Action for Flaky {
+    fn kind(&self) -> &'static str {
+        "flaky"
+    }
+    async fn execute(&self, _: &ActionContext<'_>) -> Result<Value, ActionError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > self.failures {
+            return Ok(json!({"call": n}));
+        }
+        if self.permanent {
+            Err(ActionError::Permanent(format!("HTTP 400 on call {n}")))
+        } else {
+            Err(ActionError::Retryable {
+                message: format!("HTTP 503 on call {n}"),
+                retry_after: None,
+            })
+        }
+    }
+}
+
+async fn app_with(failures: u32, permanent: bool) -> (TestApp, Arc<Flaky>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.worker.enabled = false;
+    settings.worker.max_attempts = 3;
+    let flaky = Arc::new(Flaky {
+        failures,
+        permanent,
+        calls: AtomicU32::new(0),
+    });
+    let mut actions = ActionSet::build(&settings.actions);
+    actions.insert("log", flaky.clone());
+    (spawn_app_with_actions(settings, actions).await, flaky, dir)
+}
+
+async fn drain(app: &TestApp) {
+    // backoff_initial is zero in tests, so every retry is due at once.
+    for _ in 0..20 {
+        if app.worker.try_execute_task().await.unwrap() == Outcome::Empty {
+            return;
+        }
+    }
+    panic!("inbox never drained");
+}
+
+async fn run_of(app: &TestApp) -> Value {
+    let id = app
+        .post_alerts(fixture("accuracy-firing.json"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    drain(app).await;
+    let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
+    assert_eq!(detail["state"], "done", "{detail:#}");
+    detail["action_runs"][0].clone()
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_success() {
+    let (app, flaky, _dir) = app_with(2, false).await;
+    let run = run_of(&app).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["attempts"], 3);
+    assert_eq!(run["last_error"], "HTTP 503 on call 2");
+    assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("action_runs_total{action=\"log\",type=\"flaky\",outcome=\"failed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("action_runs_total{action=\"log\",type=\"flaky\",outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_out_of_attempts_is_dead_and_shown_as_such() {
+    let (app, flaky, _dir) = app_with(10, false).await;
+    let run = run_of(&app).await;
+    assert_eq!(run["status"], "dead");
+    assert_eq!(run["attempts"], 3);
+    assert_eq!(
+        run["last_error"],
+        "gave up after 3 attempts: HTTP 503 on call 3"
+    );
+    assert_eq!(
+        flaky.calls.load(Ordering::SeqCst),
+        3,
+        "no attempt after the limit"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("dead_letters 1"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_at_once() {
+    let (app, flaky, _dir) = app_with(10, true).await;
+    let run = run_of(&app).await;
+    assert_eq!(run["status"], "dead");
+    assert_eq!(run["attempts"], 1);
+    assert_eq!(run["last_error"], "HTTP 400 on call 1");
+    assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_run_waits_for_its_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.worker.enabled = false;
+    settings.worker.backoff_initial = Duration::from_secs(3600);
+    settings.worker.backoff_max = Duration::from_secs(3600);
+    let mut actions = ActionSet::build(&settings.actions);
+    actions.insert(
+        "log",
+        Arc::new(Flaky {
+            failures: 1,
+            permanent: false,
+            calls: AtomicU32::new(0),
+        }),
+    );
+    let app = spawn_app_with_actions(settings, actions).await;
+    let id = app
+        .post_alerts(fixture("accuracy-firing.json"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        app.worker.try_execute_task().await.unwrap(),
+        Outcome::Completed
+    );
+    // The retry is an hour away: nothing is due now.
+    assert_eq!(app.worker.try_execute_task().await.unwrap(), Outcome::Empty);
+    let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
+    assert_eq!(detail["state"], "pending");
+    let run = &detail["action_runs"][0];
+    assert_eq!(run["status"], "pending");
+    assert_eq!(run["attempts"], 1);
+    assert!(run["next_attempt_at"].is_string());
+    app.stop().await;
+}
