@@ -1,5 +1,7 @@
 //! Command line: `serve`, `check-config`, `replay`.
 
+use crate::route::matcher::parse_label_arg;
+use crate::route::test_output;
 use crate::settings::Settings;
 use crate::startup::{shutdown_signal, Application};
 use anyhow::Context;
@@ -28,6 +30,16 @@ pub enum Command {
         /// Config file (same as --config).
         file: Option<PathBuf>,
     },
+    /// Inspect the route tree.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+    /// Print the dry-run plan of a saved Alertmanager payload (nothing is sent or stored).
+    Plan {
+        /// JSON file with an Alertmanager webhook body.
+        file: PathBuf,
+    },
     /// POST a saved Alertmanager payload to a running router and print the answer.
     Replay {
         /// JSON file with an Alertmanager webhook body.
@@ -41,6 +53,19 @@ pub enum Command {
         /// Ask for the plan only; nothing is stored.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `routes …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// Print the route tree.
+    Show,
+    /// Print the actions an alert with these labels is routed to, comma-separated
+    /// in match order, as `amtool config routes test` prints receivers.
+    Test {
+        /// Labels as LABEL=VALUE (or LABEL="quoted value").
+        labels: Vec<String>,
     },
 }
 
@@ -70,6 +95,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { file } => {
             let settings = load(file.or(cli.config).as_deref())?;
             print!("{}", settings.to_redacted_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Routes { command } => {
+            let settings = load(cli.config.as_deref())?;
+            let route = settings.compile_route()?;
+            match command {
+                RoutesCommand::Show => print!("{}", route.render()),
+                RoutesCommand::Test { labels } => {
+                    let mut set = std::collections::BTreeMap::new();
+                    for arg in &labels {
+                        let (name, value) = parse_label_arg(arg)
+                            .map_err(|e| anyhow::anyhow!("invalid label {arg:?}: {e}"))?;
+                        set.insert(name, value);
+                    }
+                    print!("{}", test_output(&route, &set));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { file } => {
+            let settings = load(cli.config.as_deref())?;
+            let route = settings.compile_route()?;
+            let body =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let accepted = crate::ingest::parse(&body, usize::MAX)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let plan = crate::pipeline::plan(&route, &accepted.notification);
+            println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {

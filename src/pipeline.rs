@@ -92,32 +92,9 @@ impl Pipeline {
         runs
     }
 
-    /// The plan for a notification without storing or changing anything:
-    /// per alert, the matched routes and the actions that would run.
+    /// The plan for a notification without storing or changing anything.
     pub fn dry_run(&self, n: &Notification) -> serde_json::Value {
-        let alerts: Vec<serde_json::Value> = n
-            .alerts
-            .iter()
-            .map(|alert| {
-                let matches = self.route.evaluate(&alert.labels);
-                let mut actions: Vec<String> = Vec::new();
-                for m in &matches {
-                    for a in &m.actions {
-                        if !actions.contains(a) {
-                            actions.push(a.clone());
-                        }
-                    }
-                }
-                serde_json::json!({
-                    "fingerprint": alert.fingerprint,
-                    "status": alert.status,
-                    "labels": alert.labels,
-                    "routes": matches.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(),
-                    "actions": actions,
-                })
-            })
-            .collect();
-        serde_json::json!({ "dry_run": true, "alerts": alerts })
+        plan(&self.route, n)
     }
 
     /// Processes one claimed notification through every stage and settles it.
@@ -239,6 +216,32 @@ impl Pipeline {
         }
         self.store.settle(claimed.id, claimed.round, now_ms()).await
     }
+}
+
+/// The dry-run plan: per alert, the matched routes (by config path) and the
+/// actions that would run, in match order. Pure: nothing is stored or sent.
+pub fn plan(route: &Route, n: &Notification) -> serde_json::Value {
+    let alerts: Vec<serde_json::Value> = n
+        .alerts
+        .iter()
+        .map(|alert| {
+            let matches = route.evaluate(&alert.labels);
+            let mut actions: Vec<&str> = Vec::new();
+            for a in matches.iter().flat_map(|m| &m.actions) {
+                if !actions.contains(&a.as_str()) {
+                    actions.push(a);
+                }
+            }
+            serde_json::json!({
+                "fingerprint": alert.fingerprint,
+                "status": alert.status,
+                "labels": alert.labels,
+                "routes": matches.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(),
+                "actions": actions,
+            })
+        })
+        .collect();
+    serde_json::json!({ "dry_run": true, "alerts": alerts })
 }
 
 /// Wall-clock time in Unix milliseconds.

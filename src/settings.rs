@@ -5,7 +5,7 @@
 //! Every error names the key path it is about.
 
 use crate::act::ActionConfig;
-use crate::route::RouteConfig;
+use crate::route::{Route, RouteConfig, RouteError};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -307,14 +307,19 @@ impl Settings {
                 errors.push(format!("actions.{name}: {e}"));
             }
         }
-        if let Err(e) = self.route.validate(&|name| self.actions.contains_key(name)) {
-            errors.extend(e);
+        if let Err(e) = self.compile_route() {
+            errors.push(e.to_string());
         }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ConfigError(errors))
         }
+    }
+
+    /// Compiles the route tree against the configured actions.
+    pub fn compile_route(&self) -> Result<Route, RouteError> {
+        crate::route::compile(&self.route, &|name| self.actions.contains_key(name))
     }
 
     /// The effective configuration as YAML, secrets redacted.

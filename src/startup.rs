@@ -56,7 +56,7 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new());
         let pipeline = Arc::new(Pipeline::new(
-            settings.route.compile(),
+            settings.compile_route()?,
             actions,
             store.clone(),
             metrics.clone(),

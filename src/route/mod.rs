@@ -1,60 +1,20 @@
-//! Route: labels → named actions. (Root-only until the matcher tree lands.)
+//! Route: labels → named actions, with Alertmanager's matcher language and
+//! route-tree semantics, so a route written for Alertmanager reads the same here.
+//!
+//! - [`matcher`]: `name="v"`, `!=`, `=~`, `!~`, brace sets, quoting and
+//!   escapes as Alertmanager parses them; regexes fully anchored.
+//! - [`go_regex`]: Go regexp syntax rewritten so Rust's `regex` matches what
+//!   Alertmanager (Go) matches (ASCII `\d`, `\w`, `\s`, `\b`).
+//! - [`tree`]: the config shape, [`compile`] (once, at startup) and
+//!   [`Route::evaluate`] (pure and synchronous): depth-first, first matching
+//!   child wins unless it has `continue: true`, a node none of whose children
+//!   match is itself the match, a route without `actions` inherits them.
+//!
+//! The semantics are checked against the real `amtool config routes test` by
+//! `tests/amtool_differential.rs`.
 
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+pub mod go_regex;
+pub mod matcher;
+pub mod tree;
 
-/// `route:` in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    #[serde(default)]
-    pub actions: Vec<String>,
-}
-
-impl RouteConfig {
-    /// Checks every action reference; errors name the key path.
-    pub fn validate(&self, action_exists: &dyn Fn(&str) -> bool) -> Result<(), Vec<String>> {
-        let errors: Vec<String> = self
-            .actions
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| !action_exists(a))
-            .map(|(i, a)| format!("route.actions[{i}]: unknown action {a:?}"))
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-
-    /// The runtime tree.
-    pub fn compile(&self) -> Route {
-        Route {
-            actions: self.actions.clone(),
-        }
-    }
-}
-
-/// A compiled route tree.
-#[derive(Debug, Clone)]
-pub struct Route {
-    actions: Vec<String>,
-}
-
-/// One matched route node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteMatch {
-    pub path: String,
-    pub actions: Vec<String>,
-}
-
-impl Route {
-    /// Matched nodes in match order.
-    pub fn evaluate(&self, _labels: &BTreeMap<String, String>) -> Vec<RouteMatch> {
-        vec![RouteMatch {
-            path: "route".into(),
-            actions: self.actions.clone(),
-        }]
-    }
-}
+pub use tree::{compile, test_output, Route, RouteConfig, RouteError, RouteMatch};

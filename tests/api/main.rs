@@ -7,4 +7,5 @@ mod cli;
 mod durability;
 mod ingest;
 mod notifications;
+mod routing;
 mod worker;

@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Offline validation of the Kubernetes deployment under deploy/ (no cluster, no
+# network, no Docker engine). Run from anywhere; it works from the repo root.
+#
+#   scripts/check-deploy.sh          every check; the last line is "N passed, M failed"
+#   scripts/check-deploy.sh --sync   first refresh the copies under deploy/ from their
+#                                    sources (alerts/mlops-alert-rules.yaml, dashboards/*.json)
+#
+# What it checks, for every overlay under deploy/overlays/:
+#   - `kubectl kustomize` renders it;
+#   - built-in kinds validate with `kubernetes-validate --strict` against the
+#     Kubernetes versions in K8S_VERSIONS;
+#   - custom resources (PrometheusRule, ServiceMonitor, AlertmanagerConfig)
+#     validate with check-jsonschema against deploy/schemas/;
+#   - `mlops-alert-router check-config` accepts the config the pod would read: the
+#     rendered ConfigMap, the container's env overrides, and the Secret files
+#     (example values from deploy/base/secret.example.yaml);
+#   - cross-object consistency (deploy/tools/deploy_checks.py): AlertmanagerConfig
+#     URL/auth vs Service and router config, RBAC resourceNames vs traffic_targets,
+#     probes/ports/PVC/securityContext vs config, dry-run in dev, ...
+# and once: the schemas themselves (plus a negative control each), the Experiment
+# example, the plain Alertmanager snippet, the copies under deploy/ vs their
+# sources, the Dockerfile (hadolint and its contract with the Deployment).
+#
+# Needs kubectl, and the tools of deploy/tools/requirements.txt in .venv-deploy/:
+#   python3 -m venv .venv-deploy && .venv-deploy/bin/pip install -q -r deploy/tools/requirements.txt
+# Environment: ROUTER_BIN (default target/debug/mlops-alert-router), DEPLOY_VENV
+# (default .venv-deploy), KUBECTL (default kubectl), K8S_VERSIONS (default
+# "1.32.0 1.37.0": the kubectl/kustomize version used here and the newest bundled).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SYNC=0
+case "${1:-}" in
+  --sync) SYNC=1 ;;
+  "") ;;
+  -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+  *) echo "usage: $0 [--sync]" >&2; exit 2 ;;
+esac
+
+VENV=${DEPLOY_VENV:-.venv-deploy}
+KUBECTL=${KUBECTL:-kubectl}
+K8S_VERSIONS=${K8S_VERSIONS:-1.32.0 1.37.0}
+ROUTER_BIN=${ROUTER_BIN:-target/debug/mlops-alert-router}
+INSTALL_HINT="python3 -m venv .venv-deploy && .venv-deploy/bin/pip install -q -r deploy/tools/requirements.txt"
+export PYTHONDONTWRITEBYTECODE=1
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok - $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
+skip() { echo "skipped: $*"; }
+indent() { sed 's/^/    /'; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# A tool from the venv, else from PATH; empty if neither.
+tool() {
+  if [[ -x "$VENV/bin/$1" ]]; then echo "$VENV/bin/$1"
+  else command -v "$1" || true
+  fi
+}
+
+# Run deploy_checks.py and count its "ok - " / "FAIL - " lines as checks.
+py_checks() {
+  local out rc=0 fails
+  out=$("$PY" deploy/tools/deploy_checks.py "$@" 2>&1) || rc=$?
+  while IFS= read -r line; do
+    case "$line" in
+      "ok - "*) passed=$((passed + 1)); echo "$line" ;;
+      "FAIL - "*) failed=$((failed + 1)); echo "$line" ;;
+      "") ;;
+      *) echo "$line" ;;
+    esac
+  done <<<"$out"
+  fails=$(grep -c '^FAIL - ' <<<"$out" || true)
+  if [[ $rc -ne 0 && $fails -eq 0 ]]; then
+    fail "deploy_checks.py $1 exited $rc without naming a failed check"
+  fi
+  return 0
+}
+
+# ---------------------------------------------------------------------------
+# Tools
+
+PY=""
+for cand in "$VENV/bin/python" python3; do
+  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import yaml' 2>/dev/null; then PY=$cand; break; fi
+done
+KV=$(tool kubernetes-validate)
+CJ=$(tool check-jsonschema)
+HADOLINT=$(tool hadolint)
+
+missing=()
+command -v "$KUBECTL" >/dev/null 2>&1 || missing+=("$KUBECTL")
+[[ -n $PY ]] || missing+=("python3 with PyYAML")
+[[ -n $KV ]] || missing+=("kubernetes-validate")
+[[ -n $CJ ]] || missing+=("check-jsonschema")
+if ((${#missing[@]})); then
+  fail "missing tools: ${missing[*]} (install: $INSTALL_HINT)"
+  echo "$passed passed, $failed failed"
+  exit 1
+fi
+
+if ((SYNC)) && ! "$PY" deploy/tools/deploy_checks.py sync; then
+  fail "--sync could not refresh the copies under deploy/"
+fi
+
+# ---------------------------------------------------------------------------
+# Schemas, examples, sources
+
+if out=$("$CJ" --check-metaschema deploy/schemas/*.schema.json 2>&1); then
+  pass "deploy/schemas/*.schema.json are valid JSON Schemas"
+else
+  fail "deploy/schemas: invalid JSON Schema"; indent <<<"$out"
+fi
+
+# schema-check FILE SCHEMA LABEL
+schema_check() {
+  local out
+  if out=$("$CJ" --schemafile "$2" "$1" 2>&1); then
+    pass "$3 valid against $2"
+  else
+    fail "$3 invalid against $2"; indent <<<"$out"
+  fi
+}
+
+schema_check deploy/examples/experiment.yaml deploy/schemas/experiment.schema.json "Experiment example"
+if ! "$PY" deploy/tools/deploy_checks.py mutate deploy/examples/experiment.yaml "$tmp/experiment-negative.yaml"; then
+  fail "Experiment example: cannot build the negative control"
+elif "$CJ" --schemafile deploy/schemas/experiment.schema.json "$tmp/experiment-negative.yaml" >/dev/null 2>&1; then
+  fail "deploy/schemas/experiment.schema.json accepts an unknown spec field: not strict"
+else
+  pass "deploy/schemas/experiment.schema.json rejects an unknown spec field (negative control)"
+fi
+schema_check deploy/alertmanager/webhook-receiver.yaml deploy/schemas/alertmanager-webhook-snippet.schema.json \
+  "plain Alertmanager snippet"
+
+py_checks sources
+
+# The plain snippet through the real Alertmanager parser and router (amtool, from
+# Debian's prometheus-alertmanager): every alert of the rules must land where intended.
+AMTOOL=$(command -v amtool || true)
+if [[ -n $AMTOOL ]]; then
+  if ! expected=$("$PY" deploy/tools/deploy_checks.py amconfig "$tmp/alertmanager.yml" 2>&1); then
+    fail "plain Alertmanager snippet: cannot build an alertmanager.yml from it"; indent <<<"$expected"
+  elif out=$("$AMTOOL" check-config "$tmp/alertmanager.yml" 2>&1); then
+    pass "plain Alertmanager snippet: amtool check-config accepts it in a minimal alertmanager.yml"
+    wrong=()
+    n_routed=0
+    while IFS=$'\t' read -r alert want; do
+      [[ -n $alert ]] || continue
+      got=$("$AMTOOL" config routes test --config.file="$tmp/alertmanager.yml" "alertname=$alert" 2>/dev/null || true)
+      [[ $got == "$want" ]] || wrong+=("$alert -> ${got:-nothing} (want $want)")
+      [[ $want == default-for-amtool ]] || n_routed=$((n_routed + 1))
+    done <<<"$expected"
+    if [[ -z $expected ]]; then
+      skip "no alert rules: amtool routing test not run"
+    elif ((${#wrong[@]})); then
+      fail "plain Alertmanager snippet routes alerts wrongly (amtool config routes test): ${wrong[*]}"
+    else
+      pass "plain Alertmanager snippet: amtool routes the $n_routed MLOps alerts to the router, the router's self-alerts elsewhere"
+    fi
+  else
+    fail "plain Alertmanager snippet: amtool check-config"; indent <<<"$out"
+  fi
+else
+  skip "amtool not installed (Debian package prometheus-alertmanager): plain snippet not parsed by Alertmanager"
+fi
+
+if [[ -n $HADOLINT ]]; then
+  if out=$("$HADOLINT" --no-color Dockerfile 2>&1); then
+    pass "Dockerfile passes hadolint"
+  else
+    fail "Dockerfile: hadolint findings"; indent <<<"$out"
+  fi
+else
+  skip "hadolint not installed: Dockerfile not linted (install: $INSTALL_HINT)"
+fi
+
+# ---------------------------------------------------------------------------
+# The router binary (for check-config)
+
+BIN=""
+if [[ ! -e $ROUTER_BIN ]]; then
+  fail "router binary $ROUTER_BIN not found: build it (cargo build) or set ROUTER_BIN; check-config NOT run on the rendered configs"
+elif [[ ! -x $ROUTER_BIN ]]; then
+  fail "router binary $ROUTER_BIN is not executable; check-config NOT run"
+else
+  BIN=$(cd "$(dirname "$ROUTER_BIN")" && pwd)/$(basename "$ROUTER_BIN")
+  # Negative control: a binary that accepts an unknown top-level key is not a
+  # real check-config (e.g. a stub build), and every later "ok" would be empty.
+  printf 'no_such_section_for_negative_control: {x: 1}\n' >"$tmp/invalid-config.yaml"
+  if env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$tmp" "$BIN" check-config "$tmp/invalid-config.yaml" \
+      >"$tmp/neg.out" 2>&1; then
+    fail "$ROUTER_BIN check-config accepted an invalid config (unknown key): not a working check-config; rendered configs NOT checked"
+    BIN=""
+  else
+    pass "$ROUTER_BIN check-config rejects an invalid config (negative control)"
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# Every overlay
+
+overlays=()
+for d in deploy/overlays/*/; do
+  [[ -f $d/kustomization.yaml ]] && overlays+=("$(basename "$d")")
+done
+((${#overlays[@]})) || fail "no overlay under deploy/overlays"
+
+declare -A negative_done=()
+for ov in "${overlays[@]}"; do
+  dir=$tmp/$ov
+  mkdir -p "$dir"
+  if ! "$KUBECTL" kustomize "deploy/overlays/$ov" >"$dir/rendered.yaml" 2>"$dir/kustomize.err"; then
+    fail "$ov: kubectl kustomize deploy/overlays/$ov"; indent <"$dir/kustomize.err"
+    continue
+  fi
+  pass "$ov: kubectl kustomize renders $(grep -c '^kind: ' "$dir/rendered.yaml") objects"
+
+  if ! crs=$("$PY" deploy/tools/deploy_checks.py split "$dir/rendered.yaml" "$dir" 2>&1); then
+    fail "$ov: cannot split the rendered output"; indent <<<"$crs"
+    continue
+  fi
+
+  # Built-in kinds
+  kargs=()
+  for v in $K8S_VERSIONS; do kargs+=(-k "$v"); done
+  kv_rc=0
+  kv_out=$("$KV" --strict --quiet "${kargs[@]}" "$dir/builtin.yaml" 2>&1) || kv_rc=$?
+  n_builtin=$(grep -c '^kind: ' "$dir/builtin.yaml" || true)
+  if [[ $kv_rc -eq 0 && -z $kv_out ]]; then
+    pass "$ov: $n_builtin built-in objects valid (kubernetes-validate --strict, Kubernetes ${K8S_VERSIONS// /, })"
+  else
+    # A WARN (no schema for a kind) is a failure too: nothing was validated.
+    fail "$ov: kubernetes-validate --strict"; indent <<<"$kv_out"
+  fi
+
+  # Custom resources
+  while IFS=$'\t' read -r file kind id schema; do
+    [[ -n $file ]] || continue
+    if [[ $schema == "-" ]]; then
+      fail "$ov: $id: no schema for kind $kind under deploy/schemas (add one)"
+      continue
+    fi
+    schema_check "$file" "$schema" "$ov: $id"
+    # Negative control, once per schema: an unknown spec field must be rejected.
+    if [[ -z ${negative_done[$schema]:-} ]]; then
+      negative_done[$schema]=1
+      if ! "$PY" deploy/tools/deploy_checks.py mutate "$file" "$dir/negative.yaml"; then
+        fail "$ov: $id: cannot build the negative control"
+      elif "$CJ" --schemafile "$schema" "$dir/negative.yaml" >/dev/null 2>&1; then
+        fail "$schema accepts an unknown spec field: not strict"
+      else
+        pass "$schema rejects an unknown spec field (negative control)"
+      fi
+    fi
+  done <<<"$crs"
+
+  # check-config on exactly what the pod reads
+  if [[ -n $BIN ]]; then
+    rt=$dir/runtime
+    if rt_out=$("$PY" deploy/tools/deploy_checks.py runtime "$dir/rendered.yaml" "$rt" 2>&1); then
+      envs=()
+      [[ -s $rt/env ]] && mapfile -d '' envs <"$rt/env"
+      if cc_out=$(env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$tmp" ${envs[@]+"${envs[@]}"} \
+          "$BIN" check-config "$rt/config.yaml" 2>&1); then
+        pass "$ov: mlops-alert-router check-config accepts the rendered ConfigMap (with the pod's env and Secret files)"
+      else
+        fail "$ov: mlops-alert-router check-config rejects the rendered config"; indent <<<"$cc_out"$'\n'"$rt_out"
+      fi
+    else
+      fail "$ov: cannot tell which config the pod reads"; indent <<<"$rt_out"
+    fi
+  else
+    skip "$ov: check-config not run (no working router binary, see above)"
+  fi
+
+  py_checks consistency "$ov" "$dir/rendered.yaml"
+done
+
+((${#negative_done[@]})) || fail "no custom resource rendered: schema negative controls not run"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
