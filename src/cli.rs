@@ -116,12 +116,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plan { file } => {
             let settings = load(cli.config.as_deref())?;
-            let route = settings.compile_route()?;
             let body =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let accepted = crate::ingest::parse(&body, usize::MAX)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let plan = crate::pipeline::plan(&route, &accepted.notification);
+            let plan = runtime()?.block_on(async {
+                let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+                let planner = crate::pipeline::Planner::from_settings(&settings, metrics)?;
+                anyhow::Ok(planner.dry_run(accepted.notification).await)
+            })?;
             println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(ExitCode::SUCCESS)
         }

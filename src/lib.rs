@@ -30,6 +30,7 @@
 
 pub mod act;
 pub mod cli;
+pub mod enrich;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -46,6 +46,12 @@ pub struct ActionTypeLabels {
     pub kind: TypeLabel,
 }
 
+/// `enrichment` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnrichmentLabels {
+    pub enrichment: String,
+}
+
 /// Labels of `http_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -72,6 +78,14 @@ pub struct Metrics {
     pub action_duration: Family<ActionTypeLabels, Histogram>,
     /// HTTP request latency.
     pub http_duration: Family<HttpLabels, Histogram>,
+    /// Prometheus queries sent by enrichment, by outcome (success, error, timeout).
+    pub enrichment_queries: Family<OutcomeLabels, Counter>,
+    /// Enrichment queries answered from the cache or a request already in flight.
+    pub enrichment_cache_hits: Counter,
+    /// Time one Prometheus query took.
+    pub enrichment_duration: Histogram,
+    /// Enrichments that gave no value for an alert (query or render failed), by name.
+    pub enrichment_failures: Family<EnrichmentLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -130,8 +144,36 @@ impl Metrics {
             "HTTP request latency by method, route and status",
             http_duration.clone(),
         );
+        let enrichment_queries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "enrichment_queries",
+            "Prometheus queries sent by enrichment, by outcome",
+            enrichment_queries.clone(),
+        );
+        let enrichment_cache_hits = Counter::default();
+        registry.register(
+            "enrichment_cache_hits",
+            "Enrichment queries answered from the cache or a request in flight",
+            enrichment_cache_hits.clone(),
+        );
+        let enrichment_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "enrichment_query_duration_seconds",
+            "Time one Prometheus query took",
+            enrichment_duration.clone(),
+        );
+        let enrichment_failures = Family::<EnrichmentLabels, Counter>::default();
+        registry.register(
+            "enrichment_failures",
+            "Enrichments that gave no value for an alert, by name",
+            enrichment_failures.clone(),
+        );
         Self {
             registry,
+            enrichment_queries,
+            enrichment_cache_hits,
+            enrichment_duration,
+            enrichment_failures,
             notifications,
             alerts,
             inbox_depth,
@@ -147,6 +189,25 @@ impl Metrics {
         self.notifications
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one Prometheus query and its latency.
+    pub fn enrichment_query(&self, outcome: &str, took: std::time::Duration) {
+        self.enrichment_queries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.enrichment_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts an enrichment that gave no value.
+    pub fn enrichment_failure(&self, name: &str) {
+        self.enrichment_failures
+            .get_or_create(&EnrichmentLabels {
+                enrichment: name.to_owned(),
             })
             .inc();
     }

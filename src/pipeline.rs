@@ -1,14 +1,21 @@
 //! Pipeline: the one place that knows the stage order.
 //!
-//! route (labels → actions) → enrich (later) → act → ledger. The worker hands
-//! it a claimed notification; it records every action run's outcome.
+//! route (labels → actions, enrichments) → enrich (Prometheus context) → act →
+//! ledger. The worker hands it a claimed notification; it records every action
+//! run's outcome. [`Planner`] is the side-effect-free half (route + enrich),
+//! shared with the dry-run plan.
 
 use crate::act::{ActionContext, ActionError, ActionSet};
-use crate::ingest::{self, Notification};
+use crate::enrich::alertmanager::{self, AlertmanagerClient};
+use crate::enrich::{Context, Enricher};
+use crate::ingest::{self, Alert, Notification};
 use crate::metrics::{ActionRunLabels, ActionTypeLabels, Metrics, TypeLabel};
 use crate::route::Route;
+use crate::settings::Settings;
 use crate::store::{Claimed, PlannedRun, RunAttempt, RunOutcome, Store, StoreError};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -36,9 +43,128 @@ impl RetryPolicy {
     }
 }
 
+/// Where one alert goes.
+#[derive(Debug, Clone, Default)]
+pub struct Routed {
+    /// Config paths of the matched routes, in match order.
+    pub routes: Vec<String>,
+    /// Actions to run, in match order, each once.
+    pub actions: Vec<String>,
+    /// Enrichments the matched routes ask for, each once.
+    pub enrich: Vec<String>,
+}
+
+/// Route and enrich: everything before acting, with no side effect.
+pub struct Planner {
+    route: Route,
+    enricher: Enricher,
+    alertmanager: Option<AlertmanagerClient>,
+}
+
+impl Planner {
+    /// Builds the route tree, enrichment templates and clients from settings.
+    pub fn from_settings(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        Ok(Self {
+            route: settings.compile_route()?,
+            enricher: Enricher::new(
+                &settings.enrichments,
+                settings.prometheus.as_ref(),
+                settings.link_settings(),
+                metrics,
+            )?,
+            alertmanager: settings
+                .alertmanager
+                .as_ref()
+                .map(AlertmanagerClient::new)
+                .transpose()?,
+        })
+    }
+
+    /// Route stage for one alert.
+    pub fn route_alert(&self, alert: &Alert) -> Routed {
+        let mut routed = Routed::default();
+        for m in self.route.evaluate(&alert.labels) {
+            routed.routes.push(m.path);
+            for a in m.actions {
+                if !routed.actions.contains(&a) {
+                    routed.actions.push(a);
+                }
+            }
+            for e in m.enrich {
+                if !routed.enrich.contains(&e) {
+                    routed.enrich.push(e);
+                }
+            }
+        }
+        routed
+    }
+
+    /// When Alertmanager truncated the notification, adds the rest of the
+    /// group from its API. Returns a note for the log/plan when it could not.
+    pub async fn complete_truncated(&self, n: &mut Notification) -> Option<String> {
+        if n.truncated_alerts == 0 {
+            return None;
+        }
+        let Some(am) = &self.alertmanager else {
+            return Some(format!(
+                "{} alerts were truncated by Alertmanager; set alertmanager.url to fetch them",
+                n.truncated_alerts
+            ));
+        };
+        match am.group_alerts(n).await {
+            Ok(fetched) => {
+                let added = alertmanager::complete(n, fetched);
+                tracing::info!(
+                    added,
+                    truncated = n.truncated_alerts,
+                    "Fetched truncated alerts from Alertmanager"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot fetch truncated alerts; routing the ones received");
+                Some(format!(
+                    "cannot fetch the {} truncated alerts: {e}",
+                    n.truncated_alerts
+                ))
+            }
+        }
+    }
+
+    /// Enrich stage for one alert.
+    pub async fn context(&self, routed: &Routed, n: &Notification, alert: &Alert) -> Context {
+        self.enricher.context(&routed.enrich, n, alert).await
+    }
+
+    /// The plan for a notification, storing and changing nothing: per alert
+    /// its labels, matched routes, actions, and the enrichment context with
+    /// each rendered query and its value.
+    pub async fn dry_run(&self, mut n: Notification) -> Value {
+        let note = self.complete_truncated(&mut n).await;
+        let mut alerts = Vec::with_capacity(n.alerts.len());
+        for alert in &n.alerts {
+            let routed = self.route_alert(alert);
+            let context = self.context(&routed, &n, alert).await;
+            alerts.push(json!({
+                "fingerprint": alert.fingerprint,
+                "status": alert.status,
+                "labels": alert.labels,
+                "routes": routed.routes,
+                "actions": routed.actions,
+                "context": context.plan_value(),
+            }));
+        }
+        let mut plan = json!({ "dry_run": true, "alerts": alerts });
+        if let Some(note) = note {
+            plan["truncated"] = json!(note);
+        }
+        plan
+    }
+}
+
 /// Route, enrich, act, record.
 pub struct Pipeline {
-    route: Route,
+    planner: Arc<Planner>,
     actions: ActionSet,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -48,14 +174,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Assembles the stages.
     pub fn new(
-        route: Route,
+        planner: Arc<Planner>,
         actions: ActionSet,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         retry: RetryPolicy,
     ) -> Self {
         Self {
-            route,
+            planner,
             actions,
             store,
             metrics,
@@ -63,38 +189,30 @@ impl Pipeline {
         }
     }
 
-    /// Route stage: the action runs a notification needs, one per
-    /// (alert fingerprint, action), in match order.
-    pub fn plan(&self, n: &Notification) -> Vec<PlannedRun> {
-        let mut runs: Vec<PlannedRun> = Vec::new();
-        for alert in &n.alerts {
-            for m in self.route.evaluate(&alert.labels) {
-                for action in m.actions {
-                    if runs
-                        .iter()
-                        .any(|r| r.fingerprint == alert.fingerprint && r.action == action)
-                    {
-                        continue;
-                    }
-                    let action_type = self
-                        .actions
-                        .get(&action)
-                        .map(|a| a.kind())
-                        .unwrap_or("unknown");
-                    runs.push(PlannedRun {
-                        fingerprint: alert.fingerprint.clone(),
-                        action,
-                        action_type: action_type.to_owned(),
-                    });
-                }
+    /// The planner (route + enrich), for dry runs.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// The action runs a notification needs: one per (alert fingerprint,
+    /// action), in match order.
+    fn planned_runs(&self, n: &Notification, routed: &[Routed]) -> Vec<PlannedRun> {
+        let mut runs = Vec::new();
+        for (alert, r) in n.alerts.iter().zip(routed) {
+            for action in &r.actions {
+                let action_type = self
+                    .actions
+                    .get(action)
+                    .map(|a| a.kind())
+                    .unwrap_or("unknown");
+                runs.push(PlannedRun {
+                    fingerprint: alert.fingerprint.clone(),
+                    action: action.clone(),
+                    action_type: action_type.to_owned(),
+                });
             }
         }
         runs
-    }
-
-    /// The plan for a notification without storing or changing anything.
-    pub fn dry_run(&self, n: &Notification) -> serde_json::Value {
-        plan(&self.route, n)
     }
 
     /// Processes one claimed notification through every stage and settles it.
@@ -110,7 +228,7 @@ impl Pipeline {
     async fn process_inner(&self, claimed: Claimed) -> Result<(), StoreError> {
         // The payload was validated before it was stored, so this only fails if
         // the row was altered by hand; such a notification has nothing to run.
-        let notification = match ingest::parse(claimed.payload.as_bytes(), usize::MAX) {
+        let mut notification = match ingest::parse(claimed.payload.as_bytes(), usize::MAX) {
             Ok(a) => a.notification,
             Err(e) => {
                 tracing::error!(error = %e, "Stored payload no longer parses; nothing to run");
@@ -119,129 +237,147 @@ impl Pipeline {
         };
         tracing::Span::current().record("group_key", notification.group_key.as_str());
 
-        let planned = self.plan(&notification);
+        // Route.
+        self.planner.complete_truncated(&mut notification).await;
+        let routed: Vec<Routed> = notification
+            .alerts
+            .iter()
+            .map(|a| self.planner.route_alert(a))
+            .collect();
         let runs = self
             .store
-            .ensure_runs(claimed.id, claimed.round, planned)
+            .ensure_runs(
+                claimed.id,
+                claimed.round,
+                self.planned_runs(&notification, &routed),
+            )
             .await?;
+
+        // Enrich (once per alert, only for alerts with a run due) and act.
+        let mut contexts: HashMap<String, Context> = HashMap::new();
         for run in runs {
             if run.status.is_final() || run.next_attempt_at.is_some_and(|t| t > now_ms()) {
                 continue;
             }
-            let attempt = run.attempts + 1;
-            let started_at = now_ms();
-            let clock = Instant::now();
-            let alert = notification
+            let Some(i) = notification
                 .alerts
                 .iter()
-                .find(|a| a.fingerprint == run.fingerprint);
-            let result = match (alert, self.actions.get(&run.action)) {
-                (Some(alert), Some(action)) => {
+                .position(|a| a.fingerprint == run.fingerprint)
+            else {
+                self.record(
+                    &run,
+                    now_ms(),
+                    Instant::now(),
+                    None,
+                    Err(ActionError::Permanent(format!(
+                        "alert {} is not in the notification",
+                        run.fingerprint
+                    ))),
+                )
+                .await?;
+                continue;
+            };
+            let alert = &notification.alerts[i];
+            if !contexts.contains_key(&run.fingerprint) {
+                let context = self.planner.context(&routed[i], &notification, alert).await;
+                contexts.insert(run.fingerprint.clone(), context);
+            }
+            let context = &contexts[&run.fingerprint];
+            let started_at = now_ms();
+            let clock = Instant::now();
+            let result = match self.actions.get(&run.action) {
+                Some(action) => {
                     let ctx = ActionContext {
                         notification_id: claimed.id,
                         notification: &notification,
                         alert,
-                        attempt,
+                        context,
+                        attempt: run.attempts + 1,
                     };
                     action.execute(&ctx).await
                 }
-                (None, _) => Err(ActionError::Permanent(format!(
-                    "alert {} is not in the notification",
-                    run.fingerprint
-                ))),
-                (_, None) => Err(ActionError::Permanent(format!(
+                None => Err(ActionError::Permanent(format!(
                     "action {:?} is no longer configured",
                     run.action
                 ))),
             };
-            let elapsed = clock.elapsed();
-            let finished_at = now_ms();
-            let outcome = match result {
-                Ok(result) => RunOutcome::Succeeded { result },
-                Err(ActionError::Permanent(error)) => RunOutcome::Dead { error },
-                Err(ActionError::Retryable { message, .. })
-                    if attempt >= self.retry.max_attempts =>
-                {
-                    RunOutcome::Dead {
-                        error: format!("gave up after {attempt} attempts: {message}"),
-                    }
-                }
-                Err(ActionError::Retryable {
-                    message,
-                    retry_after,
-                }) => {
-                    let wait = self
-                        .retry
-                        .delay(attempt)
-                        .max(retry_after.unwrap_or_default());
-                    RunOutcome::Retry {
-                        error: message,
-                        retry_at: finished_at + wait.as_millis() as i64,
-                    }
-                }
-            };
-            let label = match &outcome {
-                RunOutcome::Succeeded { .. } => "succeeded",
-                RunOutcome::Retry { error, .. } => {
-                    tracing::warn!(action = %run.action, fingerprint = %run.fingerprint, attempt, error = %error, "Action failed; will retry");
-                    "failed"
-                }
-                RunOutcome::Dead { error } => {
-                    tracing::error!(action = %run.action, fingerprint = %run.fingerprint, attempt, error = %error, "Action dead-lettered");
-                    "dead"
-                }
-            };
-            self.metrics
-                .action_runs
-                .get_or_create(&ActionRunLabels {
-                    action: run.action.clone(),
-                    kind: TypeLabel(run.action_type.clone()),
-                    outcome: label.to_owned(),
-                })
-                .inc();
-            self.metrics
-                .action_duration
-                .get_or_create(&ActionTypeLabels {
-                    kind: TypeLabel(run.action_type.clone()),
-                })
-                .observe(elapsed.as_secs_f64());
-            self.store
-                .record_attempt(RunAttempt {
-                    run_id: run.id,
-                    started_at,
-                    finished_at,
-                    outcome,
-                })
+            self.record(&run, started_at, clock, Some(context), result)
                 .await?;
         }
+
+        // Ledger: done, or due again at the earliest retry.
         self.store.settle(claimed.id, claimed.round, now_ms()).await
     }
-}
 
-/// The dry-run plan: per alert, the matched routes (by config path) and the
-/// actions that would run, in match order. Pure: nothing is stored or sent.
-pub fn plan(route: &Route, n: &Notification) -> serde_json::Value {
-    let alerts: Vec<serde_json::Value> = n
-        .alerts
-        .iter()
-        .map(|alert| {
-            let matches = route.evaluate(&alert.labels);
-            let mut actions: Vec<&str> = Vec::new();
-            for a in matches.iter().flat_map(|m| &m.actions) {
-                if !actions.contains(&a.as_str()) {
-                    actions.push(a);
+    /// Ledger stage for one attempt: outcome, retry time, metrics.
+    async fn record(
+        &self,
+        run: &crate::store::ActionRun,
+        started_at: i64,
+        clock: Instant,
+        context: Option<&Context>,
+        result: Result<Value, ActionError>,
+    ) -> Result<(), StoreError> {
+        let attempt = run.attempts + 1;
+        let elapsed = clock.elapsed();
+        let finished_at = now_ms();
+        let outcome = match result {
+            Ok(result) => RunOutcome::Succeeded { result },
+            Err(ActionError::Permanent(error)) => RunOutcome::Dead { error },
+            Err(ActionError::Retryable { message, .. }) if attempt >= self.retry.max_attempts => {
+                RunOutcome::Dead {
+                    error: format!("gave up after {attempt} attempts: {message}"),
                 }
             }
-            serde_json::json!({
-                "fingerprint": alert.fingerprint,
-                "status": alert.status,
-                "labels": alert.labels,
-                "routes": matches.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(),
-                "actions": actions,
+            Err(ActionError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                let wait = self
+                    .retry
+                    .delay(attempt)
+                    .max(retry_after.unwrap_or_default());
+                RunOutcome::Retry {
+                    error: message,
+                    retry_at: finished_at + wait.as_millis() as i64,
+                }
+            }
+        };
+        let label = match &outcome {
+            RunOutcome::Succeeded { .. } => "succeeded",
+            RunOutcome::Retry { error, .. } => {
+                tracing::warn!(action = %run.action, fingerprint = %run.fingerprint, attempt, error = %error, "Action failed; will retry");
+                "failed"
+            }
+            RunOutcome::Dead { error } => {
+                tracing::error!(action = %run.action, fingerprint = %run.fingerprint, attempt, error = %error, "Action dead-lettered");
+                "dead"
+            }
+        };
+        self.metrics
+            .action_runs
+            .get_or_create(&ActionRunLabels {
+                action: run.action.clone(),
+                kind: TypeLabel(run.action_type.clone()),
+                outcome: label.to_owned(),
             })
-        })
-        .collect();
-    serde_json::json!({ "dry_run": true, "alerts": alerts })
+            .inc();
+        self.metrics
+            .action_duration
+            .get_or_create(&ActionTypeLabels {
+                kind: TypeLabel(run.action_type.clone()),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.store
+            .record_attempt(RunAttempt {
+                run_id: run.id,
+                started_at,
+                finished_at,
+                outcome,
+                context: context.map(Context::plan_value),
+            })
+            .await
+    }
 }
 
 /// Wall-clock time in Unix milliseconds.

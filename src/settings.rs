@@ -5,6 +5,8 @@
 //! Every error names the key path it is about.
 
 use crate::act::ActionConfig;
+use crate::enrich::alertmanager::AlertmanagerSettings;
+use crate::enrich::{EnrichmentConfig, LinkSettings, PrometheusSettings};
 use crate::route::{Route, RouteConfig, RouteError};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,43 @@ pub struct Settings {
     pub actions: BTreeMap<String, ActionConfig>,
     #[serde(default)]
     pub route: RouteConfig,
+    /// Where enrichment queries go; required when `enrichments` is not empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSettings>,
+    /// Named PromQL templates that routes attach with `enrich: [name, …]`.
+    #[serde(default)]
+    pub enrichments: BTreeMap<String, EnrichmentConfig>,
+    /// Dashboard links in the context.
+    #[serde(default)]
+    pub grafana: GrafanaSettings,
+    /// Silence links, and fetching the rest of truncated notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<AlertmanagerSettings>,
+}
+
+/// `grafana.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrafanaSettings {
+    /// Base URL of Grafana as people reach it; no dashboard link without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// UID of the A/B testing dashboard (`dashboards/ab-testing.json`).
+    #[serde(default = "default_dashboard_uid")]
+    pub dashboard_uid: String,
+}
+
+impl Default for GrafanaSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            dashboard_uid: default_dashboard_uid(),
+        }
+    }
+}
+
+fn default_dashboard_uid() -> String {
+    "ab-testing".into()
 }
 
 /// `server.*`
@@ -204,6 +243,24 @@ impl Settings {
                     .map(Secret::new),
             );
         }
+        if let Some(p) = &mut self.prometheus {
+            if let Some(path) = &p.bearer_token_file {
+                let text = read_secret_file(path, "prometheus.bearer_token_file")?;
+                p.bearer_token = Some(Secret::new(text.trim()));
+            }
+            if let Some(user) = &mut p.basic_auth {
+                if let (None, Some(path)) = (&user.password, &user.password_file) {
+                    let text = read_secret_file(path, "prometheus.basic_auth.password_file")?;
+                    user.password = Some(Secret::new(text.trim_end_matches(['\n', '\r'])));
+                }
+            }
+        }
+        if let Some(am) = &mut self.alertmanager {
+            if let Some(path) = &am.bearer_token_file {
+                let text = read_secret_file(path, "alertmanager.bearer_token_file")?;
+                am.bearer_token = Some(Secret::new(text.trim()));
+            }
+        }
         for (i, user) in self.auth.basic_users.iter_mut().enumerate() {
             let key = format!("auth.basic_users[{i}]");
             match (&user.password, &user.password_file) {
@@ -310,10 +367,50 @@ impl Settings {
         if let Err(e) = self.compile_route() {
             errors.push(e.to_string());
         }
+        if let Err(e) = crate::enrich::compile_all(&self.enrichments) {
+            errors.extend(e);
+        }
+        check_enrich_refs(&self.route, "route", &self.enrichments, &mut errors);
+        match &self.prometheus {
+            None if !self.enrichments.is_empty() => {
+                errors.push("prometheus.url: required when enrichments are configured".into())
+            }
+            Some(p) => {
+                if url::Url::parse(&p.url).is_err() {
+                    errors.push(format!("prometheus.url: {:?} is not a URL", p.url));
+                }
+                if p.max_concurrency == 0 {
+                    errors.push("prometheus.max_concurrency: must be at least 1".into());
+                }
+                if p.timeout.is_zero() {
+                    errors.push("prometheus.timeout: must be greater than 0".into());
+                }
+            }
+            None => {}
+        }
+        if let Some(am) = &self.alertmanager {
+            if url::Url::parse(&am.url).is_err() {
+                errors.push(format!("alertmanager.url: {:?} is not a URL", am.url));
+            }
+        }
+        if let Some(g) = &self.grafana.url {
+            if url::Url::parse(g).is_err() {
+                errors.push(format!("grafana.url: {g:?} is not a URL"));
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ConfigError(errors))
+        }
+    }
+
+    /// Where context links point.
+    pub fn link_settings(&self) -> LinkSettings {
+        LinkSettings {
+            grafana_url: self.grafana.url.clone(),
+            dashboard_uid: self.grafana.dashboard_uid.clone(),
+            alertmanager_url: self.alertmanager.as_ref().map(|a| a.url.clone()),
         }
     }
 
@@ -326,6 +423,23 @@ impl Settings {
     pub fn to_redacted_yaml(&self) -> String {
         // Serialising plain data structs to YAML cannot fail.
         serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Every `enrich` name in the tree must be a configured enrichment.
+fn check_enrich_refs(
+    route: &RouteConfig,
+    path: &str,
+    enrichments: &BTreeMap<String, EnrichmentConfig>,
+    errors: &mut Vec<String>,
+) {
+    for (i, name) in route.enrich.iter().enumerate() {
+        if !enrichments.contains_key(name) {
+            errors.push(format!("{path}.enrich[{i}]: unknown enrichment {name:?}"));
+        }
+    }
+    for (i, child) in route.routes.iter().enumerate() {
+        check_enrich_refs(child, &format!("{path}.routes[{i}]"), enrichments, errors);
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::act::ActionSet;
 use crate::http::{self, auth::Authenticator, AppState};
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, RetryPolicy};
+use crate::pipeline::{Pipeline, Planner, RetryPolicy};
 use crate::settings::Settings;
 use crate::store::{SqliteStore, Store};
 use crate::worker::Worker;
@@ -55,8 +55,9 @@ impl Application {
             );
         }
         let metrics = Arc::new(Metrics::new());
+        let planner = Arc::new(Planner::from_settings(&settings, metrics.clone())?);
         let pipeline = Arc::new(Pipeline::new(
-            settings.compile_route()?,
+            planner,
             actions,
             store.clone(),
             metrics.clone(),

@@ -47,6 +47,8 @@ pub struct ActionContext<'a> {
     pub notification: &'a Notification,
     /// The alert this run is for.
     pub alert: &'a Alert,
+    /// What enrichment found out about it (values, errors, links).
+    pub context: &'a crate::enrich::Context,
     /// Which attempt this is, starting at 1.
     pub attempt: u32,
 }

@@ -70,7 +70,12 @@ async fn receive_inner(
     let n = &accepted.notification;
 
     if query.dry_run {
-        return Ok((StatusCode::OK, Json(state.pipeline.dry_run(n)), "dry_run"));
+        let plan = state
+            .pipeline
+            .planner()
+            .dry_run(accepted.notification)
+            .await;
+        return Ok((StatusCode::OK, Json(plan), "dry_run"));
     }
 
     // The body was valid JSON, hence valid UTF-8.

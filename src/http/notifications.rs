@@ -120,7 +120,13 @@ async fn replay(
         let accepted = ingest::parse(&payload, usize::MAX).map_err(anyhow::Error::from)?;
         return Ok((
             StatusCode::OK,
-            Json(state.pipeline.dry_run(&accepted.notification)),
+            Json(
+                state
+                    .pipeline
+                    .planner()
+                    .dry_run(accepted.notification)
+                    .await,
+            ),
         ));
     }
     let round = state

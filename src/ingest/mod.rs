@@ -93,7 +93,8 @@ impl Alert {
     }
 }
 
-fn zero_time() -> DateTime<FixedOffset> {
+/// Go's zero time, `0001-01-01T00:00:00Z`.
+pub fn zero_time() -> DateTime<FixedOffset> {
     // Go's zero time, what Alertmanager sends as endsAt of a firing alert.
     DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z").unwrap_or_default()
 }

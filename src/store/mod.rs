@@ -125,6 +125,8 @@ pub struct ActionRun {
     pub finished_at: Option<i64>,
     pub duration_ms: Option<i64>,
     pub result: Option<serde_json::Value>,
+    /// The enrichment context of the last attempt.
+    pub context: Option<serde_json::Value>,
 }
 
 /// How one attempt of a run ended.
@@ -151,6 +153,8 @@ pub struct RunAttempt {
     pub started_at: i64,
     pub finished_at: i64,
     pub outcome: RunOutcome,
+    /// The enrichment context the attempt saw (queries, values, links).
+    pub context: Option<serde_json::Value>,
 }
 
 /// Filters and cursor of the notification list.

@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS action_runs (
     finished_at      INTEGER,
     duration_ms      INTEGER,
     result           TEXT,
+    context          TEXT,
     UNIQUE (notification_id, round, fingerprint, action)
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
@@ -280,6 +281,7 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NotificationSumma
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRun> {
     let status: String = r.get(6)?;
     let result: Option<String> = r.get(14)?;
+    let context: Option<String> = r.get(15)?;
     Ok(ActionRun {
         id: r.get(0)?,
         round: r.get(2)?,
@@ -295,12 +297,13 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRun> {
         finished_at: r.get(12)?,
         duration_ms: r.get(13)?,
         result: result.and_then(|s| serde_json::from_str(&s).ok()),
+        context: context.and_then(|s| serde_json::from_str(&s).ok()),
     })
 }
 
 const RUN_COLUMNS: &str = "id, notification_id, round, fingerprint, action, action_type, status, \
      attempts, last_error, next_attempt_at, first_attempt_at, last_attempt_at, finished_at, \
-     duration_ms, result";
+     duration_ms, result, context";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -462,7 +465,8 @@ impl Store for SqliteStore {
                 "UPDATE action_runs SET status = ?2, attempts = attempts + 1, \
                    last_error = COALESCE(?3, last_error), next_attempt_at = ?4, \
                    first_attempt_at = COALESCE(first_attempt_at, ?5), last_attempt_at = ?5, \
-                   finished_at = ?6, duration_ms = ?7, result = ?8 \
+                   finished_at = ?6, duration_ms = ?7, result = ?8, \
+                   context = COALESCE(?9, context) \
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -473,7 +477,8 @@ impl Store for SqliteStore {
                 a.started_at,
                 finished,
                 duration,
-                result
+                result,
+                a.context.as_ref().map(|c| c.to_string())
             ])?;
             Ok(())
         })

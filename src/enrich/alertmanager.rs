@@ -1,0 +1,124 @@
+//! Alertmanager's API, for notifications that Alertmanager truncated
+//! (`truncatedAlerts > 0`, a receiver with `max_alerts`): the rest of the
+//! group is fetched from `/api/v2/alerts`, filtered by the group's labels and
+//! the receiver, so every alert of the group is routed.
+
+use crate::ingest::{label_fingerprint, Alert, AlertStatus, Labels, Notification};
+use crate::secret::Secret;
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `alertmanager.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerSettings {
+    /// Base URL, e.g. `http://alertmanager-operated.monitoring.svc:9093`.
+    pub url: String,
+    #[serde(default = "default_timeout", with = "crate::settings::duration")]
+    pub timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A client of Alertmanager's v2 API.
+pub struct AlertmanagerClient {
+    http: reqwest::Client,
+    alerts_url: String,
+    token: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GettableAlert {
+    labels: Labels,
+    #[serde(default)]
+    annotations: Labels,
+    starts_at: DateTime<FixedOffset>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+impl AlertmanagerClient {
+    /// From `alertmanager.*`.
+    pub fn new(settings: &AlertmanagerSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(settings.timeout)
+                .build()?,
+            alerts_url: format!("{}/api/v2/alerts", settings.url.trim_end_matches('/')),
+            token: settings.bearer_token.clone(),
+        })
+    }
+
+    /// The active alerts of the notification's group (firing notifications only:
+    /// Alertmanager forgets resolved alerts, so a resolved group cannot be completed).
+    pub async fn group_alerts(&self, n: &Notification) -> Result<Vec<Alert>, String> {
+        let mut params: Vec<(&str, String)> = n
+            .group_labels
+            .iter()
+            .map(|(k, v)| {
+                (
+                    "filter",
+                    format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")),
+                )
+            })
+            .collect();
+        params.push(("receiver", format!("^(?:{})$", regex::escape(&n.receiver))));
+        params.push(("active", "true".into()));
+        params.push(("silenced", "false".into()));
+        params.push(("inhibited", "false".into()));
+        let mut request = self.http.get(&self.alerts_url).query(&params);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("alertmanager unreachable: {}", e.without_url()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("alertmanager answered HTTP {}", status.as_u16()));
+        }
+        let alerts: Vec<GettableAlert> = response
+            .json()
+            .await
+            .map_err(|e| format!("alertmanager answered garbage: {}", e.without_url()))?;
+        Ok(alerts
+            .into_iter()
+            .map(|a| Alert {
+                status: AlertStatus::Firing,
+                fingerprint: if a.fingerprint.is_empty() {
+                    label_fingerprint(&a.labels)
+                } else {
+                    a.fingerprint
+                },
+                labels: a.labels,
+                annotations: a.annotations,
+                starts_at: a.starts_at,
+                ends_at: crate::ingest::zero_time(),
+                generator_url: a.generator_url,
+            })
+            .collect())
+    }
+}
+
+/// Adds the fetched alerts that the notification does not already carry.
+pub fn complete(n: &mut Notification, fetched: Vec<Alert>) -> usize {
+    let before = n.alerts.len();
+    for alert in fetched {
+        if !n.alerts.iter().any(|a| a.fingerprint == alert.fingerprint) {
+            n.alerts.push(alert);
+        }
+    }
+    n.alerts.len() - before
+}

@@ -1,0 +1,324 @@
+//! A client for Prometheus' instant-query API, with a TTL cache and in-flight
+//! coalescing keyed by the rendered query, and a bound on concurrent queries.
+//!
+//! A storm of alerts for one experiment renders the same few queries; each
+//! distinct query goes to Prometheus once per TTL, however many alerts ask.
+
+use super::PrometheusSettings;
+use crate::metrics::Metrics;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
+
+/// One query's result, as Prometheus typed it. NaN and ±Inf are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryResult {
+    /// Instant vector: (labels, value) per series.
+    Vector(Vec<(BTreeMap<String, String>, f64)>),
+    Scalar(f64),
+    String(String),
+}
+
+/// Why a query gave no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    #[error("prometheus did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("prometheus unreachable: {0}")]
+    Unreachable(String),
+    #[error("prometheus answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("prometheus query failed ({error_type}): {message}")]
+    Query { error_type: String, message: String },
+    #[error("prometheus answered something that is not a query result: {0}")]
+    Garbage(String),
+}
+
+impl QueryError {
+    /// The `outcome` label of `enrichment_queries_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            QueryError::Timeout(_) => "timeout",
+            _ => "error",
+        }
+    }
+}
+
+type Answer = Result<QueryResult, QueryError>;
+
+struct Entry {
+    cell: Arc<OnceCell<(Instant, Answer)>>,
+}
+
+/// The client. Cheap to share behind an `Arc`.
+pub struct PrometheusClient {
+    http: reqwest::Client,
+    query_url: String,
+    auth: Option<(String, Option<String>, bool)>,
+    timeout: Duration,
+    ttl: Duration,
+    limit: Semaphore,
+    cache: Mutex<HashMap<String, Entry>>,
+    metrics: Arc<Metrics>,
+}
+
+impl PrometheusClient {
+    /// Builds the HTTP client (rustls) from `prometheus.*`.
+    pub fn new(settings: &PrometheusSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(settings.timeout);
+        if let Some(ca) = &settings.tls.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| anyhow::anyhow!("prometheus.tls.ca_file {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("prometheus.tls.ca_file {}: {e}", ca.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if settings.tls.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let auth = if let Some(token) = &settings.bearer_token {
+            Some((token.expose().to_owned(), None, true))
+        } else {
+            settings.basic_auth.as_ref().map(|b| {
+                (
+                    b.username.clone(),
+                    b.password.as_ref().map(|p| p.expose().to_owned()),
+                    false,
+                )
+            })
+        };
+        Ok(Self {
+            http: builder.build()?,
+            query_url: format!("{}/api/v1/query", settings.url.trim_end_matches('/')),
+            auth,
+            timeout: settings.timeout,
+            ttl: settings.cache_ttl,
+            limit: Semaphore::new(settings.max_concurrency),
+            cache: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    /// The result of `query`: from the cache if fresh, from the request in flight
+    /// if another caller already asked, else from Prometheus.
+    pub async fn query(&self, query: &str) -> Answer {
+        let cell = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let fresh = cache.get(query).is_some_and(|e| match e.cell.get() {
+                Some((at, Ok(_))) => now.duration_since(*at) < self.ttl,
+                // A failure is shared with whoever was waiting, never cached.
+                Some((_, Err(_))) => false,
+                None => true,
+            });
+            if fresh {
+                self.metrics.enrichment_cache_hits.inc();
+            } else {
+                cache.insert(
+                    query.to_owned(),
+                    Entry {
+                        cell: Arc::new(OnceCell::new()),
+                    },
+                );
+            }
+            if cache.len() > 10_000 {
+                let ttl = self.ttl;
+                cache.retain(|_, e| {
+                    e.cell
+                        .get()
+                        .is_none_or(|(at, _)| now.duration_since(*at) < ttl)
+                });
+            }
+            // Inserted just above when absent.
+            cache.get(query).map(|e| e.cell.clone())
+        };
+        let Some(cell) = cell else {
+            return self.fetch(query).await;
+        };
+        let (_, answer) = cell
+            .get_or_init(|| async { (Instant::now(), self.fetch(query).await) })
+            .await;
+        answer.clone()
+    }
+
+    async fn fetch(&self, query: &str) -> Answer {
+        let started = std::time::Instant::now();
+        let answer = match self.limit.acquire().await {
+            Ok(_permit) => self.send(query).await,
+            Err(_) => Err(QueryError::Unreachable("client closed".into())),
+        };
+        let outcome = match &answer {
+            Ok(_) => "success",
+            Err(e) => e.outcome(),
+        };
+        self.metrics.enrichment_query(outcome, started.elapsed());
+        answer
+    }
+
+    async fn send(&self, query: &str) -> Answer {
+        let mut request = self.http.get(&self.query_url).query(&[("query", query)]);
+        match &self.auth {
+            Some((token, None, true)) => request = request.bearer_auth(token),
+            Some((user, password, false)) => request = request.basic_auth(user, password.as_ref()),
+            _ => {}
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        parse_answer(status.as_u16(), &body)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> QueryError {
+        if e.is_timeout() {
+            QueryError::Timeout(self.timeout)
+        } else {
+            // Without the URL: it may carry credentials.
+            QueryError::Unreachable(e.without_url().to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Vector(Vec<Sample>),
+    Scalar((f64, String)),
+    String((f64, String)),
+    Matrix(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+fn number(s: &str) -> Result<f64, QueryError> {
+    // Prometheus writes "NaN", "+Inf", "-Inf"; Rust's parser takes "inf", "+inf", "NaN".
+    match s {
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => s
+            .parse()
+            .map_err(|_| QueryError::Garbage(format!("sample value {s:?} is not a number"))),
+    }
+}
+
+/// Parses an HTTP answer of `/api/v1/query`.
+pub fn parse_answer(status: u16, body: &[u8]) -> Answer {
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) if (200..300).contains(&status) => return Err(QueryError::Garbage(e.to_string())),
+        Err(_) => {
+            return Err(QueryError::Http {
+                status,
+                message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            })
+        }
+    };
+    if envelope.status != "success" {
+        return Err(QueryError::Query {
+            error_type: envelope.error_type.unwrap_or_default(),
+            message: envelope.error.unwrap_or_default(),
+        });
+    }
+    if !(200..300).contains(&status) {
+        return Err(QueryError::Http {
+            status,
+            message: "success status on a non-2xx answer".into(),
+        });
+    }
+    match envelope.data {
+        Some(Data::Vector(samples)) => samples
+            .into_iter()
+            .map(|s| Ok((s.metric, number(&s.value.1)?)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(QueryResult::Vector),
+        Some(Data::Scalar((_, v))) => Ok(QueryResult::Scalar(number(&v)?)),
+        Some(Data::String((_, v))) => Ok(QueryResult::String(v)),
+        Some(Data::Matrix(_)) => Err(QueryError::Garbage(
+            "a range vector (matrix); enrichment queries must return an instant vector or scalar"
+                .into(),
+        )),
+        None => Err(QueryError::Garbage("no data in a success answer".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_scalars_strings_and_special_floats_parse() {
+        let v = parse_answer(
+            200,
+            br#"{"status":"success","data":{"resultType":"vector","result":[
+              {"metric":{"model_name":"a"},"value":[1.5,"NaN"]},
+              {"metric":{"model_name":"b"},"value":[1.5,"+Inf"]},
+              {"metric":{"model_name":"c"},"value":[1.5,"-Inf"]},
+              {"metric":{},"value":[1.5,"71.25"]}]}}"#,
+        )
+        .unwrap();
+        let QueryResult::Vector(series) = v else {
+            panic!("{v:?}")
+        };
+        assert!(series[0].1.is_nan());
+        assert_eq!(series[1].1, f64::INFINITY);
+        assert_eq!(series[2].1, f64::NEG_INFINITY);
+        assert_eq!(series[3].1, 71.25);
+        assert_eq!(
+            parse_answer(
+                200,
+                br#"{"status":"success","data":{"resultType":"scalar","result":[1,"2"]}}"#
+            ),
+            Ok(QueryResult::Scalar(2.0))
+        );
+        assert_eq!(
+            parse_answer(
+                200,
+                br#"{"status":"success","data":{"resultType":"string","result":[1,"hi"]}}"#
+            ),
+            Ok(QueryResult::String("hi".into()))
+        );
+    }
+
+    #[test]
+    fn errors_and_garbage_are_told_apart() {
+        assert!(matches!(
+            parse_answer(
+                400,
+                br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#
+            ),
+            Err(QueryError::Query { .. })
+        ));
+        assert!(matches!(
+            parse_answer(502, b"<html>bad gateway</html>"),
+            Err(QueryError::Http { status: 502, .. })
+        ));
+        assert!(matches!(
+            parse_answer(200, b"not json"),
+            Err(QueryError::Garbage(_))
+        ));
+        assert!(matches!(
+            parse_answer(200, br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#),
+            Err(QueryError::Garbage(_))
+        ));
+    }
+}
