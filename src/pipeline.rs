@@ -12,13 +12,17 @@ use crate::ingest::{self, Alert, Notification};
 use crate::metrics::{ActionRunLabels, ActionTypeLabels, Metrics, TypeLabel};
 use crate::route::Route;
 use crate::settings::Settings;
-use crate::store::{Claimed, PlannedRun, RunAttempt, RunOutcome, Store, StoreError};
+use crate::store::{ActionRun, Claimed, PlannedRun, RunAttempt, RunOutcome, Store, StoreError};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
+
+/// Alerts of one notification acted on at once (each alert's own actions run
+/// in order).
+const ALERTS_IN_PARALLEL: usize = 16;
 
 /// When to try a failed run again, and when to give up.
 #[derive(Debug, Clone)]
@@ -253,10 +257,13 @@ impl Pipeline {
             )
             .await?;
 
-        // Enrich (once per alert, only for alerts with a run due) and act.
-        let mut contexts: HashMap<String, Context> = HashMap::new();
+        // Enrich (once per alert, only for alerts with a run due) and act:
+        // an alert's runs in match order, several alerts at once, so their
+        // ledger writes share commits.
+        let now = now_ms();
+        let mut due: Vec<(usize, Vec<ActionRun>)> = Vec::new();
         for run in runs {
-            if run.status.is_final() || run.next_attempt_at.is_some_and(|t| t > now_ms()) {
+            if run.status.is_final() || run.next_attempt_at.is_some_and(|t| t > now) {
                 continue;
             }
             let Some(i) = notification
@@ -264,34 +271,56 @@ impl Pipeline {
                 .iter()
                 .position(|a| a.fingerprint == run.fingerprint)
             else {
+                let error = format!("alert {} is not in the notification", run.fingerprint);
                 self.record(
                     &run,
-                    now_ms(),
+                    now,
                     Instant::now(),
                     None,
-                    Err(ActionError::Permanent(format!(
-                        "alert {} is not in the notification",
-                        run.fingerprint
-                    ))),
+                    Err(ActionError::Permanent(error)),
                 )
                 .await?;
                 continue;
             };
-            let alert = &notification.alerts[i];
-            if !contexts.contains_key(&run.fingerprint) {
-                let context = self.planner.context(&routed[i], &notification, alert).await;
-                contexts.insert(run.fingerprint.clone(), context);
+            match due.iter_mut().find(|(j, _)| *j == i) {
+                Some((_, runs)) => runs.push(run),
+                None => due.push((i, vec![run])),
             }
-            let context = &contexts[&run.fingerprint];
+        }
+        let notification = &notification;
+        let routed = &routed;
+        let results: Vec<Result<(), StoreError>> = stream::iter(due)
+            .map(|(i, runs)| self.act_on_alert(claimed.id, notification, &routed[i], i, runs))
+            .buffer_unordered(ALERTS_IN_PARALLEL)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<(), StoreError>>()?;
+
+        // Ledger: done, or due again at the earliest retry.
+        self.store.settle(claimed.id, claimed.round, now_ms()).await
+    }
+
+    /// Enrich one alert, then run its due actions in order, recording each.
+    async fn act_on_alert(
+        &self,
+        notification_id: i64,
+        notification: &Notification,
+        routed: &Routed,
+        index: usize,
+        runs: Vec<ActionRun>,
+    ) -> Result<(), StoreError> {
+        let alert = &notification.alerts[index];
+        let context = self.planner.context(routed, notification, alert).await;
+        for run in runs {
             let started_at = now_ms();
             let clock = Instant::now();
             let result = match self.actions.get(&run.action) {
                 Some(action) => {
                     let ctx = ActionContext {
-                        notification_id: claimed.id,
-                        notification: &notification,
+                        notification_id,
+                        notification,
                         alert,
-                        context,
+                        context: &context,
                         attempt: run.attempts + 1,
                     };
                     action.execute(&ctx).await
@@ -301,18 +330,16 @@ impl Pipeline {
                     run.action
                 ))),
             };
-            self.record(&run, started_at, clock, Some(context), result)
+            self.record(&run, started_at, clock, Some(&context), result)
                 .await?;
         }
-
-        // Ledger: done, or due again at the earliest retry.
-        self.store.settle(claimed.id, claimed.round, now_ms()).await
+        Ok(())
     }
 
     /// Ledger stage for one attempt: outcome, retry time, metrics.
     async fn record(
         &self,
-        run: &crate::store::ActionRun,
+        run: &ActionRun,
         started_at: i64,
         clock: Instant,
         context: Option<&Context>,

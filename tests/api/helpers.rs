@@ -116,10 +116,19 @@ impl TestApp {
             .len()
     }
 
-    /// Polls the detail of `id` until `done` holds for it, or panics after 10 s.
+    /// Polls the detail of `id` until `done` holds for it, or panics after 20 s.
+    /// (The cheap list row is polled first: details can be large.)
     pub async fn wait_for(&self, id: i64, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            let row = self
+                .get_json(&format!("/api/v1/notifications?before={}&limit=1", id + 1))
+                .await;
+            if row["notifications"][0]["state"] != "done" {
+                assert!(Instant::now() < deadline, "timed out waiting on {row:#}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
             let detail = self.get_json(&format!("/api/v1/notifications/{id}")).await;
             if done(&detail) {
                 return detail;

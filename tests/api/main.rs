@@ -4,7 +4,9 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod components;
 mod durability;
+mod enrichment;
 mod ingest;
 mod notifications;
 mod routing;
