@@ -33,10 +33,11 @@ status=0
 echo "== cargo test"
 cargo test --locked --all-targets 2>&1 | tee /tmp/mlops-alert-router-cargo-test.log || status=1
 
-for check in scripts/check-alerts.sh scripts/check-deploy.sh; do
+for check in scripts/check-alerts.sh scripts/check-dashboards.sh scripts/check-deploy.sh; do
   [ -f "$check" ] || continue
   echo "== $check"
-  PATH="$PWD/.venv-deploy/bin:$PATH" ROUTER_BIN=target/debug/mlops-alert-router bash "$check" || status=1
+  PATH="$PWD/.venv-deploy/bin:$PATH" ROUTER_BIN=target/debug/mlops-alert-router \
+    SIM_BIN=target/debug/ab-simulator bash "$check" || status=1
 done
 
 if [ "$status" = 0 ]; then echo "== all test suites passed"; else echo "== SOME TEST SUITES FAILED"; fi

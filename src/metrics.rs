@@ -86,6 +86,26 @@ pub struct Metrics {
     pub enrichment_duration: Histogram,
     /// Enrichments that gave no value for an alert (query or render failed), by name.
     pub enrichment_failures: Family<EnrichmentLabels, Counter>,
+    /// The store's group commits: time from BEGIN to durable COMMIT, and jobs per commit.
+    pub store: StoreMetrics,
+}
+
+/// Metrics of the store's writer thread.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// BEGIN → COMMIT (fsync included) of one batch.
+    pub commit_duration: Histogram,
+    /// Writes sharing one commit.
+    pub batch_jobs: Histogram,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self {
+            commit_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            batch_jobs: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -168,8 +188,20 @@ impl Metrics {
             "Enrichments that gave no value for an alert, by name",
             enrichment_failures.clone(),
         );
+        let store = StoreMetrics::default();
+        registry.register(
+            "store_commit_duration_seconds",
+            "Time of one group commit of the store, fsync included",
+            store.commit_duration.clone(),
+        );
+        registry.register(
+            "store_batch_jobs",
+            "Writes sharing one commit of the store",
+            store.batch_jobs.clone(),
+        );
         Self {
             registry,
+            store,
             enrichment_queries,
             enrichment_cache_hits,
             enrichment_duration,

@@ -41,9 +41,15 @@ impl Application {
         settings: Settings,
         actions: ActionSet,
     ) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&settings.storage.path, settings.storage.busy_timeout)
-                .with_context(|| format!("opening store {}", settings.storage.path.display()))?,
+            SqliteStore::open(
+                &settings.storage.path,
+                settings.storage.busy_timeout,
+                settings.ingest.dedup_window,
+                metrics.store.clone(),
+            )
+            .with_context(|| format!("opening store {}", settings.storage.path.display()))?,
         );
         // One instance owns this database: any lease still held is from a
         // process that is gone, so its work resumes now, not at lease expiry.
@@ -54,7 +60,6 @@ impl Application {
                 "Resuming notifications claimed by a previous run"
             );
         }
-        let metrics = Arc::new(Metrics::new());
         let planner = Arc::new(Planner::from_settings(&settings, metrics.clone())?);
         let pipeline = Arc::new(Pipeline::new(
             planner,

@@ -90,14 +90,10 @@ async fn receive_inner(
                 receiver: &n.receiver,
                 status: n.status.as_str(),
                 group_key: &n.group_key,
-                alerts: n
-                    .alerts
-                    .iter()
-                    .map(|a| (a.fingerprint.as_str(), a.status.as_str(), a.alertname()))
-                    .collect(),
+                alert_count: n.alerts.len(),
+                alertnames: n.alerts.iter().map(|a| a.alertname()).collect(),
                 payload,
             },
-            state.ingest.dedup_window.as_millis() as i64,
             state.ingest.max_inbox,
         )
         .await?;

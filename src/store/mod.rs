@@ -38,8 +38,10 @@ pub struct NewNotification<'a> {
     pub receiver: &'a str,
     pub status: &'a str,
     pub group_key: &'a str,
-    /// (fingerprint, status, alertname) per alert, in payload order.
-    pub alerts: Vec<(&'a str, &'a str, &'a str)>,
+    /// Number of alerts.
+    pub alert_count: usize,
+    /// The `alertname` of each alert (repeats allowed).
+    pub alertnames: Vec<&'a str>,
     /// The body as received.
     pub payload: &'a str,
 }
@@ -200,12 +202,11 @@ pub struct NotificationDetail {
 /// The durable inbox and ledger.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a notification unless the same one arrived within `dedup_window_ms`.
-    /// Returns only once the row is durable.
+    /// Stores a notification unless the same one (same dedup key) arrived
+    /// within the store's dedup window. Returns only once the row is durable.
     async fn insert_notification(
         &self,
         n: NewNotification<'_>,
-        dedup_window_ms: i64,
         max_inbox: u64,
     ) -> Result<Inserted, StoreError>;
 

@@ -8,7 +8,9 @@
 //! WAL lets proceed while the writer works.
 
 use super::*;
+use crate::metrics::StoreMetrics;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     status          TEXT    NOT NULL,
     group_key       TEXT    NOT NULL,
     alert_count     INTEGER NOT NULL,
+    -- distinct alertnames, each followed by char(31), led by char(31): filterable with instr()
+    alertnames      TEXT    NOT NULL,
     payload         TEXT    NOT NULL,
     duplicates      INTEGER NOT NULL DEFAULT 0,
     state           TEXT    NOT NULL DEFAULT 'pending',
@@ -39,18 +43,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     lease_until     INTEGER,
     processed_at    INTEGER
 );
-CREATE INDEX IF NOT EXISTS notifications_dedup ON notifications (dedup_key, received_at);
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at)
     WHERE state = 'pending';
-CREATE TABLE IF NOT EXISTS alerts (
-    notification_id INTEGER NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
-    idx             INTEGER NOT NULL,
-    fingerprint     TEXT    NOT NULL,
-    status          TEXT    NOT NULL,
-    alertname       TEXT    NOT NULL,
-    PRIMARY KEY (notification_id, idx)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS alerts_alertname ON alerts (alertname, notification_id);
 CREATE TABLE IF NOT EXISTS action_runs (
     id               INTEGER PRIMARY KEY,
     notification_id  INTEGER NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
@@ -113,6 +107,35 @@ where
 struct WriterState {
     /// Notifications not yet done, as committed so far in this batch.
     pending: u64,
+    /// Redelivery detection: dedup key → (id, received_at) of notifications
+    /// received within the window. Kept here, not in an index, because a
+    /// random-hash index costs a page write per insert.
+    recent: HashMap<[u8; 32], (i64, i64)>,
+    /// `recent` keys in arrival order, for expiry.
+    recent_order: VecDeque<([u8; 32], i64)>,
+    /// Keys added by the batch in progress (forgotten again if it fails to commit).
+    batch_added: Vec<[u8; 32]>,
+    dedup_window_ms: i64,
+}
+
+impl WriterState {
+    fn expire(&mut self, now: i64) {
+        while let Some((key, at)) = self.recent_order.front().copied() {
+            if at > now - self.dedup_window_ms {
+                break;
+            }
+            self.recent_order.pop_front();
+            if self.recent.get(&key).is_some_and(|(_, t)| *t == at) {
+                self.recent.remove(&key);
+            }
+        }
+    }
+
+    fn remember(&mut self, key: [u8; 32], id: i64, at: i64) {
+        self.recent.insert(key, (id, at));
+        self.recent_order.push_back((key, at));
+        self.batch_added.push(key);
+    }
 }
 
 /// The SQLite store.
@@ -124,7 +147,12 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+    pub fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        dedup_window: Duration,
+        metrics: StoreMetrics,
+    ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
@@ -142,6 +170,15 @@ impl SqliteStore {
             [],
             |r| r.get(0),
         )?;
+        let mut state = WriterState {
+            pending,
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            batch_added: Vec::new(),
+            dedup_window_ms: dedup_window.as_millis() as i64,
+        };
+        load_recent(&writer, &mut state)?;
+        state.batch_added.clear();
         let reader = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -153,7 +190,7 @@ impl SqliteStore {
         let published = shared_pending.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer, rx, WriterState { pending }, published))
+            .spawn(move || writer_loop(writer, rx, state, published, metrics))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             jobs: tx,
@@ -192,18 +229,42 @@ impl SqliteStore {
     }
 }
 
+/// Reloads the dedup keys of the notifications still inside the window.
+fn load_recent(conn: &Connection, state: &mut WriterState) -> Result<(), StoreError> {
+    let cutoff = now_ms() - state.dedup_window_ms;
+    let mut stmt =
+        conn.prepare("SELECT dedup_key, id, received_at FROM notifications ORDER BY id DESC")?;
+    let mut rows = stmt.query([])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let at: i64 = row.get(2)?;
+        // Ids grow with time: the first row outside the window ends the scan.
+        if at <= cutoff {
+            break;
+        }
+        let key: Vec<u8> = row.get(0)?;
+        if let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) {
+            found.push((key, row.get::<_, i64>(1)?, at));
+        }
+    }
+    for (key, id, at) in found.into_iter().rev() {
+        if !state.recent.contains_key(&key) {
+            state.remember(key, id, at);
+        }
+    }
+    Ok(())
+}
+
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let result = f();
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
-    conn.execute_batch(end)?;
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE job")?.execute([])?;
     result
 }
 
@@ -212,6 +273,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Job>,
     mut state: WriterState,
     published: Arc<AtomicU64>,
+    metrics: StoreMetrics,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -222,6 +284,8 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
+        metrics.batch_jobs.observe(batch.len() as f64);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "Store write failed: cannot begin transaction");
             for job in batch.drain(..) {
@@ -240,6 +304,15 @@ fn writer_loop(
             let _ = conn.execute_batch("ROLLBACK");
             state.pending = before;
         }
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        if committed.is_err() {
+            for key in std::mem::take(&mut state.batch_added) {
+                state.recent.remove(&key);
+            }
+        }
+        state.batch_added.clear();
         published.store(state.pending, Ordering::Relaxed);
         for done in completions {
             done(match &committed {
@@ -254,13 +327,14 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Separates alertnames in `notifications.alertnames`.
+const UNIT_SEPARATOR: char = '\u{1f}';
+
 const SUMMARY_COLUMNS: &str = "n.id, n.received_at, n.receiver, n.status, n.group_key, \
-     n.alert_count, n.state, n.duplicates, n.round, n.processed_at, \
-     (SELECT group_concat(alertname, char(31)) FROM \
-        (SELECT DISTINCT alertname FROM alerts a WHERE a.notification_id = n.id ORDER BY alertname))";
+     n.alert_count, n.state, n.duplicates, n.round, n.processed_at, n.alertnames";
 
 fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NotificationSummary> {
-    let names: Option<String> = r.get(10)?;
+    let names: String = r.get(10)?;
     Ok(NotificationSummary {
         id: r.get(0)?,
         received_at: r.get(1)?,
@@ -273,8 +347,10 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NotificationSumma
         round: r.get(8)?,
         processed_at: r.get(9)?,
         alertnames: names
-            .map(|s| s.split('\u{1f}').map(str::to_owned).collect())
-            .unwrap_or_default(),
+            .split(UNIT_SEPARATOR)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -310,7 +386,6 @@ impl Store for SqliteStore {
     async fn insert_notification(
         &self,
         n: NewNotification<'_>,
-        dedup_window_ms: i64,
         max_inbox: u64,
     ) -> Result<Inserted, StoreError> {
         let received_at = n.received_at;
@@ -319,21 +394,22 @@ impl Store for SqliteStore {
         let status = n.status.to_owned();
         let group_key = n.group_key.to_owned();
         let payload = n.payload.to_owned();
-        let alerts: Vec<(String, String, String)> = n
-            .alerts
-            .iter()
-            .map(|(f, s, a)| (f.to_string(), s.to_string(), a.to_string()))
-            .collect();
+        let alert_count = n.alert_count as i64;
+        let mut names: Vec<&str> = n.alertnames.clone();
+        names.sort_unstable();
+        names.dedup();
+        let mut alertnames = String::from(UNIT_SEPARATOR);
+        for name in names {
+            alertnames.push_str(name);
+            alertnames.push(UNIT_SEPARATOR);
+        }
         self.write(move |conn, state| {
-            let existing: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT id FROM notifications WHERE dedup_key = ?1 AND received_at > ?2 \
-                     ORDER BY id DESC LIMIT 1",
-                )?
-                .query_row(params![&key[..], received_at - dedup_window_ms], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+            state.expire(received_at);
+            let existing = state
+                .recent
+                .get(&key)
+                .filter(|(_, at)| *at > received_at - state.dedup_window_ms)
+                .map(|(id, _)| *id);
             if let Some(id) = existing {
                 conn.prepare_cached(
                     "UPDATE notifications SET duplicates = duplicates + 1 WHERE id = ?1",
@@ -352,7 +428,8 @@ impl Store for SqliteStore {
             }
             conn.prepare_cached(
                 "INSERT INTO notifications (received_at, dedup_key, receiver, status, group_key, \
-                 alert_count, payload, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1)",
+                 alert_count, alertnames, payload, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?1)",
             )?
             .execute(params![
                 received_at,
@@ -360,18 +437,13 @@ impl Store for SqliteStore {
                 receiver,
                 status,
                 group_key,
-                alerts.len() as i64,
+                alert_count,
+                alertnames,
                 payload
             ])?;
             let id = conn.last_insert_rowid();
-            let mut insert_alert = conn.prepare_cached(
-                "INSERT INTO alerts (notification_id, idx, fingerprint, status, alertname) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (i, (fingerprint, status, alertname)) in alerts.iter().enumerate() {
-                insert_alert.execute(params![id, i as i64, fingerprint, status, alertname])?;
-            }
             state.pending += 1;
+            state.remember(key, id, received_at);
             Ok(Inserted {
                 id,
                 duplicate: false,
@@ -580,12 +652,8 @@ impl Store for SqliteStore {
                 sql += &format!(" AND n.state = ?{}", args.len());
             }
             if let Some(name) = q.alertname {
-                args.push(name.into());
-                sql += &format!(
-                    " AND EXISTS (SELECT 1 FROM alerts a WHERE a.notification_id = n.id \
-                     AND a.alertname = ?{})",
-                    args.len()
-                );
+                args.push(format!("{UNIT_SEPARATOR}{name}{UNIT_SEPARATOR}").into());
+                sql += &format!(" AND instr(n.alertnames, ?{}) > 0", args.len());
             }
             args.push(i64::from(q.limit).into());
             sql += &format!(" ORDER BY n.id DESC LIMIT ?{}", args.len());

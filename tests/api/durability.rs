@@ -201,3 +201,28 @@ async fn shutdown_stops_accepting_but_finishes_the_item_in_hand() {
         .unwrap();
     assert_eq!((state.as_str(), status.as_str()), ("done", "succeeded"));
 }
+
+#[tokio::test]
+async fn a_redelivery_after_a_restart_is_still_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path());
+    let app = spawn_app_with(settings.clone()).await;
+    let first: Value = app
+        .post_alerts(fixture("accuracy-firing.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.stop().await;
+
+    let app = spawn_app_with(settings).await;
+    let again: Value = app
+        .post_alerts(fixture("accuracy-firing.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["duplicate"], true);
+    app.stop().await;
+}
