@@ -188,6 +188,27 @@ impl Metrics {
             "Enrichments that gave no value for an alert, by name",
             enrichment_failures.clone(),
         );
+        // Known label values start at 0, so rate() and increase() see the first event.
+        for outcome in [
+            "stored",
+            "duplicate",
+            "malformed",
+            "schema",
+            "too_large",
+            "unauthorized",
+            "unavailable",
+            "dry_run",
+            "error",
+        ] {
+            let _ = notifications.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            });
+        }
+        for outcome in ["success", "error", "timeout"] {
+            let _ = enrichment_queries.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            });
+        }
         let store = StoreMetrics::default();
         registry.register(
             "store_commit_duration_seconds",
@@ -213,6 +234,17 @@ impl Metrics {
             action_runs,
             action_duration,
             http_duration,
+        }
+    }
+
+    /// Creates the `action_runs_total` series of an action at 0.
+    pub fn declare_action(&self, action: &str, kind: &str) {
+        for outcome in ["succeeded", "failed", "dead"] {
+            let _ = self.action_runs.get_or_create(&ActionRunLabels {
+                action: action.to_owned(),
+                kind: TypeLabel(kind.to_owned()),
+                outcome: outcome.to_owned(),
+            });
         }
     }
 

@@ -184,6 +184,9 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         retry: RetryPolicy,
     ) -> Self {
+        for (name, action) in actions.iter() {
+            metrics.declare_action(name, action.kind());
+        }
         Self {
             planner,
             actions,

@@ -99,6 +99,11 @@ impl ActionSet {
         self.actions.insert(name.into(), action);
     }
 
+    /// Every action with its name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn Action>)> {
+        self.actions.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The action of that name.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
         self.actions.get(name)

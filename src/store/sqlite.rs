@@ -143,7 +143,12 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     reader: Arc<Mutex<Connection>>,
     pending: Arc<AtomicU64>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
+
+/// How often the WAL is checkpointed, off the commit path.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
@@ -164,6 +169,10 @@ impl SqliteStore {
         // FULL: a commit is on disk before we answer 200, power loss included.
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints copy the WAL into the database and fsync it; done by the
+        // writer they would stall every commit behind them, so a separate
+        // connection does them (PASSIVE: never blocks writers).
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         writer.execute_batch(SCHEMA)?;
         let pending: u64 = writer.query_row(
             "SELECT COUNT(*) FROM notifications WHERE state = 'pending'",
@@ -192,10 +201,12 @@ impl SqliteStore {
             .name("store-writer".into())
             .spawn(move || writer_loop(writer, rx, state, published, metrics))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        let checkpointer = spawn_checkpointer(path, busy_timeout)?;
         Ok(Self {
             jobs: tx,
             reader: Arc::new(Mutex::new(reader)),
             pending: shared_pending,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -227,6 +238,32 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
+}
+
+/// Starts the thread that checkpoints the WAL every [`CHECKPOINT_INTERVAL`]
+/// until the returned sender is dropped.
+fn spawn_checkpointer(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_INTERVAL)
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            // Leave a small WAL behind on a clean stop.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start checkpoint thread: {e}")))?;
+    Ok(stop)
 }
 
 /// Reloads the dedup keys of the notifications still inside the window.
