@@ -5,7 +5,7 @@
 //! run's outcome. [`Planner`] is the side-effect-free half (route + enrich),
 //! shared with the dry-run plan.
 
-use crate::act::{ActionContext, ActionError, ActionSet};
+use crate::act::{ActionContext, ActionError, ActionSet, AlertInput, Scope};
 use crate::enrich::alertmanager::{self, AlertmanagerClient};
 use crate::enrich::{Context, Enricher};
 use crate::ingest::{self, Alert, Notification};
@@ -58,17 +58,32 @@ pub struct Routed {
     pub enrich: Vec<String>,
 }
 
-/// Route and enrich: everything before acting, with no side effect.
+/// Route and enrich: everything before acting, with no side effect. Also
+/// knows the actions, to ask each what it would do (the dry-run plan).
 pub struct Planner {
     route: Route,
     enricher: Enricher,
     alertmanager: Option<AlertmanagerClient>,
+    actions: ActionSet,
 }
 
+/// The fingerprint of a notification-scoped run (it covers many alerts).
+pub const NOTIFICATION_RUN: &str = "";
+
 impl Planner {
-    /// Builds the route tree, enrichment templates and clients from settings.
+    /// Builds the route tree, enrichment templates, clients and actions from settings.
     pub fn from_settings(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        Self::with_actions(settings, ActionSet::build(&settings.actions), metrics)
+    }
+
+    /// Like [`Planner::from_settings`] with an explicit action set.
+    pub fn with_actions(
+        settings: &Settings,
+        actions: ActionSet,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
+            actions,
             route: settings.compile_route()?,
             enricher: Enricher::new(
                 &settings.enrichments,
@@ -141,24 +156,63 @@ impl Planner {
     }
 
     /// The plan for a notification, storing and changing nothing: per alert
-    /// its labels, matched routes, actions, and the enrichment context with
-    /// each rendered query and its value.
+    /// its labels, matched routes, actions, the enrichment context with each
+    /// rendered query and its value, and what each alert-scoped action would
+    /// do; then what each notification-scoped action (chat) would send.
     pub async fn dry_run(&self, mut n: Notification) -> Value {
         let note = self.complete_truncated(&mut n).await;
+        let routed: Vec<Routed> = n.alerts.iter().map(|a| self.route_alert(a)).collect();
+        let mut contexts = Vec::with_capacity(n.alerts.len());
+        for (alert, r) in n.alerts.iter().zip(&routed) {
+            contexts.push(self.context(r, &n, alert).await);
+        }
         let mut alerts = Vec::with_capacity(n.alerts.len());
-        for alert in &n.alerts {
-            let routed = self.route_alert(alert);
-            let context = self.context(&routed, &n, alert).await;
+        for ((alert, r), context) in n.alerts.iter().zip(&routed).zip(&contexts) {
+            let mut effects = serde_json::Map::new();
+            for name in &r.actions {
+                if let Some(action) = self.actions.get(name).filter(|a| a.scope() == Scope::Alert) {
+                    let ctx = ActionContext {
+                        notification_id: 0,
+                        notification: &n,
+                        alerts: vec![AlertInput {
+                            alert,
+                            context,
+                            outcomes: Vec::new(),
+                        }],
+                        attempt: 1,
+                    };
+                    effects.insert(name.clone(), action.plan(&ctx).await);
+                }
+            }
             alerts.push(json!({
                 "fingerprint": alert.fingerprint,
                 "status": alert.status,
                 "labels": alert.labels,
-                "routes": routed.routes,
-                "actions": routed.actions,
+                "routes": r.routes,
+                "actions": r.actions,
                 "context": context.plan_value(),
+                "effects": effects,
             }));
         }
-        let mut plan = json!({ "dry_run": true, "alerts": alerts });
+        let mut messages = serde_json::Map::new();
+        for (name, action) in self.actions.iter() {
+            if action.scope() != Scope::Notification {
+                continue;
+            }
+            let inputs = inputs_for(name, &n, &routed, &contexts, &[]);
+            if inputs.is_empty() {
+                continue;
+            }
+            let ctx = ActionContext {
+                notification_id: 0,
+                notification: &n,
+                alerts: inputs,
+                attempt: 1,
+            };
+            messages.insert(name.to_owned(), action.plan(&ctx).await);
+        }
+        let mut plan =
+            json!({ "dry_run": true, "alerts": alerts, "notification_actions": messages });
         if let Some(note) = note {
             plan["truncated"] = json!(note);
         }
@@ -166,10 +220,34 @@ impl Planner {
     }
 }
 
+/// The alerts of `n` routed to action `name`, with their contexts and this
+/// round's alert-scoped outcomes.
+fn inputs_for<'a>(
+    name: &str,
+    n: &'a Notification,
+    routed: &[Routed],
+    contexts: &'a [Context],
+    runs: &'a [ActionRun],
+) -> Vec<AlertInput<'a>> {
+    n.alerts
+        .iter()
+        .zip(routed)
+        .zip(contexts)
+        .filter(|((_, r), _)| r.actions.iter().any(|a| a == name))
+        .map(|((alert, _), context)| AlertInput {
+            alert,
+            context,
+            outcomes: runs
+                .iter()
+                .filter(|run| run.fingerprint == alert.fingerprint)
+                .collect(),
+        })
+        .collect()
+}
+
 /// Route, enrich, act, record.
 pub struct Pipeline {
     planner: Arc<Planner>,
-    actions: ActionSet,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     retry: RetryPolicy,
@@ -179,17 +257,15 @@ impl Pipeline {
     /// Assembles the stages.
     pub fn new(
         planner: Arc<Planner>,
-        actions: ActionSet,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         retry: RetryPolicy,
     ) -> Self {
-        for (name, action) in actions.iter() {
+        for (name, action) in planner.actions.iter() {
             metrics.declare_action(name, action.kind());
         }
         Self {
             planner,
-            actions,
             store,
             metrics,
             retry,
@@ -201,21 +277,32 @@ impl Pipeline {
         &self.planner
     }
 
-    /// The action runs a notification needs: one per (alert fingerprint,
-    /// action), in match order.
+    /// The action runs a notification needs, in match order: one per
+    /// (alert fingerprint, action) for alert-scoped actions, one per action
+    /// for notification-scoped ones.
     fn planned_runs(&self, n: &Notification, routed: &[Routed]) -> Vec<PlannedRun> {
-        let mut runs = Vec::new();
+        let mut runs: Vec<PlannedRun> = Vec::new();
         for (alert, r) in n.alerts.iter().zip(routed) {
             for action in &r.actions {
-                let action_type = self
-                    .actions
-                    .get(action)
-                    .map(|a| a.kind())
-                    .unwrap_or("unknown");
+                let (kind, scope) = match self.planner.actions.get(action) {
+                    Some(a) => (a.kind(), a.scope()),
+                    None => ("unknown", Scope::Alert),
+                };
+                let fingerprint = match scope {
+                    Scope::Alert => alert.fingerprint.as_str(),
+                    Scope::Notification => NOTIFICATION_RUN,
+                };
+                if scope == Scope::Notification
+                    && runs
+                        .iter()
+                        .any(|p| p.action == *action && p.fingerprint == fingerprint)
+                {
+                    continue;
+                }
                 runs.push(PlannedRun {
-                    fingerprint: alert.fingerprint.clone(),
+                    fingerprint: fingerprint.to_owned(),
                     action: action.clone(),
-                    action_type: action_type.to_owned(),
+                    action_type: kind.to_owned(),
                 });
             }
         }
@@ -260,13 +347,18 @@ impl Pipeline {
             )
             .await?;
 
-        // Enrich (once per alert, only for alerts with a run due) and act:
-        // an alert's runs in match order, several alerts at once, so their
-        // ledger writes share commits.
+        // Enrich (once per alert, only for alerts with a run due) and act.
+        // Phase 1, alert-scoped runs: an alert's runs in match order, several
+        // alerts at once, so their ledger writes share commits.
         let now = now_ms();
         let mut due: Vec<(usize, Vec<ActionRun>)> = Vec::new();
+        let mut notification_runs: Vec<ActionRun> = Vec::new();
         for run in runs {
             if run.status.is_final() || run.next_attempt_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            if run.fingerprint == NOTIFICATION_RUN {
+                notification_runs.push(run);
                 continue;
             }
             let Some(i) = notification
@@ -292,12 +384,55 @@ impl Pipeline {
         }
         let notification = &notification;
         let routed = &routed;
-        let results: Vec<Result<(), StoreError>> = stream::iter(due)
-            .map(|(i, runs)| self.act_on_alert(claimed.id, notification, &routed[i], i, runs))
+        let results: Vec<Result<(usize, Context), StoreError>> = stream::iter(due)
+            .map(|(i, runs)| self.act_on_alert(claimed.id, notification, routed, i, runs))
             .buffer_unordered(ALERTS_IN_PARALLEL)
             .collect()
             .await;
-        results.into_iter().collect::<Result<(), StoreError>>()?;
+        let mut contexts: Vec<Option<Context>> = vec![None; notification.alerts.len()];
+        for r in results {
+            let (i, context) = r?;
+            contexts[i] = Some(context);
+        }
+
+        // Phase 2, notification-scoped runs (chat): they see every routed
+        // alert's context and what phase 1 did.
+        if !notification_runs.is_empty() {
+            for (i, alert) in notification.alerts.iter().enumerate() {
+                if contexts[i].is_none() {
+                    contexts[i] = Some(self.planner.context(&routed[i], notification, alert).await);
+                }
+            }
+            let contexts: Vec<Context> = contexts
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect();
+            let round_runs = self
+                .store
+                .ensure_runs(claimed.id, claimed.round, Vec::new())
+                .await?;
+            for run in notification_runs {
+                let started_at = now_ms();
+                let clock = Instant::now();
+                let inputs = inputs_for(&run.action, notification, routed, &contexts, &round_runs);
+                let result = match self.planner.actions.get(&run.action) {
+                    Some(action) => {
+                        let ctx = ActionContext {
+                            notification_id: claimed.id,
+                            notification,
+                            alerts: inputs,
+                            attempt: run.attempts + 1,
+                        };
+                        action.execute(&ctx).await
+                    }
+                    None => Err(ActionError::Permanent(format!(
+                        "action {:?} is no longer configured",
+                        run.action
+                    ))),
+                };
+                self.record(&run, started_at, clock, None, result).await?;
+            }
+        }
 
         // Ledger: done, or due again at the earliest retry.
         self.store.settle(claimed.id, claimed.round, now_ms()).await
@@ -308,22 +443,28 @@ impl Pipeline {
         &self,
         notification_id: i64,
         notification: &Notification,
-        routed: &Routed,
+        routed: &[Routed],
         index: usize,
         runs: Vec<ActionRun>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(usize, Context), StoreError> {
         let alert = &notification.alerts[index];
-        let context = self.planner.context(routed, notification, alert).await;
+        let context = self
+            .planner
+            .context(&routed[index], notification, alert)
+            .await;
         for run in runs {
             let started_at = now_ms();
             let clock = Instant::now();
-            let result = match self.actions.get(&run.action) {
+            let result = match self.planner.actions.get(&run.action) {
                 Some(action) => {
                     let ctx = ActionContext {
                         notification_id,
                         notification,
-                        alert,
-                        context: &context,
+                        alerts: vec![AlertInput {
+                            alert,
+                            context: &context,
+                            outcomes: Vec::new(),
+                        }],
                         attempt: run.attempts + 1,
                     };
                     action.execute(&ctx).await
@@ -336,7 +477,7 @@ impl Pipeline {
             self.record(&run, started_at, clock, Some(&context), result)
                 .await?;
         }
-        Ok(())
+        Ok((index, context))
     }
 
     /// Ledger stage for one attempt: outcome, retry time, metrics.

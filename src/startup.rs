@@ -60,10 +60,9 @@ impl Application {
                 "Resuming notifications claimed by a previous run"
             );
         }
-        let planner = Arc::new(Planner::from_settings(&settings, metrics.clone())?);
+        let planner = Arc::new(Planner::with_actions(&settings, actions, metrics.clone())?);
         let pipeline = Arc::new(Pipeline::new(
             planner,
-            actions,
             store.clone(),
             metrics.clone(),
             RetryPolicy {

@@ -32,7 +32,7 @@ impl Action for LogAction {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<serde_json::Value, ActionError> {
-        let alert = ctx.alert;
+        let alert = ctx.alert();
         let summary = alert
             .annotations
             .get("summary")

@@ -7,6 +7,7 @@
 mod log;
 
 use crate::ingest::{Alert, Notification};
+pub use crate::store::ActionRun;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,18 +40,49 @@ impl ActionConfig {
     }
 }
 
+/// What one run of an action covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One run per alert (a traffic shift, the log line).
+    Alert,
+    /// One run per notification, covering every alert routed to the action
+    /// (a chat message per Alertmanager group). Runs after the alert-scoped
+    /// actions of the same notification, so it can say what they did.
+    Notification,
+}
+
+/// One alert as an action sees it.
+pub struct AlertInput<'a> {
+    pub alert: &'a Alert,
+    /// What enrichment found out about it (values, errors, links).
+    pub context: &'a crate::enrich::Context,
+    /// This round's alert-scoped runs for the alert (empty for alert-scoped actions).
+    pub outcomes: Vec<&'a crate::store::ActionRun>,
+}
+
 /// Everything an action run sees.
 pub struct ActionContext<'a> {
     /// The stored notification's id.
     pub notification_id: i64,
     /// The whole notification (group labels, receiver, …).
     pub notification: &'a Notification,
-    /// The alert this run is for.
-    pub alert: &'a Alert,
-    /// What enrichment found out about it (values, errors, links).
-    pub context: &'a crate::enrich::Context,
+    /// Alert scope: the one alert; notification scope: every alert of the
+    /// notification routed to this action, in payload order.
+    pub alerts: Vec<AlertInput<'a>>,
     /// Which attempt this is, starting at 1.
     pub attempt: u32,
+}
+
+impl<'a> ActionContext<'a> {
+    /// The (first) alert: the alert of an alert-scoped run.
+    pub fn alert(&self) -> &'a Alert {
+        self.alerts[0].alert
+    }
+
+    /// The (first) alert's context.
+    pub fn context(&self) -> &'a crate::enrich::Context {
+        self.alerts[0].context
+    }
 }
 
 /// Why an action run did not succeed.
@@ -74,8 +106,18 @@ pub trait Action: Send + Sync {
     /// The config `type`, used as a metric label.
     fn kind(&self) -> &'static str;
 
-    /// Performs the action for one alert; the returned JSON is recorded with the run.
+    /// Per alert (default) or per notification.
+    fn scope(&self) -> Scope {
+        Scope::Alert
+    }
+
+    /// Performs the action; the returned JSON is recorded with the run.
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<serde_json::Value, ActionError>;
+
+    /// What the action would do, for the dry-run plan; must send and change nothing.
+    async fn plan(&self, _ctx: &ActionContext<'_>) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// The configured actions by name, built once at startup.

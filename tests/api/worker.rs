@@ -166,3 +166,85 @@ async fn a_failed_run_waits_for_its_backoff() {
     assert!(run["next_attempt_at"].is_string());
     app.stop().await;
 }
+
+/// A notification-scoped action (like a chat message) that reports what it saw.
+struct Digest;
+
+#[async_trait]
+impl Action for Digest {
+    fn kind(&self) -> &'static str {
+        "digest"
+    }
+    fn scope(&self) -> mlops_alert_router::act::Scope {
+        mlops_alert_router::act::Scope::Notification
+    }
+    async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
+        let seen: Vec<Value> = ctx
+            .alerts
+            .iter()
+            .map(|a| {
+                json!({
+                    "model": a.alert.labels["model_name"],
+                    "did": a.outcomes.iter().map(|r| format!("{}:{:?}", r.action, r.status)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok(json!({ "alerts": seen }))
+    }
+    async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
+        json!({ "would_cover": ctx.alerts.len() })
+    }
+}
+
+#[tokio::test]
+async fn a_notification_scoped_action_runs_once_after_the_alert_actions_and_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.worker.enabled = false;
+    settings.route = serde_yaml::from_str("{actions: [log, digest]}").unwrap();
+    settings.actions.insert(
+        "digest".into(),
+        serde_yaml::from_str("{type: log}").unwrap(),
+    );
+    let mut actions = ActionSet::build(&settings.actions);
+    actions.insert("digest", Arc::new(Digest));
+    let app = spawn_app_with_actions(settings, actions).await;
+
+    let plan: Value = app
+        .client
+        .post(format!("{}/api/v1/alerts?dry_run=true", app.address))
+        .body(fixture("accuracy-firing-both-variants.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        plan["notification_actions"]["digest"],
+        json!({"would_cover": 2})
+    );
+
+    let id = app
+        .post_alerts(fixture("accuracy-firing-both-variants.json"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    drain(&app).await;
+    let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
+    let runs = detail["action_runs"].as_array().unwrap();
+    let digests: Vec<&Value> = runs.iter().filter(|r| r["action"] == "digest").collect();
+    assert_eq!(
+        digests.len(),
+        1,
+        "one run for the whole notification: {detail:#}"
+    );
+    assert_eq!(digests[0]["fingerprint"], "");
+    let seen = &digests[0]["result"]["alerts"];
+    assert_eq!(seen.as_array().unwrap().len(), 2);
+    assert_eq!(seen[0]["did"], json!(["log:Succeeded"]), "{seen:#}");
+    app.stop().await;
+}
