@@ -52,6 +52,20 @@ pub struct EnrichmentLabels {
     pub enrichment: String,
 }
 
+/// Labels of `traffic_weight`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WeightLabels {
+    pub target: String,
+    pub variant: String,
+}
+
+/// Labels of `traffic_shifts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShiftLabels {
+    pub target: String,
+    pub outcome: String,
+}
+
 /// Labels of `http_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -88,6 +102,10 @@ pub struct Metrics {
     pub enrichment_failures: Family<EnrichmentLabels, Counter>,
     /// The store's group commits: time from BEGIN to durable COMMIT, and jobs per commit.
     pub store: StoreMetrics,
+    /// Current weight (percent) per traffic target and variant, as last read or written.
+    pub traffic_weight: Family<WeightLabels, Gauge>,
+    /// Traffic-shift decisions per target and outcome (shifted, blocked, cooldown, …).
+    pub traffic_shifts: Family<ShiftLabels, Counter>,
 }
 
 /// Metrics of the store's writer thread.
@@ -220,9 +238,23 @@ impl Metrics {
             "Writes sharing one commit of the store",
             store.batch_jobs.clone(),
         );
+        let traffic_weight = Family::<WeightLabels, Gauge>::default();
+        registry.register(
+            "traffic_weight",
+            "Current A/B weight in percent per traffic target and variant",
+            traffic_weight.clone(),
+        );
+        let traffic_shifts = Family::<ShiftLabels, Counter>::default();
+        registry.register(
+            "traffic_shifts",
+            "Traffic-shift decisions per target and outcome",
+            traffic_shifts.clone(),
+        );
         Self {
             registry,
             store,
+            traffic_weight,
+            traffic_shifts,
             enrichment_queries,
             enrichment_cache_hits,
             enrichment_duration,

@@ -71,9 +71,15 @@ pub struct Planner {
 pub const NOTIFICATION_RUN: &str = "";
 
 impl Planner {
-    /// Builds the route tree, enrichment templates, clients and actions from settings.
+    /// Builds the route tree, enrichment templates, clients and actions from
+    /// settings, for offline plans (no ledger: cooldowns are not consulted).
     pub fn from_settings(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        Self::with_actions(settings, ActionSet::build(&settings.actions), metrics)
+        let deps = crate::act::ActionDeps::new(settings, None, metrics.clone());
+        Self::with_actions(
+            settings,
+            ActionSet::build(&settings.actions, &deps),
+            metrics,
+        )
     }
 
     /// Like [`Planner::from_settings`] with an explicit action set.

@@ -58,6 +58,22 @@ pub struct Settings {
     /// Silence links, and fetching the rest of truncated notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerSettings>,
+    /// Where A/B weights live, keyed by the alert's experiment label value.
+    #[serde(default)]
+    pub traffic_targets: BTreeMap<String, crate::act::traffic::target::TargetConfig>,
+    /// The Kubernetes API for `seldon_experiment` / `istio_virtual_service` targets.
+    #[serde(default)]
+    pub kubernetes: KubernetesSettings,
+}
+
+/// `kubernetes.*`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// API server URL; default: in-cluster config, else kubeconfig. Set it for
+    /// `kubectl proxy` (e.g. `http://127.0.0.1:8001`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// `grafana.*`
@@ -387,6 +403,27 @@ impl Settings {
                 }
             }
             None => {}
+        }
+        for (name, t) in &self.traffic_targets {
+            use crate::act::traffic::target::TargetConfig;
+            let empty = |v: &str| v.trim().is_empty();
+            match t {
+                TargetConfig::SeldonExperiment { namespace, name: n }
+                | TargetConfig::IstioVirtualService {
+                    namespace, name: n, ..
+                } if empty(namespace) || empty(n) => errors.push(format!(
+                    "traffic_targets.{name}: namespace and name must not be empty"
+                )),
+                TargetConfig::File { file } if file.path.as_os_str().is_empty() => errors.push(
+                    format!("traffic_targets.{name}.file.path: must not be empty"),
+                ),
+                _ => {}
+            }
+        }
+        if let Some(u) = &self.kubernetes.api_url {
+            if url::Url::parse(u).is_err() {
+                errors.push(format!("kubernetes.api_url: {u:?} is not a URL"));
+            }
         }
         if let Some(am) = &self.alertmanager {
             if url::Url::parse(&am.url).is_err() {

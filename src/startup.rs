@@ -1,7 +1,7 @@
 //! Application: builds every part from the settings, binds the socket, and
 //! runs the HTTP server and the workers until a shutdown signal.
 
-use crate::act::ActionSet;
+use crate::act::{ActionDeps, ActionSet};
 use crate::http::{self, auth::Authenticator, AppState};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Planner, RetryPolicy};
@@ -32,14 +32,14 @@ pub struct Application {
 impl Application {
     /// Builds with the configured actions.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let actions = ActionSet::build(&settings.actions);
-        Self::build_with_actions(settings, actions).await
+        Self::build_with_actions(settings, ActionSet::default()).await
     }
 
-    /// Builds with an explicit action set (tests inject faulty actions).
+    /// Builds with the configured actions, replaced by those in `overrides`
+    /// (tests inject faulty actions).
     pub async fn build_with_actions(
         settings: Settings,
-        actions: ActionSet,
+        overrides: ActionSet,
     ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(
@@ -60,6 +60,9 @@ impl Application {
                 "Resuming notifications claimed by a previous run"
             );
         }
+        let deps = ActionDeps::new(&settings, Some(store.clone()), metrics.clone());
+        let mut actions = ActionSet::build(&settings.actions, &deps);
+        actions.override_with(overrides);
         let planner = Arc::new(Planner::with_actions(&settings, actions, metrics.clone())?);
         let pipeline = Arc::new(Pipeline::new(
             planner,

@@ -5,6 +5,7 @@
 //! startup. Every action type lives in its own file with the same shape.
 
 mod log;
+pub mod traffic;
 
 use crate::ingest::{Alert, Notification};
 pub use crate::store::ActionRun;
@@ -22,6 +23,39 @@ pub use self::log::{LogAction, LogActionConfig};
 pub enum ActionConfig {
     /// Writes one structured log line per alert.
     Log(LogActionConfig),
+    /// Moves A/B weight away from the alerting variant.
+    TrafficShift(traffic::TrafficShiftConfig),
+}
+
+/// What actions need from the rest of the application.
+#[derive(Clone)]
+pub struct ActionDeps {
+    /// The ledger; `None` for offline plans (`plan FILE`).
+    pub store: Option<Arc<dyn crate::store::Store>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub targets: Arc<traffic::Targets>,
+    pub clock: traffic::Clock,
+}
+
+impl ActionDeps {
+    /// Dependencies from settings (targets built, no I/O).
+    pub fn new(
+        settings: &crate::settings::Settings,
+        store: Option<Arc<dyn crate::store::Store>>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            metrics,
+            targets: Arc::new(traffic::Targets::build(
+                &settings.traffic_targets,
+                &traffic::kube::ClientSource {
+                    api_url: settings.kubernetes.api_url.clone(),
+                },
+            )),
+            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
+        }
+    }
 }
 
 impl ActionConfig {
@@ -29,13 +63,22 @@ impl ActionConfig {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             ActionConfig::Log(_) => Ok(()),
+            ActionConfig::TrafficShift(c) => c.validate(),
         }
     }
 
     /// Builds the runtime action.
-    pub fn build(&self, name: &str) -> Arc<dyn Action> {
+    pub fn build(&self, name: &str, deps: &ActionDeps) -> Arc<dyn Action> {
         match self {
             ActionConfig::Log(c) => Arc::new(LogAction::new(name, c.clone())),
+            ActionConfig::TrafficShift(c) => Arc::new(traffic::TrafficShift::new(
+                name,
+                c.clone(),
+                deps.targets.clone(),
+                deps.store.clone(),
+                deps.metrics.clone(),
+                deps.clock.clone(),
+            )),
         }
     }
 }
@@ -128,12 +171,17 @@ pub struct ActionSet {
 
 impl ActionSet {
     /// Builds every configured action.
-    pub fn build(config: &BTreeMap<String, ActionConfig>) -> Self {
+    pub fn build(config: &BTreeMap<String, ActionConfig>, deps: &ActionDeps) -> Self {
         let actions = config
             .iter()
-            .map(|(name, c)| (name.clone(), c.build(name)))
+            .map(|(name, c)| (name.clone(), c.build(name, deps)))
             .collect();
         Self { actions }
+    }
+
+    /// Adds or replaces every action of `other` (tests inject faulty actions).
+    pub fn override_with(&mut self, other: ActionSet) {
+        self.actions.extend(other.actions);
     }
 
     /// Adds or replaces an action (tests use this for fault injection).

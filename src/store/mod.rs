@@ -199,6 +199,38 @@ pub struct NotificationDetail {
     pub action_runs: Vec<ActionRun>,
 }
 
+/// One decision of a traffic-shift action: shifted, blocked, cooldown, …
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficDecision {
+    pub id: i64,
+    #[serde(serialize_with = "time::ms")]
+    pub at: i64,
+    pub action: String,
+    /// The `traffic_targets` key (the experiment).
+    pub target: String,
+    /// (action, target, alert fingerprint, startsAt).
+    pub episode: String,
+    pub fingerprint: String,
+    pub notification_id: i64,
+    /// shifted, restored, blocked, cooldown, rate_limited, noop, deferred, failed, dry_run, held
+    pub decision: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub reason: String,
+}
+
+/// Filters of [`Store::decisions`].
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    pub target: Option<String>,
+    pub episode: Option<String>,
+    /// Only these decisions.
+    pub decisions: Vec<String>,
+    /// Only decisions at or after this time (ms).
+    pub since: Option<i64>,
+    pub limit: u32,
+}
+
 /// The durable inbox and ledger.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -247,6 +279,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Notifications stored but not yet done.
     fn inbox_depth(&self) -> u64;
+
+    /// Appends a traffic decision to the audit trail; returns its id.
+    async fn record_decision(&self, d: TrafficDecision) -> Result<i64, StoreError>;
+
+    /// Traffic decisions, newest first.
+    async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError>;
 
     /// Proves the store can commit a write right now.
     async fn check_writable(&self) -> Result<(), StoreError>;

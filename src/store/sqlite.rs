@@ -64,6 +64,21 @@ CREATE TABLE IF NOT EXISTS action_runs (
     context          TEXT,
     UNIQUE (notification_id, round, fingerprint, action)
 );
+CREATE TABLE IF NOT EXISTS traffic_decisions (
+    id              INTEGER PRIMARY KEY,
+    at              INTEGER NOT NULL,
+    action          TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    episode         TEXT    NOT NULL,
+    fingerprint     TEXT    NOT NULL,
+    notification_id INTEGER NOT NULL,
+    decision        TEXT    NOT NULL,
+    before          TEXT,
+    after           TEXT,
+    reason          TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traffic_decisions_target ON traffic_decisions (target, at);
+CREATE INDEX IF NOT EXISTS traffic_decisions_episode ON traffic_decisions (episode);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 INSERT OR IGNORE INTO meta (key, value) VALUES ('heartbeat', '0');
 "#;
@@ -743,6 +758,83 @@ impl Store for SqliteStore {
                 [],
                 |r| r.get(0),
             )
+        })
+        .await
+    }
+
+    async fn record_decision(&self, d: TrafficDecision) -> Result<i64, StoreError> {
+        self.write(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO traffic_decisions (at, action, target, episode, fingerprint, \
+                 notification_id, decision, before, after, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                d.at,
+                d.action,
+                d.target,
+                d.episode,
+                d.fingerprint,
+                d.notification_id,
+                d.decision,
+                d.before.map(|v| v.to_string()),
+                d.after.map(|v| v.to_string()),
+                d.reason
+            ])?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = String::from(
+                "SELECT id, at, action, target, episode, fingerprint, notification_id, decision, \
+                 before, after, reason FROM traffic_decisions WHERE 1 = 1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(t) = q.target {
+                args.push(t.into());
+                sql += &format!(" AND target = ?{}", args.len());
+            }
+            if let Some(e) = q.episode {
+                args.push(e.into());
+                sql += &format!(" AND episode = ?{}", args.len());
+            }
+            if let Some(since) = q.since {
+                args.push(since.into());
+                sql += &format!(" AND at >= ?{}", args.len());
+            }
+            if !q.decisions.is_empty() {
+                let mut marks = Vec::new();
+                for d in q.decisions {
+                    args.push(d.into());
+                    marks.push(format!("?{}", args.len()));
+                }
+                sql += &format!(" AND decision IN ({})", marks.join(", "));
+            }
+            args.push(i64::from(q.limit).into());
+            sql += &format!(" ORDER BY id DESC LIMIT ?{}", args.len());
+            let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok(TrafficDecision {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        action: r.get(2)?,
+                        target: r.get(3)?,
+                        episode: r.get(4)?,
+                        fingerprint: r.get(5)?,
+                        notification_id: r.get(6)?,
+                        decision: r.get(7)?,
+                        before: json(r.get(8)?),
+                        after: json(r.get(9)?),
+                        reason: r.get(10)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }

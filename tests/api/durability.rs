@@ -153,7 +153,7 @@ async fn shutdown_stops_accepting_but_finishes_the_item_in_hand() {
     settings.server.grace_period = Duration::from_secs(30);
     let started = Arc::new(Semaphore::new(0));
     let release = Arc::new(Semaphore::new(0));
-    let mut actions = ActionSet::build(&settings.actions);
+    let mut actions = ActionSet::default();
     actions.insert(
         "log",
         Arc::new(Gate {

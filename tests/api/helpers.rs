@@ -56,11 +56,10 @@ pub struct TestApp {
 
 /// Spawns the app built from `settings` with the configured actions.
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
-    let actions = ActionSet::build(&settings.actions);
-    spawn_app_with_actions(settings, actions).await
+    spawn_app_with_actions(settings, ActionSet::default()).await
 }
 
-/// Spawns the app with an explicit action set.
+/// Spawns the app with the configured actions, replaced by `actions`.
 pub async fn spawn_app_with_actions(settings: Settings, actions: ActionSet) -> TestApp {
     let db_path = settings.storage.path.clone();
     let app = Application::build_with_actions(settings, actions)

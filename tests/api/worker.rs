@@ -45,7 +45,7 @@ async fn app_with(failures: u32, permanent: bool) -> (TestApp, Arc<Flaky>, tempf
         permanent,
         calls: AtomicU32::new(0),
     });
-    let mut actions = ActionSet::build(&settings.actions);
+    let mut actions = ActionSet::default();
     actions.insert("log", flaky.clone());
     (spawn_app_with_actions(settings, actions).await, flaky, dir)
 }
@@ -134,7 +134,7 @@ async fn a_failed_run_waits_for_its_backoff() {
     settings.worker.enabled = false;
     settings.worker.backoff_initial = Duration::from_secs(3600);
     settings.worker.backoff_max = Duration::from_secs(3600);
-    let mut actions = ActionSet::build(&settings.actions);
+    let mut actions = ActionSet::default();
     actions.insert(
         "log",
         Arc::new(Flaky {
@@ -206,7 +206,7 @@ async fn a_notification_scoped_action_runs_once_after_the_alert_actions_and_sees
         "digest".into(),
         serde_yaml::from_str("{type: log}").unwrap(),
     );
-    let mut actions = ActionSet::build(&settings.actions);
+    let mut actions = ActionSet::default();
     actions.insert("digest", Arc::new(Digest));
     let app = spawn_app_with_actions(settings, actions).await;
 

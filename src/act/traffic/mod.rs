@@ -1,0 +1,730 @@
+//! `type: traffic_shift` — move A/B weight away from a failing variant.
+//!
+//! It changes production traffic, so it is safe before it is clever:
+//! - one shift per *episode* (action, target, alert fingerprint, startsAt):
+//!   Alertmanager's repeats, HA duplicates and replays do not shift again
+//!   (unless `repeat_every` asks for progressive steps);
+//! - the change carries a precondition on the weights it read and records the
+//!   episode on the target, so a retry after a crash finds its own change;
+//! - weights stay within [min_weight, max_weight] and sum to 100; only the
+//!   alerting variant loses, only the destination gains, never onto the
+//!   alerting variant;
+//! - a guard over enrichment blocks the shift; a guard that cannot be
+//!   evaluated (enrichment failed) defers the run instead of shifting blind;
+//! - every decision is in the audit trail (`traffic_decisions`).
+
+mod file;
+pub mod kube;
+pub mod policy;
+pub mod target;
+
+use super::{Action, ActionContext, ActionError};
+use crate::ingest::AlertStatus;
+use crate::metrics::{Metrics, ShiftLabels, WeightLabels};
+use crate::store::{DecisionQuery, Store, TrafficDecision};
+use async_trait::async_trait;
+use minijinja::{Environment, UndefinedBehavior};
+use policy::{Bounds, NoShift, WeightMap};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use target::{ShiftMark, TargetConfig, TargetError, TrafficTarget};
+
+pub use file::FileWeights;
+
+/// `on_resolve`: what a resolved alert does to the weights it shifted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnResolve {
+    /// Leave the weights as they are (a person decides).
+    #[default]
+    Hold,
+    /// Put back the weights from before the shift, if nobody changed them since.
+    Restore,
+}
+
+/// `actions.<name>` with `type: traffic_shift`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficShiftConfig {
+    /// Percentage points moved per episode.
+    pub step: u32,
+    /// Destination variant; default: the target's default (baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub min_weight: u32,
+    #[serde(default = "hundred")]
+    pub max_weight: u32,
+    /// At most one shift per target within this time.
+    #[serde(default = "ten_minutes", with = "crate::settings::duration")]
+    pub cooldown: Duration,
+    #[serde(default = "three")]
+    pub max_shifts_per_hour: u32,
+    /// A minijinja expression over `context`, `to`, `from`, `labels`,
+    /// `weights`, `experiment`, e.g. `context.accuracy[to] >= 55`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+    #[serde(default)]
+    pub on_resolve: OnResolve,
+    /// Decide and record, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Allow another step for the same episode after this long (progressive rollback).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration"
+    )]
+    pub repeat_every: Option<Duration>,
+    /// Alert label naming the experiment (the `traffic_targets` key).
+    #[serde(default = "experiment_label")]
+    pub experiment_label: String,
+    /// Alert label naming the variant.
+    #[serde(default = "variant_label")]
+    pub variant_label: String,
+}
+
+fn hundred() -> u32 {
+    100
+}
+fn three() -> u32 {
+    3
+}
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+fn experiment_label() -> String {
+    "experiment".into()
+}
+fn variant_label() -> String {
+    "model_name".into()
+}
+
+mod opt_duration {
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => crate::settings::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        crate::settings::duration::deserialize(d).map(Some)
+    }
+}
+
+impl TrafficShiftConfig {
+    /// Offline validation.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.step) {
+            return Err("step: must be between 1 and 100".into());
+        }
+        if self.min_weight > self.max_weight || self.max_weight > 100 {
+            return Err("min_weight/max_weight: need 0 <= min_weight <= max_weight <= 100".into());
+        }
+        if let Some(g) = &self.guard {
+            compile_guard(g).map_err(|e| format!("guard: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn compile_guard(source: &str) -> Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.compile_expression(source)
+        .map_err(|e| format!("invalid expression {source:?}: {e}"))?;
+    Ok(env)
+}
+
+/// The configured targets by experiment, built once.
+#[derive(Default)]
+pub struct Targets {
+    targets: BTreeMap<String, Arc<dyn TrafficTarget>>,
+}
+
+impl Targets {
+    /// Builds every target (no I/O: Kubernetes clients connect on first use).
+    pub fn build(config: &BTreeMap<String, TargetConfig>, kube: &kube::ClientSource) -> Self {
+        let targets = config
+            .iter()
+            .map(|(experiment, c)| {
+                let t: Arc<dyn TrafficTarget> = match c {
+                    TargetConfig::File { file } => Arc::new(FileWeights::new(file.path.clone())),
+                    TargetConfig::SeldonExperiment { namespace, name } => Arc::new(
+                        kube::KubeWeights::new(namespace, name, kube::Layout::Seldon, kube.clone()),
+                    ),
+                    TargetConfig::IstioVirtualService {
+                        namespace,
+                        name,
+                        route,
+                        default,
+                    } => Arc::new(kube::KubeWeights::new(
+                        namespace,
+                        name,
+                        kube::Layout::Istio {
+                            route: route.clone(),
+                            default: default.clone(),
+                        },
+                        kube.clone(),
+                    )),
+                };
+                (experiment.clone(), t)
+            })
+            .collect();
+        Self { targets }
+    }
+
+    /// The target of an experiment.
+    pub fn get(&self, experiment: &str) -> Option<&Arc<dyn TrafficTarget>> {
+        self.targets.get(experiment)
+    }
+
+    /// Every target with its experiment.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn TrafficTarget>)> {
+        self.targets.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// Wall-clock milliseconds; tests pass their own.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The runtime action.
+pub struct TrafficShift {
+    name: String,
+    config: TrafficShiftConfig,
+    guard: Option<Environment<'static>>,
+    targets: Arc<Targets>,
+    store: Option<Arc<dyn Store>>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+}
+
+/// One decision, before it is recorded.
+struct Decision {
+    decision: &'static str,
+    target: String,
+    before: Option<WeightMap>,
+    after: Option<WeightMap>,
+    reason: String,
+    /// The exact change (dry-run and plan).
+    change: Option<Value>,
+}
+
+impl Decision {
+    fn new(decision: &'static str, target: &str, reason: impl Into<String>) -> Self {
+        Self {
+            decision,
+            target: target.to_owned(),
+            before: None,
+            after: None,
+            reason: reason.into(),
+            change: None,
+        }
+    }
+
+    fn json(&self, episode: &str) -> Value {
+        json!({
+            "decision": self.decision,
+            "target": self.target,
+            "episode": episode,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+            "change": self.change,
+        })
+    }
+}
+
+/// How a decision ends the run.
+enum Verdict {
+    Done(Decision),
+    /// Try again later (guard not evaluable, target unreachable).
+    Defer(Decision),
+    /// Cannot succeed (unknown experiment/variant, forbidden).
+    Fail(Decision),
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl TrafficShift {
+    /// A traffic-shift action; `store` is `None` only for offline plans.
+    pub fn new(
+        name: &str,
+        config: TrafficShiftConfig,
+        targets: Arc<Targets>,
+        store: Option<Arc<dyn Store>>,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> Self {
+        let guard = config.guard.as_deref().and_then(|g| compile_guard(g).ok());
+        Self {
+            name: name.to_owned(),
+            config,
+            guard,
+            targets,
+            store,
+            metrics,
+            clock,
+        }
+    }
+
+    fn episode(&self, experiment: &str, ctx: &ActionContext<'_>) -> String {
+        let a = ctx.alert();
+        format!(
+            "{}/{}/{}/{}",
+            self.name,
+            experiment,
+            a.fingerprint,
+            a.starts_at.to_rfc3339()
+        )
+    }
+
+    async fn decisions(&self, q: DecisionQuery) -> Vec<TrafficDecision> {
+        match &self.store {
+            Some(s) => s.decisions(q).await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Decides (and, unless `plan_only`, applies) for one alert.
+    async fn decide(&self, ctx: &ActionContext<'_>, plan_only: bool) -> (String, Verdict) {
+        let alert = ctx.alert();
+        let c = &self.config;
+        let Some(experiment) = alert.labels.get(&c.experiment_label) else {
+            let reason = format!(
+                "the alert has no {:?} label: no experiment to act on",
+                c.experiment_label
+            );
+            return (
+                String::new(),
+                Verdict::Fail(Decision::new("failed", "", reason)),
+            );
+        };
+        let episode = self.episode(experiment, ctx);
+        let Some(target) = self.targets.get(experiment) else {
+            let reason = format!("unknown experiment {experiment:?}: no traffic_targets entry");
+            return (
+                episode,
+                Verdict::Fail(Decision::new("failed", experiment, reason)),
+            );
+        };
+        let Some(variant) = alert.labels.get(&c.variant_label).cloned() else {
+            let reason = format!(
+                "the alert has no {:?} label: no variant to move traffic from",
+                c.variant_label
+            );
+            return (
+                episode,
+                Verdict::Fail(Decision::new("failed", experiment, reason)),
+            );
+        };
+        let verdict = match alert.status {
+            AlertStatus::Firing => {
+                self.on_firing(
+                    ctx,
+                    experiment,
+                    target.as_ref(),
+                    &variant,
+                    &episode,
+                    plan_only,
+                )
+                .await
+            }
+            AlertStatus::Resolved => {
+                self.on_resolved(experiment, target.as_ref(), &episode, plan_only)
+                    .await
+            }
+        };
+        (episode, verdict)
+    }
+
+    async fn on_firing(
+        &self,
+        ctx: &ActionContext<'_>,
+        experiment: &str,
+        target: &dyn TrafficTarget,
+        variant: &str,
+        episode: &str,
+        plan_only: bool,
+    ) -> Verdict {
+        let c = &self.config;
+        let now = (self.clock)();
+        // Once per episode (unless a progressive repeat is due).
+        let done = self
+            .decisions(DecisionQuery {
+                episode: Some(episode.to_owned()),
+                decisions: vec!["shifted".into()],
+                limit: 1,
+                ..Default::default()
+            })
+            .await;
+        if let Some(last) = done.first() {
+            let repeat_due = c
+                .repeat_every
+                .is_some_and(|r| now - last.at >= r.as_millis() as i64);
+            if !repeat_due {
+                return Verdict::Done(Decision::new(
+                    "noop",
+                    experiment,
+                    "already shifted for this episode",
+                ));
+            }
+        }
+        for _attempt in 0..3 {
+            let snapshot = match target.read().await {
+                Ok(s) => s,
+                Err(e) => return self.target_error(experiment, e),
+            };
+            self.publish_weights(experiment, &policy::normalise(&snapshot.weights));
+            // A crash between the change and the ledger: the target says it is done.
+            if !plan_only && done.is_empty() {
+                if let Some(mark) = snapshot
+                    .last_shift
+                    .as_ref()
+                    .filter(|m| m.episode == episode)
+                {
+                    let mut d = Decision::new("shifted", experiment, "found this episode's change already applied on the target (recovered after a restart)");
+                    d.before = Some(mark.before.clone());
+                    d.after = Some(mark.after.clone());
+                    return Verdict::Done(d);
+                }
+            }
+            let Some(to) = c.to.clone().or_else(|| snapshot.default.clone()) else {
+                return Verdict::Fail(Decision::new(
+                    "failed",
+                    experiment,
+                    "no destination: set `to` or give the target a default",
+                ));
+            };
+            let weights = policy::normalise(&snapshot.weights);
+            let bounds = Bounds {
+                step: c.step,
+                min_weight: c.min_weight,
+                max_weight: c.max_weight,
+            };
+            let after = match policy::shift(&snapshot.weights, variant, &to, bounds) {
+                Ok(after) => after,
+                Err(NoShift::Nothing) => {
+                    let mut d = Decision::new("noop", experiment, format!("nothing to move: {variant} at {} (min_weight {}), {to} at {} (max_weight {})", weights.get(variant).copied().unwrap_or(0), c.min_weight, weights.get(&to).copied().unwrap_or(0), c.max_weight));
+                    d.before = Some(weights);
+                    return Verdict::Done(d);
+                }
+                Err(NoShift::DestinationIsAlerting(v)) => {
+                    let mut d = Decision::new(
+                        "blocked",
+                        experiment,
+                        format!("{v} is alerting: traffic never moves onto the alerting variant"),
+                    );
+                    d.before = Some(weights);
+                    return Verdict::Done(d);
+                }
+                Err(NoShift::UnknownVariant(v)) => {
+                    return Verdict::Fail(Decision::new(
+                        "failed",
+                        experiment,
+                        format!("unknown variant {v:?} in {}", target.describe()),
+                    ))
+                }
+                Err(NoShift::UnknownDestination(v)) => {
+                    return Verdict::Fail(Decision::new(
+                        "failed",
+                        experiment,
+                        format!("unknown destination variant {v:?} in {}", target.describe()),
+                    ))
+                }
+            };
+            // Cooldown and rate limit, per target.
+            let recent = self
+                .decisions(DecisionQuery {
+                    target: Some(experiment.to_owned()),
+                    decisions: vec!["shifted".into(), "restored".into()],
+                    since: Some(now - HOUR_MS),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await;
+            if let Some(last) = recent
+                .first()
+                .filter(|d| now - d.at < c.cooldown.as_millis() as i64)
+            {
+                let mut d = Decision::new(
+                    "cooldown",
+                    experiment,
+                    format!(
+                        "last change {}s ago, cooldown {}",
+                        (now - last.at) / 1000,
+                        humantime::format_duration(c.cooldown)
+                    ),
+                );
+                d.before = Some(weights);
+                return Verdict::Done(d);
+            }
+            if recent.len() as u32 >= c.max_shifts_per_hour {
+                let mut d = Decision::new(
+                    "rate_limited",
+                    experiment,
+                    format!(
+                        "{} changes in the last hour (max_shifts_per_hour {})",
+                        recent.len(),
+                        c.max_shifts_per_hour
+                    ),
+                );
+                d.before = Some(weights);
+                return Verdict::Done(d);
+            }
+            // Guard over enrichment.
+            if let (Some(env), Some(source)) = (&self.guard, &c.guard) {
+                let vars = minijinja::context! {
+                    context => minijinja::value::Serde(ctx.context().template_value()),
+                    to => to.clone(),
+                    from => variant,
+                    labels => &ctx.alert().labels,
+                    weights => &weights,
+                    experiment => experiment,
+                };
+                let outcome = env.compile_expression(source).and_then(|e| e.eval(vars));
+                match outcome {
+                    Ok(v) if v.is_true() => {}
+                    Ok(_) => {
+                        let mut d = Decision::new(
+                            "blocked",
+                            experiment,
+                            format!("guard `{source}` is false"),
+                        );
+                        d.before = Some(weights);
+                        return Verdict::Done(d);
+                    }
+                    Err(e) => {
+                        let failed = ctx.context().failed().join(", ");
+                        let mut d = Decision::new("deferred", experiment, format!("guard `{source}` cannot be evaluated ({e}); failed enrichments: [{failed}]"));
+                        d.before = Some(weights);
+                        return Verdict::Defer(d);
+                    }
+                }
+            }
+            let mark = ShiftMark {
+                episode: episode.to_owned(),
+                before: weights.clone(),
+                after: after.clone(),
+                at: chrono::DateTime::from_timestamp_millis(now)
+                    .unwrap_or_default()
+                    .to_rfc3339(),
+            };
+            let mut d = Decision::new(
+                "shifted",
+                experiment,
+                format!(
+                    "{variant} is alerting: moved up to {} points to {to}",
+                    c.step
+                ),
+            );
+            d.before = Some(weights.clone());
+            d.after = Some(after.clone());
+            d.change = Some(target.preview(&snapshot, &after, &mark));
+            if plan_only || c.dry_run {
+                d.decision = "dry_run";
+                d.reason = format!("dry run: would move {variant} → {to}");
+                return Verdict::Done(d);
+            }
+            match target.write(&snapshot, &after, &mark).await {
+                Ok(()) => {
+                    self.publish_weights(experiment, &after);
+                    d.change = None;
+                    return Verdict::Done(d);
+                }
+                // Somebody changed the weights between read and write: decide again.
+                Err(TargetError::Conflict(msg)) => {
+                    tracing::info!(target = experiment, error = %msg, "Traffic weights changed concurrently; deciding again");
+                    continue;
+                }
+                Err(e) => return self.target_error(experiment, e),
+            }
+        }
+        Verdict::Defer(Decision::new(
+            "deferred",
+            experiment,
+            "weights kept changing under us (3 conflicts)",
+        ))
+    }
+
+    async fn on_resolved(
+        &self,
+        experiment: &str,
+        target: &dyn TrafficTarget,
+        episode: &str,
+        plan_only: bool,
+    ) -> Verdict {
+        if self.config.on_resolve == OnResolve::Hold {
+            return Verdict::Done(Decision::new(
+                "held",
+                experiment,
+                "resolved; on_resolve: hold keeps the weights",
+            ));
+        }
+        let shifted = self
+            .decisions(DecisionQuery {
+                episode: Some(episode.to_owned()),
+                decisions: vec!["shifted".into(), "restored".into()],
+                limit: 1,
+                ..Default::default()
+            })
+            .await;
+        let Some(last) = shifted.first() else {
+            return Verdict::Done(Decision::new(
+                "noop",
+                experiment,
+                "resolved; this episode shifted nothing",
+            ));
+        };
+        if last.decision == "restored" {
+            return Verdict::Done(Decision::new("noop", experiment, "already restored"));
+        }
+        let parse = |v: &Option<Value>| {
+            v.clone()
+                .and_then(|v| serde_json::from_value::<WeightMap>(v).ok())
+        };
+        let (Some(before), Some(after)) = (parse(&last.before), parse(&last.after)) else {
+            return Verdict::Fail(Decision::new(
+                "failed",
+                experiment,
+                "the recorded shift has no weights to restore",
+            ));
+        };
+        let snapshot = match target.read().await {
+            Ok(s) => s,
+            Err(e) => return self.target_error(experiment, e),
+        };
+        let current = policy::normalise(&snapshot.weights);
+        if current != after {
+            let mut d = Decision::new(
+                "noop",
+                experiment,
+                "resolved; weights changed since the shift, not restoring",
+            );
+            d.before = Some(current);
+            return Verdict::Done(d);
+        }
+        let mark = ShiftMark {
+            episode: format!("{episode}/restore"),
+            before: current.clone(),
+            after: before.clone(),
+            at: chrono::DateTime::from_timestamp_millis((self.clock)())
+                .unwrap_or_default()
+                .to_rfc3339(),
+        };
+        let mut d = Decision::new(
+            "restored",
+            experiment,
+            "resolved; weights restored to before the shift",
+        );
+        d.before = Some(current);
+        d.after = Some(before.clone());
+        if plan_only || self.config.dry_run {
+            d.change = Some(target.preview(&snapshot, &before, &mark));
+            d.decision = "dry_run";
+            return Verdict::Done(d);
+        }
+        match target.write(&snapshot, &before, &mark).await {
+            Ok(()) => {
+                self.publish_weights(experiment, &before);
+                Verdict::Done(d)
+            }
+            Err(TargetError::Conflict(_)) => Verdict::Done(Decision::new(
+                "noop",
+                experiment,
+                "resolved; weights changed while restoring, not restoring",
+            )),
+            Err(e) => self.target_error(experiment, e),
+        }
+    }
+
+    fn target_error(&self, experiment: &str, e: TargetError) -> Verdict {
+        match e {
+            TargetError::Permanent(m) => Verdict::Fail(Decision::new("failed", experiment, m)),
+            other => Verdict::Defer(Decision::new("deferred", experiment, other.to_string())),
+        }
+    }
+
+    fn publish_weights(&self, experiment: &str, weights: &WeightMap) {
+        for (variant, w) in weights {
+            self.metrics
+                .traffic_weight
+                .get_or_create(&WeightLabels {
+                    target: experiment.to_owned(),
+                    variant: variant.clone(),
+                })
+                .set(i64::from(*w));
+        }
+    }
+
+    async fn record(&self, ctx: &ActionContext<'_>, episode: &str, d: &Decision) {
+        self.metrics
+            .traffic_shifts
+            .get_or_create(&ShiftLabels {
+                target: d.target.clone(),
+                outcome: d.decision.to_owned(),
+            })
+            .inc();
+        tracing::info!(action = %self.name, target = %d.target, decision = d.decision, reason = %d.reason, before = ?d.before, after = ?d.after, "Traffic decision");
+        if let Some(store) = &self.store {
+            let result = store
+                .record_decision(TrafficDecision {
+                    id: 0,
+                    at: (self.clock)(),
+                    action: self.name.clone(),
+                    target: d.target.clone(),
+                    episode: episode.to_owned(),
+                    fingerprint: ctx.alert().fingerprint.clone(),
+                    notification_id: ctx.notification_id,
+                    decision: d.decision.to_owned(),
+                    before: d.before.as_ref().map(|w| json!(w)),
+                    after: d.after.as_ref().map(|w| json!(w)),
+                    reason: d.reason.clone(),
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "Cannot record traffic decision");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Action for TrafficShift {
+    fn kind(&self) -> &'static str {
+        "traffic_shift"
+    }
+
+    async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
+        let (episode, verdict) = self.decide(ctx, false).await;
+        match verdict {
+            Verdict::Done(d) => {
+                self.record(ctx, &episode, &d).await;
+                Ok(d.json(&episode))
+            }
+            Verdict::Defer(d) => {
+                self.record(ctx, &episode, &d).await;
+                Err(ActionError::Retryable {
+                    message: format!("{}: {}", d.decision, d.reason),
+                    retry_after: None,
+                })
+            }
+            Verdict::Fail(d) => {
+                self.record(ctx, &episode, &d).await;
+                Err(ActionError::Permanent(d.reason))
+            }
+        }
+    }
+
+    async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
+        let (episode, verdict) = self.decide(ctx, true).await;
+        match verdict {
+            Verdict::Done(d) | Verdict::Defer(d) | Verdict::Fail(d) => d.json(&episode),
+        }
+    }
+}

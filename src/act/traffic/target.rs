@@ -1,0 +1,94 @@
+//! Traffic targets: where A/B weights live. A closed config enum
+//! ([`TargetConfig`]) builds runtime targets behind one trait.
+
+use super::policy::WeightMap;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// `traffic_targets.<experiment>`: keyed by the value of the alert's experiment label.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// A Seldon Core v2 `Experiment` (`mlops.seldon.io/v1alpha1`).
+    SeldonExperiment { namespace: String, name: String },
+    /// An Istio `VirtualService` (`networking.istio.io/v1`): the destinations
+    /// of one named http route; a variant is a destination's `subset`.
+    IstioVirtualService {
+        namespace: String,
+        name: String,
+        /// The `http[].name` whose destinations are the variants.
+        route: String,
+        /// The baseline subset (a VirtualService has no default of its own).
+        default: String,
+    },
+    /// A local YAML file `{default, candidates: [{name, weight}]}`: the
+    /// embedded default, and what `ab-simulator` reads.
+    File { file: FileTarget },
+}
+
+/// `file:` of a file target.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTarget {
+    pub path: PathBuf,
+}
+
+/// What a target holds right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Variant → weight as stored (relative for Seldon).
+    pub weights: WeightMap,
+    /// The default (baseline) variant.
+    pub default: Option<String>,
+    /// The last shift the router applied, as recorded on the target itself.
+    pub last_shift: Option<ShiftMark>,
+}
+
+/// Recorded on the target with every change (annotation / file field), so a
+/// retry after a crash between the change and the ledger write finds its own
+/// episode and stops.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ShiftMark {
+    pub episode: String,
+    pub before: WeightMap,
+    pub after: WeightMap,
+    pub at: String,
+}
+
+/// Why a read or write failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TargetError {
+    /// The weights changed since they were read: read again and decide again.
+    #[error("weights changed concurrently: {0}")]
+    Conflict(String),
+    /// Worth retrying (network, 5xx).
+    #[error("{0}")]
+    Transient(String),
+    /// Will not succeed (not found, forbidden, malformed object).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A place holding A/B weights.
+#[async_trait]
+pub trait TrafficTarget: Send + Sync {
+    /// e.g. `seldon_experiment financial-inference/financial-ab-test-experiment`.
+    fn describe(&self) -> String;
+    /// Current weights, default and last mark.
+    async fn read(&self) -> Result<Snapshot, TargetError>;
+    /// Writes `after` only if the weights are still those of `expected`
+    /// (a precondition, not a blind write), recording `mark`.
+    async fn write(
+        &self,
+        expected: &Snapshot,
+        after: &WeightMap,
+        mark: &ShiftMark,
+    ) -> Result<(), TargetError>;
+    /// The exact change [`TrafficTarget::write`] would make, for the dry-run plan.
+    fn preview(&self, expected: &Snapshot, after: &WeightMap, mark: &ShiftMark) -> Value;
+}
+
+/// The annotation holding the last [`ShiftMark`] on Kubernetes objects.
+pub const MARK_ANNOTATION: &str = "mlops-alert-router.io/last-shift";
