@@ -96,11 +96,8 @@ impl KubeWeights {
         ))
     }
 
-    /// (variant, weight, JSON pointer of the entry) in object order.
-    fn entries(
-        &self,
-        obj: &Value,
-    ) -> Result<(Vec<(String, u32, String)>, Option<String>), TargetError> {
+    /// The entries in object order, and the default variant.
+    fn entries(&self, obj: &Value) -> Result<(Vec<Entry>, Option<String>), TargetError> {
         let bad = |what: &str| TargetError::Permanent(format!("{}: {what}", self.describe()));
         match &self.layout {
             Layout::Seldon => {
