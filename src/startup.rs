@@ -61,6 +61,7 @@ impl Application {
             );
         }
         let deps = ActionDeps::new(&settings, Some(store.clone()), metrics.clone());
+        let targets = deps.targets.clone();
         let mut actions = ActionSet::build(&settings.actions, &deps);
         actions.override_with(overrides);
         let planner = Arc::new(Planner::with_actions(&settings, actions, metrics.clone())?);
@@ -89,6 +90,7 @@ impl Application {
             auth: Arc::new(Authenticator::new(&settings.auth)),
             ingest: Arc::new(settings.ingest.clone()),
             wake,
+            targets,
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await

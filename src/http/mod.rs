@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 mod health;
 mod notifications;
+mod traffic;
 
 use crate::metrics::{HttpLabels, Metrics};
 use crate::pipeline::Pipeline;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub ingest: Arc<IngestSettings>,
     /// Poked after a notification is stored, so the worker starts at once.
     pub wake: Arc<Notify>,
+    /// The traffic targets, for `GET /api/v1/traffic`.
+    pub targets: Arc<crate::act::traffic::Targets>,
 }
 
 /// The whole API.
@@ -36,6 +39,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(alerts::router(&state.ingest))
         .merge(notifications::router())
+        .merge(traffic::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let metrics = health::metrics_router().route_layer(middleware::from_fn_with_state(
         state.clone(),

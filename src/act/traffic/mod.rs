@@ -728,3 +728,126 @@ impl Action for TrafficShift {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::act::AlertInput;
+    use crate::enrich::Context;
+    use crate::store::SqliteStore;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    const T0: i64 = 1_800_000_000_000;
+
+    struct Fixture {
+        action: TrafficShift,
+        now: Arc<AtomicI64>,
+        path: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(yaml: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.yaml");
+        std::fs::write(&path, "default: baseline-predictor\ncandidates: [{name: baseline-predictor, weight: 70}, {name: enhanced-predictor, weight: 30}]\n").unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(
+                &dir.path().join("r.db"),
+                Duration::from_secs(1),
+                Duration::from_secs(300),
+                Default::default(),
+            )
+            .unwrap(),
+        );
+        let targets = Targets::build(
+            &serde_yaml::from_str(&format!(
+                "financial-ab-test-experiment: {{kind: file, file: {{path: '{}'}}}}",
+                path.display()
+            ))
+            .unwrap(),
+            &kube::ClientSource::default(),
+        );
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock_now = now.clone();
+        let action = TrafficShift::new(
+            "rollback",
+            serde_yaml::from_str(yaml).unwrap(),
+            Arc::new(targets),
+            Some(store),
+            Arc::new(Metrics::new()),
+            Arc::new(move || clock_now.load(Ordering::SeqCst)),
+        );
+        Fixture {
+            action,
+            now,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Runs the action for a firing alert whose episode starts at `hour`.
+    async fn fire(f: &Fixture, hour: u32) -> String {
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json").replace(
+            "2026-11-27T01:02:34.255Z",
+            &format!("2026-11-27T{hour:02}:00:00Z"),
+        );
+        let n = crate::ingest::parse(body.as_bytes(), 10)
+            .unwrap()
+            .notification;
+        let context = Context::default();
+        let ctx = ActionContext {
+            notification_id: 1,
+            notification: &n,
+            alerts: vec![AlertInput {
+                alert: &n.alerts[0],
+                context: &context,
+                outcomes: Vec::new(),
+            }],
+            attempt: 1,
+        };
+        let result = f.action.execute(&ctx).await.unwrap();
+        result["decision"].as_str().unwrap().to_owned()
+    }
+
+    fn enhanced_weight(f: &Fixture) -> u64 {
+        let v: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&f.path).unwrap()).unwrap();
+        v["candidates"][1]["weight"].as_u64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn cooldown_holds_back_until_it_has_elapsed() {
+        let f = fixture("{step: 10, cooldown: 10m, max_shifts_per_hour: 10}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        f.now.store(T0 + 5 * 60_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 2).await, "cooldown");
+        f.now.store(T0 + 10 * 60_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 3).await, "shifted");
+        assert_eq!(enhanced_weight(&f), 10);
+    }
+
+    #[tokio::test]
+    async fn at_most_max_shifts_per_hour_in_any_sliding_hour() {
+        let f = fixture("{step: 5, cooldown: 0s, max_shifts_per_hour: 2}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        f.now.store(T0 + 20 * 60_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 2).await, "shifted");
+        f.now.store(T0 + 40 * 60_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 3).await, "rate_limited");
+        // The first shift leaves the hour window.
+        f.now.store(T0 + 61 * 60_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 4).await, "shifted");
+        assert_eq!(enhanced_weight(&f), 15);
+    }
+
+    #[tokio::test]
+    async fn progressive_steps_only_with_repeat_every() {
+        let f = fixture("{step: 10, cooldown: 0s, max_shifts_per_hour: 10, repeat_every: 15m}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        f.now.store(T0 + 5 * 60_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 1).await, "noop", "same episode, too early");
+        f.now.store(T0 + 15 * 60_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 1).await, "shifted", "same episode, next step due");
+        assert_eq!(enhanced_weight(&f), 10);
+    }
+}
