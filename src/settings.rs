@@ -207,18 +207,23 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_CONFIG,
-            config::FileFormat::Yaml,
-        ));
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+        let user = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
                 ConfigError(vec![format!(
                     "cannot read config file {}: {e}",
                     path.display()
                 )])
-            })?;
-            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
+            })?),
+            None => None,
+        };
+        let base = match &user {
+            Some(text) => defaults_under(text)?,
+            None => DEFAULT_CONFIG.to_owned(),
+        };
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(&base, config::FileFormat::Yaml));
+        if let Some(text) = &user {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Yaml));
         }
         let env: config::Map<String, String> = env
             .into_iter()
@@ -480,6 +485,35 @@ fn check_enrich_refs(
     }
 }
 
+/// The embedded default, minus what `user` redefines as a whole: a named
+/// action, traffic target or enrichment, and the route tree, replace the
+/// default's instead of merging key by key into it (a merge would mix, say, a
+/// default `traffic_shift` action's `step` into a user's `log` action).
+fn defaults_under(user: &str) -> Result<String, ConfigError> {
+    let user: serde_yaml::Value = serde_yaml::from_str(user)
+        .map_err(|e| ConfigError(vec![format!("config file is not valid YAML: {e}")]))?;
+    let mut base: serde_yaml::Value = serde_yaml::from_str(DEFAULT_CONFIG)
+        .map_err(|e| ConfigError(vec![format!("embedded default config: {e}")]))?;
+    if let (Some(base), Some(user)) = (base.as_mapping_mut(), user.as_mapping()) {
+        for section in ["actions", "traffic_targets", "enrichments"] {
+            let (Some(theirs), Some(ours)) = (
+                user.get(section).and_then(|v| v.as_mapping()),
+                base.get_mut(section).and_then(|v| v.as_mapping_mut()),
+            ) else {
+                continue;
+            };
+            for key in theirs.keys() {
+                ours.remove(key);
+            }
+        }
+        if user.contains_key("route") {
+            base.remove("route");
+        }
+    }
+    serde_yaml::to_string(&base)
+        .map_err(|e| ConfigError(vec![format!("embedded default config: {e}")]))
+}
+
 fn read_secret_file(path: &Path, key: &str) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one(key, format!("cannot read {}: {e}", path.display())))
@@ -599,6 +633,22 @@ mod tests {
         for secret in ["tok-one", "tok-two", "hunter2"] {
             assert!(!rendered.contains(secret), "{secret} leaked:\n{rendered}");
         }
+    }
+
+    #[test]
+    fn a_named_entry_or_the_route_in_a_file_replaces_the_default_one() {
+        // The default routes candidates to a traffic_shift `rollback`; a file
+        // that defines its own `rollback` and `route` gets exactly those.
+        let s = load(
+            "actions: {rollback: {type: log}}\nroute: {actions: [rollback]}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(s.actions["rollback"], ActionConfig::Log(_)));
+        assert!(s.route.routes.is_empty());
+        assert_eq!(s.route.actions, Some(vec!["rollback".to_string()]));
+        // Untouched entries keep their defaults.
+        assert!(s.actions.contains_key("log"));
     }
 
     #[test]

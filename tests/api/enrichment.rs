@@ -16,6 +16,11 @@ fn example_settings(prometheus_url: &str) -> Settings {
     let mut s = Settings::load_with_env(Some(&path), Vec::new()).unwrap();
     s.prometheus.as_mut().unwrap().url = prometheus_url.to_owned();
     s.alertmanager = None;
+    // No cluster here: the example's Seldon rollback becomes a log line.
+    s.actions.insert(
+        "rollback".into(),
+        serde_yaml::from_str("{type: log}").unwrap(),
+    );
     s
 }
 

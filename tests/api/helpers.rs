@@ -34,9 +34,12 @@ pub fn fixture_json(name: &str) -> Value {
     serde_json::from_str(&fixture(name)).unwrap()
 }
 
-/// Settings for a test: embedded default, port 0, store in `dir`, fast polling.
+/// Settings for a test: embedded default, port 0, store in `dir`, fast
+/// polling, every alert to the `log` action only (the default's traffic
+/// rollback needs a weights file; traffic tests set their own).
 pub fn test_settings(dir: &Path) -> Settings {
     let mut s = Settings::load_with_env(None, Vec::new()).expect("embedded default loads");
+    s.route = serde_yaml::from_str("{actions: [log]}").expect("valid route");
     s.server.listen = "127.0.0.1:0".parse().unwrap();
     s.storage.path = dir.join("router.db");
     s.worker.poll_interval = Duration::from_millis(20);
