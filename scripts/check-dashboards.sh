@@ -49,7 +49,7 @@ esac
 
 # Router metrics the dashboards use that the router does not export yet. Remove a
 # name when its feature lands (the check fails when an entry is exported).
-PENDING="traffic_weight traffic_shifts_total"
+PENDING=""
 # Series Prometheus makes itself (scrape health, alert state).
 PROMETHEUS_MADE="up ALERTS"
 # Series from the cluster: cAdvisor via the kubelet, and kube-state-metrics
@@ -651,7 +651,19 @@ if [[ ! -x $ROUTER_BIN ]]; then
 else
   router_port=$(free_port)
   router_args=(serve)
-  [[ -n $ROUTER_CONFIG ]] && router_args+=(--config "$ROUTER_CONFIG")
+  if [[ -n $ROUTER_CONFIG ]]; then
+    # The same config with its traffic targets on a local weights file (no
+    # cluster here), so the router reads real weights and exports traffic_weight.
+    cp simulator/weights.yaml "$tmp/weights.yaml"
+    "$PY" - "$ROUTER_CONFIG" "$tmp/weights.yaml" >"$tmp/router.yaml" <<'PYCFG'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+config["traffic_targets"] = {name: {"kind": "file", "file": {"path": sys.argv[2]}}
+                             for name in (config.get("traffic_targets") or {"financial-ab-test-experiment": None})}
+print(yaml.safe_dump(config, sort_keys=False))
+PYCFG
+    router_args+=(--config "$tmp/router.yaml")
+  fi
   env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$tmp" \
     MLOPS_ALERT_ROUTER__SERVER__LISTEN="127.0.0.1:$router_port" \
     MLOPS_ALERT_ROUTER__STORAGE__PATH="$tmp/r.db" \
@@ -668,6 +680,7 @@ else
     has_runs() {
       curl -sf "$router_url/metrics" -o "$tmp/router.metrics" &&
         grep -q '^action_runs_total' "$tmp/router.metrics" &&
+        grep -q '^traffic_weight' "$tmp/router.metrics" &&
         { [[ -z $ROUTER_CONFIG ]] || grep -q '^enrichment_queries_total' "$tmp/router.metrics"; }
     }
     if ! wait_for 20 has_runs; then

@@ -177,6 +177,9 @@ pub struct WorkerSettings {
     pub backoff_initial: Duration,
     #[serde(with = "duration")]
     pub backoff_max: Duration,
+    /// How often every traffic target is read to publish `traffic_weight`.
+    #[serde(with = "duration")]
+    pub weights_poll_interval: Duration,
 }
 
 /// `log.*`
@@ -343,6 +346,11 @@ impl Settings {
         check(
             !self.worker.lease.is_zero(),
             "worker.lease",
+            "must be greater than 0",
+        );
+        check(
+            !self.worker.weights_poll_interval.is_zero(),
+            "worker.weights_poll_interval",
             "must be greater than 0",
         );
         check(

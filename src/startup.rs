@@ -27,6 +27,9 @@ pub struct Application {
     worker: Worker,
     workers: usize,
     grace: Duration,
+    targets: Arc<crate::act::traffic::Targets>,
+    metrics: Arc<Metrics>,
+    weights_poll: Duration,
 }
 
 impl Application {
@@ -62,6 +65,7 @@ impl Application {
         }
         let deps = ActionDeps::new(&settings, Some(store.clone()), metrics.clone());
         let targets = deps.targets.clone();
+        crate::act::traffic::declare_targets(&targets, &metrics);
         let mut actions = ActionSet::build(&settings.actions, &deps);
         actions.override_with(overrides);
         let planner = Arc::new(Planner::with_actions(&settings, actions, metrics.clone())?);
@@ -83,6 +87,7 @@ impl Application {
             settings.worker.poll_interval,
             wake.clone(),
         );
+        let state_metrics = metrics.clone();
         let state = AppState {
             store: store.clone(),
             pipeline,
@@ -90,7 +95,7 @@ impl Application {
             auth: Arc::new(Authenticator::new(&settings.auth)),
             ingest: Arc::new(settings.ingest.clone()),
             wake,
-            targets,
+            targets: targets.clone(),
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -108,6 +113,9 @@ impl Application {
                 0
             },
             grace: settings.server.grace_period,
+            targets,
+            metrics: state_metrics,
+            weights_poll: settings.worker.weights_poll_interval,
         })
     }
 
@@ -143,6 +151,12 @@ impl Application {
         for _ in 0..self.workers {
             workers.spawn(self.worker.clone().run(token.clone()));
         }
+        workers.spawn(crate::act::traffic::poll_weights(
+            self.targets.clone(),
+            self.metrics.clone(),
+            self.weights_poll,
+            token.clone(),
+        ));
         let server_token = token.clone();
         let serve = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { server_token.cancelled().await });

@@ -190,6 +190,75 @@ impl Targets {
     }
 }
 
+/// Every decision a traffic-shift action records (`traffic_shifts_total{outcome}`).
+pub const DECISIONS: [&str; 10] = [
+    "shifted",
+    "restored",
+    "blocked",
+    "cooldown",
+    "rate_limited",
+    "noop",
+    "deferred",
+    "failed",
+    "dry_run",
+    "held",
+];
+
+/// Creates the `traffic_shifts_total` series of every target at 0.
+pub fn declare_targets(targets: &Targets, metrics: &Metrics) {
+    for (experiment, _) in targets.iter() {
+        for outcome in DECISIONS {
+            let _ = metrics.traffic_shifts.get_or_create(&ShiftLabels {
+                target: experiment.to_owned(),
+                outcome: outcome.to_owned(),
+            });
+        }
+    }
+}
+
+/// Reads every target now and then every `interval` until `shutdown`, and
+/// publishes the weights as `traffic_weight` — the configured weights the
+/// ABTestTrafficImbalance rule compares the observed split with.
+pub async fn poll_weights(
+    targets: Arc<Targets>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut failing: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        for (experiment, target) in targets.iter() {
+            match target.read().await {
+                Ok(snapshot) => {
+                    if failing.remove(experiment).is_some() {
+                        tracing::info!(target = experiment, "Traffic target readable again");
+                    }
+                    for (variant, w) in policy::normalise(&snapshot.weights) {
+                        metrics
+                            .traffic_weight
+                            .get_or_create(&WeightLabels {
+                                target: experiment.to_owned(),
+                                variant,
+                            })
+                            .set(i64::from(w));
+                    }
+                }
+                Err(e) => {
+                    // Logged once per failure streak, not every interval.
+                    let msg = e.to_string();
+                    if failing.insert(experiment.to_owned(), msg.clone()).is_none() {
+                        tracing::warn!(target = experiment, error = %msg, "Cannot read traffic target");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
 /// Wall-clock milliseconds; tests pass their own.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
