@@ -284,5 +284,21 @@ done
 
 ((${#negative_done[@]})) || fail "no custom resource rendered: schema negative controls not run"
 
+# The ConfigMap carries the MLOps example's routing, enrichment, actions and
+# traffic targets: they must not drift from config/examples/mlops.yaml.
+if drift=$("$PY" - deploy/base/config.yaml config/examples/mlops.yaml <<'PYDRIFT'
+import sys, yaml
+deployed, example = (yaml.safe_load(open(p)) for p in sys.argv[1:3])
+keys = ["prometheus", "alertmanager", "grafana", "enrichments", "traffic_targets", "actions", "route"]
+bad = [k for k in keys if deployed.get(k) != example.get(k)]
+print(", ".join(bad))
+sys.exit(1 if bad else 0)
+PYDRIFT
+); then
+  pass "deploy/base/config.yaml carries config/examples/mlops.yaml's routes, enrichments, actions and traffic targets"
+else
+  fail "deploy/base/config.yaml drifted from config/examples/mlops.yaml in: $drift"
+fi
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

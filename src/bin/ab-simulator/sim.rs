@@ -404,20 +404,31 @@ impl Simulator {
         let shares = self.recent_shares();
         for (v, share) in self.variants.iter().zip(shares) {
             let params = self.scenario.current()[&v.name];
-            self.metrics
-                .accuracy
-                .get_or_create(&v.labels)
-                .set(params.accuracy);
             self.metrics.traffic.get_or_create(&v.labels).set(share);
-            for (kind, value) in IMPACT_TYPES.iter().zip(business_impact(&params)) {
+            // Accuracy and business impact are measured on served predictions:
+            // a variant that got no traffic in the window has no measurement,
+            // so its series go away (and alerts on them resolve) — as they
+            // would for a model that was rolled back.
+            let serving = share > 0.0;
+            if serving {
                 self.metrics
-                    .business
-                    .get_or_create(&ImpactLabels {
-                        model_name: v.name.clone(),
-                        experiment: v.labels.experiment.clone(),
-                        metric_type: (*kind).to_owned(),
-                    })
-                    .set(value);
+                    .accuracy
+                    .get_or_create(&v.labels)
+                    .set(params.accuracy);
+            } else {
+                self.metrics.accuracy.remove(&v.labels);
+            }
+            for (kind, value) in IMPACT_TYPES.iter().zip(business_impact(&params)) {
+                let labels = ImpactLabels {
+                    model_name: v.name.clone(),
+                    experiment: v.labels.experiment.clone(),
+                    metric_type: (*kind).to_owned(),
+                };
+                if serving {
+                    self.metrics.business.get_or_create(&labels).set(value);
+                } else {
+                    self.metrics.business.remove(&labels);
+                }
             }
         }
     }
@@ -596,6 +607,20 @@ steps:
     }
 
     #[test]
+    fn a_variant_without_traffic_has_no_accuracy_or_business_series() {
+        let mut s = sim(SCENARIO, &[("baseline-predictor", 1.0)]);
+        for i in 1..=10 {
+            s.tick(Duration::from_millis(100 * i), 50.0);
+        }
+        let text = encode(&s.registry()).expect("encode");
+        assert_eq!(value(&text, "ab_test_model_accuracy", "baseline-predictor", ""), 72.0);
+        assert_eq!(samples(&text, "ab_test_business_impact", "baseline-predictor").len(), 3);
+        assert!(samples(&text, "ab_test_model_accuracy", "enhanced-predictor").is_empty());
+        assert!(samples(&text, "ab_test_business_impact", "enhanced-predictor").is_empty());
+        assert_eq!(value(&text, "ab_test_traffic_percentage", "enhanced-predictor", ""), 0.0);
+    }
+
+    #[test]
     fn series_exist_before_the_first_request() {
         let s = sim(SCENARIO, &[("baseline-predictor", 1.0)]);
         let text = encode(&s.registry()).expect("encode");
@@ -611,15 +636,9 @@ steps:
                     0.0
                 );
             }
-            assert_eq!(
-                value(&text, "ab_test_model_accuracy", model, ""),
-                if model == "baseline-predictor" {
-                    72.0
-                } else {
-                    78.0
-                }
-            );
-            assert_eq!(samples(&text, "ab_test_business_impact", model).len(), 3);
+            // Measured on served predictions: nothing served yet, nothing measured.
+            assert!(samples(&text, "ab_test_model_accuracy", model).is_empty());
+            assert!(samples(&text, "ab_test_business_impact", model).is_empty());
             assert_eq!(
                 samples(&text, "ab_test_response_time_seconds_bucket", model).len(),
                 12
