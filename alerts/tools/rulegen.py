@@ -51,6 +51,12 @@ PROMRULE_META = {
 }
 
 E2E_FOR = "10s"
+# Alerts whose `for` must stay long relative to their window in the e2e copy.
+# ABTestTrafficImbalance compares a rate over the window with the configured
+# weight: right after a traffic shift the window still remembers the old
+# split, so its real `for` (10m) is twice its window (5m). Keep that ratio
+# (2 x 30s), or every shift would look like an imbalance in the e2e loop.
+E2E_FOR_OVERRIDES = {"ABTestTrafficImbalance": "60s"}
 E2E_RANGE = "30s"
 E2E_GROUP_INTERVAL = "5s"
 
@@ -155,7 +161,7 @@ def e2e_doc(doc):
             r = dict(rule)
             r["expr"] = shorten_expr(str(rule["expr"]))
             if "for" in r:
-                r["for"] = E2E_FOR
+                r["for"] = E2E_FOR_OVERRIDES.get(r.get("alert"), E2E_FOR)
             rules.append(r)
         g["rules"] = rules
         groups.append(g)

@@ -17,6 +17,13 @@ pub fn free_port() -> u16 {
 /// A child process killed on drop.
 pub struct Proc(Child);
 
+impl Proc {
+    /// Takes ownership of a started child.
+    pub fn new(child: Child) -> Self {
+        Self(child)
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -78,14 +85,19 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes `targets` (host:port) every second as job `financial_ab_test`.
     pub async fn start(targets: &[String]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
              scrape_configs:\n  - job_name: financial_ab_test\n    honor_labels: true\n    static_configs: [{{targets: [{}]}}]\n",
             targets.join(", ")
         );
+        Self::start_with_config(&config).await
+    }
+
+    /// Starts with a whole `prometheus.yml`; alerts are resent every second.
+    pub async fn start_with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("prometheus.log");
@@ -95,6 +107,8 @@ impl Prometheus {
                 format!("--config.file={}", config_path.display()),
                 format!("--storage.tsdb.path={}", dir.path().join("data").display()),
                 format!("--web.listen-address=127.0.0.1:{port}"),
+                // Without it a fresh Prometheus holds a new alert back for a minute.
+                "--rules.alert.resend-delay=1s".into(),
                 "--log.level=warn".into(),
             ],
             &log,

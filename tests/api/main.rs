@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod closed_loop;
 mod components;
 mod durability;
 mod enrichment;

@@ -613,11 +613,25 @@ steps:
             s.tick(Duration::from_millis(100 * i), 50.0);
         }
         let text = encode(&s.registry()).expect("encode");
-        assert_eq!(value(&text, "ab_test_model_accuracy", "baseline-predictor", ""), 72.0);
-        assert_eq!(samples(&text, "ab_test_business_impact", "baseline-predictor").len(), 3);
+        assert_eq!(
+            value(&text, "ab_test_model_accuracy", "baseline-predictor", ""),
+            72.0
+        );
+        assert_eq!(
+            samples(&text, "ab_test_business_impact", "baseline-predictor").len(),
+            3
+        );
         assert!(samples(&text, "ab_test_model_accuracy", "enhanced-predictor").is_empty());
         assert!(samples(&text, "ab_test_business_impact", "enhanced-predictor").is_empty());
-        assert_eq!(value(&text, "ab_test_traffic_percentage", "enhanced-predictor", ""), 0.0);
+        assert_eq!(
+            value(
+                &text,
+                "ab_test_traffic_percentage",
+                "enhanced-predictor",
+                ""
+            ),
+            0.0
+        );
     }
 
     #[test]
