@@ -161,6 +161,13 @@ pub struct WorkerSettings {
     pub backoff_initial: Duration,
     #[serde(with = "duration")]
     pub backoff_max: Duration,
+    /// A failing run older than this (since its first attempt) is dead; none: no age limit.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<Duration>,
 }
 
 /// `log.*`
@@ -261,6 +268,11 @@ impl Settings {
                 am.bearer_token = Some(Secret::new(text.trim()));
             }
         }
+        for (name, action) in &mut self.actions {
+            action
+                .resolve_files(&format!("actions.{name}"))
+                .map_err(|e| ConfigError(vec![e]))?;
+        }
         for (i, user) in self.auth.basic_users.iter_mut().enumerate() {
             let key = format!("auth.basic_users[{i}]");
             match (&user.password, &user.password_file) {
@@ -359,9 +371,12 @@ impl Settings {
                 self.log.level
             ));
         }
+        if self.worker.max_age.is_some_and(|d| d.is_zero()) {
+            errors.push("worker.max_age: must be greater than 0".into());
+        }
         for (name, action) in &self.actions {
             if let Err(e) = action.validate() {
-                errors.push(format!("actions.{name}: {e}"));
+                errors.extend(e.into_iter().map(|e| format!("actions.{name}.{e}")));
             }
         }
         if let Err(e) = self.compile_route() {
@@ -444,8 +459,12 @@ fn check_enrich_refs(
 }
 
 fn read_secret_file(path: &Path, key: &str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::one(key, format!("cannot read {}: {e}", path.display())))
+    read_file(path, key).map_err(|e| ConfigError(vec![e]))
+}
+
+/// Reads a file named by config key `key`; the error names the key and the path.
+pub(crate) fn read_file(path: &Path, key: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
 }
 
 /// `humantime` durations ("10s", "5m", "250ms") in config files.
@@ -464,6 +483,30 @@ pub mod duration {
                 "invalid duration {text:?} ({e}); use e.g. 10s, 5m, 250ms"
             ))
         })
+    }
+}
+
+/// Optional humantime durations; absent means none.
+pub mod opt_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => humantime::parse_duration(&text).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); use e.g. 10s, 5m, 250ms"
+                ))
+            }),
+        }
     }
 }
 

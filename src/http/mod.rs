@@ -3,6 +3,7 @@
 
 mod alerts;
 pub mod auth;
+mod dead_letters;
 pub mod error;
 mod health;
 mod notifications;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(alerts::router(&state.ingest))
         .merge(notifications::router())
+        .merge(dead_letters::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let metrics = health::metrics_router().route_layer(middleware::from_fn_with_state(
         state.clone(),
