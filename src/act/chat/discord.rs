@@ -8,7 +8,7 @@
 //! all embeds; `content` 2000.
 
 use super::limits::{chars, clip, more_alerts};
-use super::render::{alert_body, alert_heading, router_text, table_text, Dialect, View};
+use super::render::{alert_body, alert_heading_plain, router_text, table_text, Dialect, View};
 use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,8 @@ impl Format for DiscordConfig {
             .iter()
             .map(|a| {
                 json!({
-                    "name": clip(&alert_heading(a, d), FIELD_NAME_CHARS),
+                    // Field names render no markdown.
+                    "name": clip(&alert_heading_plain(a), FIELD_NAME_CHARS),
                     "value": clip(&alert_body(a, d), FIELD_VALUE_CHARS),
                     "inline": false,
                 })

@@ -75,6 +75,7 @@ fn table(t: &super::render::VariantTable, d: Dialect) -> String {
     } else {
         d.bold(&format!("Variants · {}", d.esc(&t.experiment)))
     };
+    // A table needs a blank line above it.
     let mut lines = vec![title, String::new()];
     if !t.rows.is_empty() {
         let head: Vec<String> = std::iter::once("variant".to_owned())
@@ -96,7 +97,10 @@ fn table(t: &super::render::VariantTable, d: Dialect) -> String {
                 .collect();
             lines.push(format!("| {} |", cells.join(" | ")));
         }
-        lines.push(String::new());
+        if !t.notes.is_empty() {
+            // Else the first note would read as a table row.
+            lines.push(String::new());
+        }
     }
     lines.extend(t.notes.iter().map(|n| format!("⚠ {}", d.esc(n))));
     lines.join("\n")

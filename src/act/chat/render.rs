@@ -204,7 +204,10 @@ fn format_number(v: &Value, unit: Unit) -> String {
         Unit::Seconds if x.abs() < 1.0 => format!("{:.0} ms", x * 1000.0),
         Unit::Seconds => format!("{x:.2} s"),
         Unit::Plain if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
-        Unit::Plain => format!("{x:.2}"),
+        Unit::Plain => {
+            let s = format!("{x:.2}");
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
     }
 }
 
@@ -530,8 +533,11 @@ fn variant_tables(alerts: &[AlertView]) -> Vec<VariantTable> {
         if columns.is_empty() && notes.is_empty() {
             continue;
         }
+        // The variants still firing; in a resolved notification, the ones it is about.
+        let any_firing = members.iter().any(|a| a.status == "firing");
         let affected: Vec<&str> = members
             .iter()
+            .filter(|a| a.status == "firing" || !any_firing)
             .map(|a| a.variant.as_str())
             .filter(|v| !v.is_empty())
             .collect();
@@ -606,7 +612,8 @@ impl Dialect {
                 .replace('&', "&amp;")
                 .replace('<', "&lt;")
                 .replace('>', "&gt;")
-                .replace('"', "&quot;"),
+                .replace('"', "&quot;")
+                .replace('\n', "<br>"),
         }
     }
 
@@ -622,11 +629,7 @@ impl Dialect {
     /// A link with (plain) text.
     pub fn link(self, text: &str, url: &str) -> String {
         match self {
-            Dialect::Slack => format!(
-                "<{}|{}>",
-                url.replace('|', "%7C").replace('>', "%3E"),
-                self.esc(text)
-            ),
+            Dialect::Slack => format!("<{}|{}>", self.esc(url).replace('|', "%7C"), self.esc(text)),
             Dialect::Markdown | Dialect::Teams => format!(
                 "[{}]({})",
                 self.esc(text),
@@ -656,6 +659,15 @@ pub fn links_line(links: &BTreeMap<String, String>, d: Dialect) -> String {
     .filter_map(|(key, text)| links.get(*key).map(|url| d.link(text, url)))
     .collect::<Vec<_>>()
     .join(" · ")
+}
+
+/// The first line of an alert without markup (where none renders).
+pub fn alert_heading_plain(a: &AlertView) -> String {
+    let parts: Vec<&str> = [a.alertname.as_str(), &a.variant, &a.severity]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    format!("{} {}", a.tone.dot(), parts.join(" · "))
 }
 
 /// The first line of an alert: dot, name, variant, severity.
