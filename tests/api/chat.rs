@@ -987,10 +987,14 @@ fn secrets_come_from_files_or_the_environment() {
     std::fs::write(&file, "https://hooks.example/services/T/B/from-file\n").unwrap();
     let s = load(
         &format!(
-            "actions: {{team_chat: {{type: slack, url_file: {}}}, pager: {{type: webhook, url: 'https://x/'}}}}\nroute: {{actions: [team_chat]}}",
+            "actions: {{team_chat: {{type: slack, url_file: {}}}, pager: {{type: webhook, url: 'https://x/'}}, on-call: {{type: webhook, url: 'https://x/'}}}}\nroute: {{actions: [team_chat]}}",
             file.display()
         ),
-        &[("MLOPS_ALERT_ROUTER__ACTIONS__PAGER__URL", "https://pager.example/env-hook")],
+        &[
+            ("MLOPS_ALERT_ROUTER__ACTIONS__PAGER__URL", "https://pager.example/env-hook"),
+            // A hyphenated action name keeps its hyphen in the variable's name.
+            ("MLOPS_ALERT_ROUTER__ACTIONS__ON-CALL__URL", "https://oncall.example/env-hook"),
+        ],
     )
     .unwrap();
     let yaml = s.to_redacted_yaml();
@@ -1008,6 +1012,15 @@ fn secrets_come_from_files_or_the_environment() {
             assert_eq!(
                 c.url.as_ref().unwrap().expose(),
                 "https://hooks.example/services/T/B/from-file"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s.actions["on-call"] {
+        mlops_alert_router::act::ActionConfig::Webhook(c) => {
+            assert_eq!(
+                c.url.as_ref().unwrap().expose(),
+                "https://oncall.example/env-hook"
             )
         }
         other => panic!("{other:?}"),
