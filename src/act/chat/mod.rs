@@ -10,7 +10,7 @@
 //! - [`transport`]: the HTTP request, status classification (2xx only is
 //!   success; 429/5xx/network retryable; other 4xx permanent), `Retry-After`,
 //!   the per-destination rate limit, secrets scrubbed from errors;
-//! - one file per platform with its config and its JSON ([`Format`]);
+//! - one file per platform with its config and its JSON (a `Format`);
 //!   [`slack`] also has the bot-token mode that updates a group's message.
 
 mod discord;
