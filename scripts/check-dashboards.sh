@@ -664,10 +664,17 @@ print(yaml.safe_dump(config, sort_keys=False))
 PYCFG
     router_args+=(--config "$tmp/router.yaml")
   fi
+  # The example's on-call webhook names an in-cluster service: keep it on
+  # loopback (the router itself answers 404, a dead letter; only names matter here).
+  router_env=()
+  if [[ -n $ROUTER_CONFIG ]] && grep -q '^  oncall-webhook:$' "$ROUTER_CONFIG"; then
+    router_env+=("MLOPS_ALERT_ROUTER__ACTIONS__ONCALL-WEBHOOK__URL=http://127.0.0.1:$router_port/oncall-sink")
+  fi
   env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$tmp" \
     MLOPS_ALERT_ROUTER__SERVER__LISTEN="127.0.0.1:$router_port" \
     MLOPS_ALERT_ROUTER__STORAGE__PATH="$tmp/r.db" \
     MLOPS_ALERT_ROUTER__PROMETHEUS__URL="$prom_url" \
+    "${router_env[@]}" \
     "$ROUTER_BIN" "${router_args[@]}" >"$tmp/router.log" 2>&1 &
   pids+=($!)
   router_url="http://127.0.0.1:$router_port"

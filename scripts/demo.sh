@@ -77,6 +77,7 @@ c["traffic_targets"] = {"financial-ab-test-experiment": {"kind": "file", "file":
 c["prometheus"]["url"] = f"http://127.0.0.1:{sys.argv[3]}"
 c["prometheus"]["cache_ttl"] = "1s"
 c["alertmanager"] = {"url": f"http://127.0.0.1:{sys.argv[4]}"}
+c["actions"]["oncall-webhook"] = {"type": "log"}  # in the cluster: the paging bridge
 print(yaml.safe_dump(c, sort_keys=False))
 PY
 MLOPS_ALERT_ROUTER__SERVER__LISTEN=127.0.0.1:$router_port \

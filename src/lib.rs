@@ -19,7 +19,9 @@
 //! - [`pipeline`]: the only place that knows the stage order; records each
 //!   action run's outcome, retries with backoff, dead-letters.
 //! - [`route`]: labels → named actions.
-//! - [`act`]: the actions, a closed config enum that builds runtime objects.
+//! - [`act`]: the actions, a closed config enum that builds runtime objects;
+//!   [`act::chat`] holds the chat platforms and the generic webhook (one
+//!   message per notification, cut to each platform's limits).
 //! - [`settings`], [`secret`]: layered config with key-path errors; secrets
 //!   that cannot be printed.
 //! - [`metrics`], [`telemetry`]: OpenMetrics and `tracing`.

@@ -46,6 +46,12 @@ pub struct ActionTypeLabels {
     pub kind: TypeLabel,
 }
 
+/// `action` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
 /// `enrichment` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnrichmentLabels {
@@ -90,6 +96,8 @@ pub struct Metrics {
     pub action_runs: Family<ActionRunLabels, Counter>,
     /// Time one action attempt took.
     pub action_duration: Family<ActionTypeLabels, Histogram>,
+    /// Custom chat/webhook templates that failed to render (the default message was sent).
+    pub template_errors: Family<ActionLabels, Counter>,
     /// HTTP request latency.
     pub http_duration: Family<HttpLabels, Histogram>,
     /// Prometheus queries sent by enrichment, by outcome (success, error, timeout).
@@ -173,6 +181,12 @@ impl Metrics {
             "action_duration_seconds",
             "Time one action attempt took",
             action_duration.clone(),
+        );
+        let template_errors = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "chat_template_errors",
+            "Custom message templates that failed to render; the default message was sent instead",
+            template_errors.clone(),
         );
         let http_duration = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -265,11 +279,13 @@ impl Metrics {
             dead_letters,
             action_runs,
             action_duration,
+            template_errors,
             http_duration,
         }
     }
 
-    /// Creates the `action_runs_total` series of an action at 0.
+    /// Creates the `action_runs_total` series of an action at 0 (and, for a
+    /// chat or webhook action, its `chat_template_errors_total`).
     pub fn declare_action(&self, action: &str, kind: &str) {
         for outcome in ["succeeded", "failed", "dead"] {
             let _ = self.action_runs.get_or_create(&ActionRunLabels {
@@ -278,6 +294,20 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             });
         }
+        if crate::act::chat::KINDS.contains(&kind) {
+            let _ = self.template_errors.get_or_create(&ActionLabels {
+                action: action.to_owned(),
+            });
+        }
+    }
+
+    /// Counts a custom template that failed to render.
+    pub fn template_error(&self, action: &str) {
+        self.template_errors
+            .get_or_create(&ActionLabels {
+                action: action.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a webhook request outcome.

@@ -30,6 +30,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub initial: Duration,
     pub max: Duration,
+    /// Give up once a run's next attempt would start this long after its first.
+    pub max_age: Option<Duration>,
 }
 
 impl RetryPolicy {
@@ -186,6 +188,8 @@ impl Planner {
                             outcomes: Vec::new(),
                         }],
                         attempt: 1,
+                        store: None,
+                        metrics: None,
                     };
                     effects.insert(name.clone(), action.plan(&ctx).await);
                 }
@@ -214,6 +218,8 @@ impl Planner {
                 notification: &n,
                 alerts: inputs,
                 attempt: 1,
+                store: None,
+                metrics: None,
             };
             messages.insert(name.to_owned(), action.plan(&ctx).await);
         }
@@ -428,6 +434,8 @@ impl Pipeline {
                             notification,
                             alerts: inputs,
                             attempt: run.attempts + 1,
+                            store: Some(self.store.as_ref()),
+                            metrics: Some(&self.metrics),
                         };
                         action.execute(&ctx).await
                     }
@@ -472,6 +480,8 @@ impl Pipeline {
                             outcomes: Vec::new(),
                         }],
                         attempt: run.attempts + 1,
+                        store: Some(self.store.as_ref()),
+                        metrics: Some(&self.metrics),
                     };
                     action.execute(&ctx).await
                 }
@@ -498,10 +508,20 @@ impl Pipeline {
         let attempt = run.attempts + 1;
         let elapsed = clock.elapsed();
         let finished_at = now_ms();
+        // The action's own limits win over worker.*.
+        let limits = self
+            .planner
+            .actions
+            .get(&run.action)
+            .map(|a| a.retry_limits())
+            .unwrap_or_default();
+        let max_attempts = limits.max_attempts.unwrap_or(self.retry.max_attempts);
+        let max_age = limits.max_age.or(self.retry.max_age);
+        let first_attempt_at = run.first_attempt_at.unwrap_or(started_at);
         let outcome = match result {
             Ok(result) => RunOutcome::Succeeded { result },
             Err(ActionError::Permanent(error)) => RunOutcome::Dead { error },
-            Err(ActionError::Retryable { message, .. }) if attempt >= self.retry.max_attempts => {
+            Err(ActionError::Retryable { message, .. }) if attempt >= max_attempts => {
                 RunOutcome::Dead {
                     error: format!("gave up after {attempt} attempts: {message}"),
                 }
@@ -514,9 +534,21 @@ impl Pipeline {
                     .retry
                     .delay(attempt)
                     .max(retry_after.unwrap_or_default());
-                RunOutcome::Retry {
-                    error: message,
-                    retry_at: finished_at + wait.as_millis() as i64,
+                let retry_at = finished_at + wait.as_millis() as i64;
+                match max_age {
+                    // The next attempt would come too late to be worth making.
+                    Some(age) if retry_at - first_attempt_at > age.as_millis() as i64 => {
+                        RunOutcome::Dead {
+                            error: format!(
+                                "gave up after {attempt} attempts: the next one would be over max_age {}: {message}",
+                                humantime::format_duration(age)
+                            ),
+                        }
+                    }
+                    _ => RunOutcome::Retry {
+                        error: message,
+                        retry_at,
+                    },
                 }
             }
         };

@@ -180,6 +180,13 @@ pub struct WorkerSettings {
     /// How often every traffic target is read to publish `traffic_weight`.
     #[serde(with = "duration")]
     pub weights_poll_interval: Duration,
+    /// A failing run older than this (since its first attempt) is dead; none: no age limit.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<Duration>,
 }
 
 /// `log.*`
@@ -285,6 +292,11 @@ impl Settings {
                 am.bearer_token = Some(Secret::new(text.trim()));
             }
         }
+        for (name, action) in &mut self.actions {
+            action
+                .resolve_files(&format!("actions.{name}"))
+                .map_err(|e| ConfigError(vec![e]))?;
+        }
         for (i, user) in self.auth.basic_users.iter_mut().enumerate() {
             let key = format!("auth.basic_users[{i}]");
             match (&user.password, &user.password_file) {
@@ -388,9 +400,12 @@ impl Settings {
                 self.log.level
             ));
         }
+        if self.worker.max_age.is_some_and(|d| d.is_zero()) {
+            errors.push("worker.max_age: must be greater than 0".into());
+        }
         for (name, action) in &self.actions {
             if let Err(e) = action.validate() {
-                errors.push(format!("actions.{name}: {e}"));
+                errors.extend(e.into_iter().map(|e| format!("actions.{name}.{e}")));
             }
         }
         if let Err(e) = self.compile_route() {
@@ -523,8 +538,12 @@ fn defaults_under(user: &str) -> Result<String, ConfigError> {
 }
 
 fn read_secret_file(path: &Path, key: &str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::one(key, format!("cannot read {}: {e}", path.display())))
+    read_file(path, key).map_err(|e| ConfigError(vec![e]))
+}
+
+/// Reads a file named by config key `key`; the error names the key and the path.
+pub(crate) fn read_file(path: &Path, key: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
 }
 
 /// `humantime` durations ("10s", "5m", "250ms") in config files.
@@ -543,6 +562,30 @@ pub mod duration {
                 "invalid duration {text:?} ({e}); use e.g. 10s, 5m, 250ms"
             ))
         })
+    }
+}
+
+/// Optional humantime durations; absent means none.
+pub mod opt_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => humantime::parse_duration(&text).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); use e.g. 10s, 5m, 250ms"
+                ))
+            }),
+        }
     }
 }
 

@@ -77,6 +77,7 @@ impl Application {
                 max_attempts: settings.worker.max_attempts,
                 initial: settings.worker.backoff_initial,
                 max: settings.worker.backoff_max,
+                max_age: settings.worker.max_age,
             },
         ));
         let wake = Arc::new(Notify::new());

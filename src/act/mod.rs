@@ -2,8 +2,11 @@
 //!
 //! Config is a closed, serde-tagged enum ([`ActionConfig`]) validated without
 //! I/O; [`ActionConfig::build`] turns it into a runtime [`Action`] once at
-//! startup. Every action type lives in its own file with the same shape.
+//! startup. Every action type lives in its own file with the same shape; the
+//! chat platforms and the generic webhook share [`chat`] (templates, size
+//! limits, delivery).
 
+pub mod chat;
 mod log;
 pub mod traffic;
 
@@ -25,6 +28,18 @@ pub enum ActionConfig {
     Log(LogActionConfig),
     /// Moves A/B weight away from the alerting variant.
     TrafficShift(traffic::TrafficShiftConfig),
+    /// Slack: incoming webhook, or bot token with `chat.postMessage`/`chat.update`.
+    Slack(chat::SlackConfig),
+    /// Microsoft Teams: a Workflows webhook with an Adaptive Card.
+    Msteams(chat::MsTeamsConfig),
+    /// Mattermost: incoming webhook.
+    Mattermost(chat::MattermostConfig),
+    /// Discord: webhook with embeds.
+    Discord(chat::DiscordConfig),
+    /// Google Chat: space webhook with a cardsV2 card, one thread per group.
+    GoogleChat(chat::GoogleChatConfig),
+    /// Any HTTP endpoint: a templated JSON body (e.g. an Argo Events source).
+    Webhook(chat::WebhookConfig),
 }
 
 /// What actions need from the rest of the application.
@@ -59,11 +74,32 @@ impl ActionDeps {
 }
 
 impl ActionConfig {
-    /// Offline validation; the error is relative to `actions.<name>`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Reads the `*_file` secrets and templates; errors name the key below
+    /// `key` (`actions.<name>`).
+    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+        match self {
+            ActionConfig::Log(_) | ActionConfig::TrafficShift(_) => Ok(()),
+            ActionConfig::Slack(c) => c.resolve_files(key),
+            ActionConfig::Msteams(c) => c.resolve_files(key),
+            ActionConfig::Mattermost(c) => c.resolve_files(key),
+            ActionConfig::Discord(c) => c.resolve_files(key),
+            ActionConfig::GoogleChat(c) => c.resolve_files(key),
+            ActionConfig::Webhook(c) => c.resolve_files(key),
+        }
+    }
+
+    /// Offline validation; each error is relative to `actions.<name>`
+    /// (`url: …`, `template: …`).
+    pub fn validate(&self) -> Result<(), Vec<String>> {
         match self {
             ActionConfig::Log(_) => Ok(()),
-            ActionConfig::TrafficShift(c) => c.validate(),
+            ActionConfig::TrafficShift(c) => c.validate().map_err(|e| vec![e]),
+            ActionConfig::Slack(c) => c.validate(),
+            ActionConfig::Msteams(c) => c.validate(),
+            ActionConfig::Mattermost(c) => c.validate(),
+            ActionConfig::Discord(c) => c.validate(),
+            ActionConfig::GoogleChat(c) => c.validate(),
+            ActionConfig::Webhook(c) => c.validate(),
         }
     }
 
@@ -79,8 +115,23 @@ impl ActionConfig {
                 deps.metrics.clone(),
                 deps.clock.clone(),
             )),
+            ActionConfig::Slack(c) => chat::slack::build(name, c),
+            ActionConfig::Msteams(c) => Arc::new(chat::PostAction::new(name, c)),
+            ActionConfig::Mattermost(c) => Arc::new(chat::PostAction::new(name, c)),
+            ActionConfig::Discord(c) => Arc::new(chat::PostAction::new(name, c)),
+            ActionConfig::GoogleChat(c) => Arc::new(chat::PostAction::new(name, c)),
+            ActionConfig::Webhook(c) => Arc::new(chat::webhook::WebhookAction::new(name, c)),
         }
     }
+}
+
+/// How long an action's failed runs keep being retried; `None` takes `worker.*`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryLimits {
+    /// Attempts before the run is dead (`worker.max_attempts`).
+    pub max_attempts: Option<u32>,
+    /// Time since the first attempt after which it is dead (`worker.max_age`).
+    pub max_age: Option<Duration>,
 }
 
 /// What one run of an action covers.
@@ -114,6 +165,11 @@ pub struct ActionContext<'a> {
     pub alerts: Vec<AlertInput<'a>>,
     /// Which attempt this is, starting at 1.
     pub attempt: u32,
+    /// The ledger, for actions that remember what they sent (Slack threads).
+    /// `None` in dry runs: a plan reads and writes nothing.
+    pub store: Option<&'a dyn crate::store::Store>,
+    /// The router's metrics (`None` in dry runs: a plan counts nothing).
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 impl<'a> ActionContext<'a> {
@@ -160,6 +216,11 @@ pub trait Action: Send + Sync {
     /// What the action would do, for the dry-run plan; must send and change nothing.
     async fn plan(&self, _ctx: &ActionContext<'_>) -> serde_json::Value {
         serde_json::Value::Null
+    }
+
+    /// This action's own retry limits, overriding `worker.max_attempts`/`max_age`.
+    fn retry_limits(&self) -> RetryLimits {
+        RetryLimits::default()
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod alerts;
 pub mod auth;
+mod dead_letters;
 pub mod error;
 mod health;
 mod notifications;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::router(&state.ingest))
         .merge(notifications::router())
         .merge(traffic::router())
+        .merge(dead_letters::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let metrics = health::metrics_router().route_layer(middleware::from_fn_with_state(
         state.clone(),

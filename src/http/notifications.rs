@@ -14,8 +14,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
+/// Page size of the lists when `limit` is not given.
+pub(super) const DEFAULT_LIMIT: u32 = 50;
+/// Largest page of the lists.
+pub(super) const MAX_LIMIT: u32 = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -231,6 +231,51 @@ pub struct DecisionQuery {
     pub limit: u32,
 }
 
+/// Filters and cursor of the dead-letter list.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterQuery {
+    pub limit: u32,
+    /// Only run ids below this (the previous page's last id).
+    pub before: Option<i64>,
+}
+
+/// A dead action run in the latest round of its notification: what needs a
+/// look (and perhaps a replay).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub notification_id: i64,
+    pub receiver: String,
+    pub group_key: String,
+    /// The notification's status (`firing`/`resolved`).
+    pub notification_status: String,
+    pub alertnames: Vec<String>,
+    /// The run (without its context: see the notification's detail).
+    #[serde(flatten)]
+    pub run: ActionRun,
+}
+
+/// Which chat message a notification group owns: one per (action, channel, groupKey).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatThreadKey {
+    pub action: String,
+    /// The channel as configured (a name or an id).
+    pub channel: String,
+    pub group_key: String,
+}
+
+/// The message a chat action posted for a group, to update or reply to later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatThread {
+    pub key: ChatThreadKey,
+    /// The channel id the platform answered with (Slack's `chat.update` needs it).
+    pub channel_id: String,
+    /// The message's id (Slack: `ts`).
+    pub message_id: String,
+    /// True once a resolved notification closed it: the next firing starts a new message.
+    pub resolved: bool,
+    pub updated_at: i64,
+}
+
 /// The durable inbox and ledger.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -276,6 +321,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// One notification; `None` when the id is unknown.
     async fn get(&self, id: i64) -> Result<Option<NotificationDetail>, StoreError>;
+
+    /// Dead runs of the latest round of their notification, newest (highest run id) first.
+    async fn dead_letters(&self, query: DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// The message a chat action posted for a group, if any.
+    async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError>;
+
+    /// Records (or replaces) the message a chat action posted for a group.
+    async fn save_chat_thread(&self, thread: ChatThread) -> Result<(), StoreError>;
 
     /// Notifications stored but not yet done.
     fn inbox_depth(&self) -> u64;

@@ -79,6 +79,19 @@ CREATE TABLE IF NOT EXISTS traffic_decisions (
 );
 CREATE INDEX IF NOT EXISTS traffic_decisions_target ON traffic_decisions (target, at);
 CREATE INDEX IF NOT EXISTS traffic_decisions_episode ON traffic_decisions (episode);
+-- The message each chat action posted for a notification group (Slack bot
+-- mode updates it and replies in its thread when the group changes).
+CREATE TABLE IF NOT EXISTS chat_threads (
+    action       TEXT    NOT NULL,
+    channel      TEXT    NOT NULL,
+    group_key    TEXT    NOT NULL,
+    channel_id   TEXT    NOT NULL,
+    message_id   TEXT    NOT NULL,
+    resolved     INTEGER NOT NULL DEFAULT 0,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (action, channel, group_key)
+);
+CREATE INDEX IF NOT EXISTS action_runs_dead ON action_runs (id) WHERE status = 'dead';
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 INSERT OR IGNORE INTO meta (key, value) VALUES ('heartbeat', '0');
 "#;
@@ -835,6 +848,95 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, q: DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |conn| {
+            let columns: String = RUN_COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {columns}, n.receiver, n.group_key, n.status, n.alertnames \
+                 FROM action_runs r JOIN notifications n ON n.id = r.notification_id \
+                 WHERE r.status = 'dead' AND r.round = n.round AND r.id < ?1 \
+                 ORDER BY r.id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![q.before.unwrap_or(i64::MAX), i64::from(q.limit)],
+                    |r| {
+                        let mut run = run_from_row(r)?;
+                        // The context can be large; the detail has it.
+                        run.context = None;
+                        let names: String = r.get(19)?;
+                        Ok(DeadLetter {
+                            notification_id: r.get(1)?,
+                            receiver: r.get(16)?,
+                            group_key: r.get(17)?,
+                            notification_status: r.get(18)?,
+                            alertnames: names
+                                .split(UNIT_SEPARATOR)
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect(),
+                            run,
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT channel_id, message_id, resolved, updated_at FROM chat_threads \
+                 WHERE action = ?1 AND channel = ?2 AND group_key = ?3",
+            )?
+            .query_row(params![key.action, key.channel, key.group_key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map(|found| {
+                found.map(
+                    |(channel_id, message_id, resolved, updated_at)| ChatThread {
+                        key,
+                        channel_id,
+                        message_id,
+                        resolved,
+                        updated_at,
+                    },
+                )
+            })
+        })
+        .await
+    }
+
+    async fn save_chat_thread(&self, t: ChatThread) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO chat_threads (action, channel, group_key, channel_id, message_id, \
+                 resolved, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (action, channel, group_key) DO UPDATE SET \
+                 channel_id = excluded.channel_id, message_id = excluded.message_id, \
+                 resolved = excluded.resolved, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                t.key.action,
+                t.key.channel,
+                t.key.group_key,
+                t.channel_id,
+                t.message_id,
+                t.resolved,
+                t.updated_at
+            ])?;
+            Ok(())
         })
         .await
     }

@@ -155,6 +155,38 @@ impl TestApp {
     }
 }
 
+/// Points every chat and webhook action at `url`: tests talk to loopback only
+/// (the example config's on-call webhook names an in-cluster service).
+pub fn point_chat_actions_at(
+    actions: &mut std::collections::BTreeMap<String, mlops_alert_router::act::ActionConfig>,
+    url: &str,
+) {
+    use mlops_alert_router::act::ActionConfig;
+    use mlops_alert_router::secret::Secret;
+    for action in actions.values_mut() {
+        let slot = match action {
+            ActionConfig::Slack(c) => &mut c.url,
+            ActionConfig::Msteams(c) => &mut c.url,
+            ActionConfig::Mattermost(c) => &mut c.url,
+            ActionConfig::Discord(c) => &mut c.url,
+            ActionConfig::GoogleChat(c) => &mut c.url,
+            ActionConfig::Webhook(c) => &mut c.url,
+            _ => continue,
+        };
+        *slot = Some(Secret::new(url));
+    }
+}
+
+/// A loopback endpoint that accepts every request.
+pub async fn chat_sink() -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
 pub fn is_done(detail: &Value) -> bool {
     detail["state"] == "done"
 }

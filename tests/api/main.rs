@@ -3,6 +3,9 @@
 mod helpers;
 
 mod auth;
+mod chat;
+mod chat_secrets;
+mod chat_snapshots;
 mod cli;
 mod closed_loop;
 mod components;

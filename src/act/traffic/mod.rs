@@ -873,6 +873,8 @@ mod tests {
                 outcomes: Vec::new(),
             }],
             attempt: 1,
+            store: None,
+            metrics: None,
         };
         let result = f.action.execute(&ctx).await.unwrap();
         result["decision"].as_str().unwrap().to_owned()

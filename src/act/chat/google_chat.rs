@@ -1,0 +1,161 @@
+//! `type: google_chat`: a space's incoming webhook with a cardsV2 card, every
+//! notification of a group in one thread: `thread.threadKey` (from the
+//! groupKey) and `messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD`.
+//!
+//! Limits: a message holds 32,000 bytes (we keep under 30,000), text 4096
+//! characters, a card 100 widgets.
+
+use super::limits::{chars, clip, json_bytes, more_alerts};
+use super::render::{alert_text, table_text, Dialect, View};
+use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+const MAX_BYTES: usize = 30_000;
+const TEXT_CHARS: usize = 4096;
+const MAX_WIDGETS: usize = 100;
+
+fn yes() -> bool {
+    true
+}
+
+chat_config! {
+    /// `actions.<name>` with `type: google_chat`.
+    GoogleChatConfig {
+        /// The space webhook URL (a secret: it carries key and token).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url_file: Option<PathBuf>,
+        /// One thread per Alertmanager group (else every message starts its own).
+        #[serde(default = "yes")]
+        thread_per_group: bool,
+    }
+}
+
+impl GoogleChatConfig {
+    /// Reads `url_file`, `template_file`.
+    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+        resolve_secret(&mut self.url, &self.url_file, key, "url")?;
+        self.resolve_template(key)
+    }
+
+    /// Offline checks; errors are relative to `actions.<name>`.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        validate_url(&self.url, &self.url_file, "url", &mut errors);
+        self.shared().validate(false, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn threaded(&self, view: &View, mut body: Value) -> Value {
+        if self.thread_per_group {
+            body["thread"] = json!({ "threadKey": thread_key(&view.group_key) });
+        }
+        body
+    }
+}
+
+/// A stable, opaque thread key per group (groupKeys hold quotes and braces).
+pub fn thread_key(group_key: &str) -> String {
+    let digest = Sha256::digest(group_key.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("mlops-alert-router-{hex}")
+}
+
+fn paragraph(text: String) -> Value {
+    json!({"textParagraph": {"text": clip(&text, TEXT_CHARS)}})
+}
+
+impl Format for GoogleChatConfig {
+    const KIND: &'static str = "google_chat";
+    // Google Chat: about one message per second per space.
+    const DEFAULT_RATE: RateLimit = RateLimit {
+        per_second: 1.0,
+        burst: 1,
+    };
+    const TEXT_LIMIT: usize = TEXT_CHARS;
+
+    fn shared(&self) -> Shared<'_> {
+        GoogleChatConfig::shared(self)
+    }
+
+    fn url(&self) -> Option<&Secret> {
+        self.url.as_ref()
+    }
+
+    fn extra_query(&self) -> Vec<(&'static str, &'static str)> {
+        if self.thread_per_group {
+            vec![("messageReplyOption", "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD")]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn default_body(&self, view: &View, shown: usize) -> Value {
+        let d = Dialect::Html;
+        let status = format!(
+            "<font color=\"{}\"><b>{}</b></font> · {}",
+            view.colour,
+            view.status.to_uppercase(),
+            d.esc(&view.summary)
+        );
+        let mut sections = vec![json!({"widgets": [paragraph(status)]})];
+        if !view.router_actions.is_empty() {
+            let lines: Vec<String> = view
+                .router_actions
+                .iter()
+                .map(|l| format!("• {}", d.esc(l)))
+                .collect();
+            sections.push(json!({"header": "Router", "widgets": [paragraph(lines.join("<br>"))]}));
+        }
+        for t in &view.tables {
+            sections.push(json!({"widgets": [paragraph(table_text(t, d))]}));
+        }
+        let mut alerts: Vec<Value> = view.alerts[..shown]
+            .iter()
+            .map(|a| paragraph(alert_text(a, d)))
+            .collect();
+        if shown < view.alerts.len() {
+            alerts.push(paragraph(more_alerts(view.alerts.len() - shown)));
+        }
+        if !alerts.is_empty() {
+            sections.push(json!({"header": "Alerts", "widgets": alerts}));
+        }
+        self.threaded(
+            view,
+            json!({
+                "cardsV2": [{
+                    "cardId": "alert-notification",
+                    "card": {
+                        "header": {"title": clip(&view.title, 200), "subtitle": clip(&view.summary, 200)},
+                        "sections": sections,
+                    },
+                }],
+            }),
+        )
+    }
+
+    fn text_body(&self, view: &View, text: &str) -> Value {
+        self.threaded(view, json!({ "text": text }))
+    }
+
+    fn fits(&self, body: &Value) -> bool {
+        let sections = body["cardsV2"][0]["card"]["sections"].as_array();
+        let widgets: usize = sections
+            .into_iter()
+            .flatten()
+            .map(|s| s["widgets"].as_array().map_or(0, Vec::len))
+            .sum();
+        json_bytes(body) <= MAX_BYTES
+            && widgets <= MAX_WIDGETS
+            && body["text"].as_str().map_or(0, chars) <= TEXT_CHARS
+    }
+}

@@ -1,0 +1,187 @@
+//! `type: msteams`: a Teams Workflows webhook ("When a Teams webhook request
+//! is received") posting an Adaptive Card. The retired Office 365 connectors
+//! took MessageCards; Workflows take only Adaptive Cards, wrapped in a
+//! `message` with one attachment. Workflows answer 202 Accepted.
+//!
+//! Limit: about 28 KB per message; we keep the JSON under 24,000 bytes and
+//! say `charset=utf-8` (without it the body is counted as UTF-16).
+
+use super::limits::{json_bytes, more_alerts};
+use super::render::{alert_heading, links_line, Dialect, View};
+use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+const MAX_BYTES: usize = 24_000;
+
+chat_config! {
+    /// `actions.<name>` with `type: msteams`.
+    MsTeamsConfig {
+        /// The workflow's webhook URL (a secret).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url_file: Option<PathBuf>,
+    }
+}
+
+impl MsTeamsConfig {
+    /// Reads `url_file`, `template_file`.
+    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+        resolve_secret(&mut self.url, &self.url_file, key, "url")?;
+        self.resolve_template(key)
+    }
+
+    /// Offline checks; errors are relative to `actions.<name>`.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        validate_url(&self.url, &self.url_file, "url", &mut errors);
+        self.shared().validate(false, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn text(s: &str) -> Value {
+    json!({"type": "TextBlock", "text": s, "wrap": true, "spacing": "None"})
+}
+
+fn subtle(s: &str) -> Value {
+    json!({"type": "TextBlock", "text": s, "wrap": true, "isSubtle": true, "spacing": "None"})
+}
+
+fn card(view: &View, mut body: Vec<Value>) -> Value {
+    let mut all = vec![json!({
+        "type": "Container",
+        "style": view.tone.teams_style(),
+        "bleed": true,
+        "items": [
+            {"type": "TextBlock", "text": view.title, "weight": "Bolder", "size": "Medium", "wrap": true},
+            subtle(&view.summary),
+        ],
+    })];
+    all.append(&mut body);
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "msteams": {"width": "Full"},
+                "body": all,
+            },
+        }],
+    })
+}
+
+/// A variant table as one ColumnSet per row (Adaptive Card 1.4 has no table).
+fn table(t: &super::render::VariantTable) -> Vec<Value> {
+    let title = if t.experiment.is_empty() {
+        "**Variants**".to_owned()
+    } else {
+        format!("**Variants · {}**", t.experiment)
+    };
+    let mut out =
+        vec![json!({"type": "TextBlock", "text": title, "wrap": true, "separator": true})];
+    let row = |cells: Vec<(String, bool)>| {
+        json!({
+            "type": "ColumnSet",
+            "spacing": "None",
+            "columns": cells.into_iter().enumerate().map(|(i, (c, strong))| {
+                let mut block = json!({"type": "TextBlock", "text": c, "wrap": true});
+                if strong {
+                    block["weight"] = json!("Bolder");
+                    block["color"] = json!("Attention");
+                }
+                json!({"type": "Column", "width": if i == 0 { "stretch" } else { "auto" }, "items": [block]})
+            }).collect::<Vec<_>>(),
+        })
+    };
+    if !t.rows.is_empty() {
+        out.push(row(std::iter::once("variant".to_owned())
+            .chain(t.columns.iter().cloned())
+            .map(|c| (format!("**{c}**"), false))
+            .collect()));
+        for r in &t.rows {
+            out.push(row(std::iter::once(r.variant.clone())
+                .chain(r.cells.iter().cloned())
+                .map(|c| (c, r.affected))
+                .collect()));
+        }
+    }
+    out.extend(t.notes.iter().map(|n| subtle(&format!("⚠ {n}"))));
+    out
+}
+
+impl Format for MsTeamsConfig {
+    const KIND: &'static str = "msteams";
+    // Workflows (Power Automate) throttle per flow; stay well below.
+    const DEFAULT_RATE: RateLimit = RateLimit {
+        per_second: 1.0,
+        burst: 3,
+    };
+    const TEXT_LIMIT: usize = 15_000;
+
+    fn shared(&self) -> Shared<'_> {
+        MsTeamsConfig::shared(self)
+    }
+
+    fn url(&self) -> Option<&Secret> {
+        self.url.as_ref()
+    }
+
+    fn default_body(&self, view: &View, shown: usize) -> Value {
+        let d = Dialect::Teams;
+        let mut body = Vec::new();
+        if !view.router_actions.is_empty() {
+            body.push(
+                json!({"type": "TextBlock", "text": "**Router**", "wrap": true, "separator": true}),
+            );
+            body.extend(view.router_actions.iter().map(|l| text(&format!("• {l}"))));
+        }
+        for t in &view.tables {
+            body.extend(table(t));
+        }
+        for a in &view.alerts[..shown] {
+            let mut items =
+                vec![json!({"type": "TextBlock", "text": alert_heading(a, d), "wrap": true})];
+            if !a.summary.is_empty() {
+                items.push(text(&a.summary));
+            }
+            if !a.description.is_empty() {
+                items.push(subtle(&a.description));
+            }
+            let mut when = match &a.ends_at {
+                Some(end) => format!("Resolved {end} (since {})", a.starts_at),
+                None => format!("Since {}", a.starts_at),
+            };
+            let links = links_line(&a.links, d);
+            if !links.is_empty() {
+                when.push_str(" · ");
+                when.push_str(&links);
+            }
+            items.push(subtle(&when));
+            body.push(json!({"type": "Container", "separator": true, "items": items}));
+        }
+        if shown < view.alerts.len() {
+            body.push(subtle(&more_alerts(view.alerts.len() - shown)));
+        }
+        card(view, body)
+    }
+
+    fn text_body(&self, view: &View, t: &str) -> Value {
+        card(view, vec![text(t)])
+    }
+
+    fn fits(&self, body: &Value) -> bool {
+        json_bytes(body) <= MAX_BYTES
+    }
+}

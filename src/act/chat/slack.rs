@@ -1,0 +1,468 @@
+//! `type: slack`: an incoming webhook (`url`), or a bot token (`token` +
+//! `channel`) with `chat.postMessage`/`chat.update`: the group's message is
+//! kept per (action, channel, groupKey); a later notification of the group
+//! updates it to the group's current state and adds a thread reply, and the
+//! resolved notification closes it (the next firing starts a new message).
+//!
+//! Message: Block Kit inside a coloured attachment. Limits: 50 blocks, 3000
+//! characters per section, a header of 150, and about 12,000 characters in
+//! all (Slack answers `msg_blocks_too_long` above, though no block is over).
+
+use super::limits::{chars, clip, more_alerts};
+use super::render::{alert_text, router_text, table_text, Dialect, View};
+use super::transport::Delivery;
+use super::{
+    chat_config, compose, resolve_secret, validate_url, Format, PostAction, RateLimit, Shared,
+};
+use crate::act::{Action, ActionContext, ActionError, RetryLimits, Scope};
+use crate::secret::{Secret, REDACTED};
+use crate::store::{ChatThread, ChatThreadKey};
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use url::Url;
+
+const SECTION_CHARS: usize = 3000;
+const HEADER_CHARS: usize = 150;
+const MAX_BLOCKS: usize = 50;
+const TOTAL_CHARS: usize = 12_000;
+
+fn default_api_url() -> String {
+    "https://slack.com/api".into()
+}
+
+chat_config! {
+    /// `actions.<name>` with `type: slack`.
+    SlackConfig {
+        /// Incoming webhook URL (a secret).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url_file: Option<PathBuf>,
+        /// Bot token (`xoxb-…`, a secret): bot mode, with `channel`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_file: Option<PathBuf>,
+        /// Channel id or name for bot mode.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        /// Web API base URL (tests point it at a mock).
+        #[serde(default = "default_api_url")]
+        api_url: String,
+    }
+}
+
+impl SlackConfig {
+    /// Reads `url_file`, `token_file`, `template_file`.
+    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+        resolve_secret(&mut self.url, &self.url_file, key, "url")?;
+        resolve_secret(&mut self.token, &self.token_file, key, "token")?;
+        self.resolve_template(key)
+    }
+
+    /// Offline checks; errors are relative to `actions.<name>`.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let bot = self.token.is_some() || self.token_file.is_some();
+        let hook = self.url.is_some() || self.url_file.is_some();
+        match (hook, bot) {
+            (true, true) => errors.push(
+                "url: set url (incoming webhook) or token (bot), not both".into(),
+            ),
+            (false, false) => errors.push(
+                "url: url or url_file (incoming webhook), or token or token_file with channel (bot), is required".into(),
+            ),
+            (true, false) => {
+                validate_url(&self.url, &self.url_file, "url", &mut errors);
+                if self.channel.is_some() {
+                    errors.push("channel: only with token (an incoming webhook posts to its own channel)".into());
+                }
+            }
+            (false, true) => {
+                if self.channel.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                    errors.push("channel: required with token".into());
+                }
+                if Url::parse(&self.api_url).is_err() {
+                    errors.push(format!("api_url: {:?} is not a URL", self.api_url));
+                }
+            }
+        }
+        self.shared().validate(false, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn section(text: String) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+fn attachment_body(view: &View, blocks: Vec<Value>) -> Value {
+    json!({
+        "text": clip(&view.title, SECTION_CHARS),
+        "attachments": [{
+            "color": view.colour,
+            "fallback": clip(&view.title, SECTION_CHARS),
+            "blocks": blocks,
+        }],
+    })
+}
+
+impl Format for SlackConfig {
+    const KIND: &'static str = "slack";
+    // Slack: about one message per second per channel, short bursts tolerated.
+    const DEFAULT_RATE: RateLimit = RateLimit {
+        per_second: 1.0,
+        burst: 3,
+    };
+    const TEXT_LIMIT: usize = SECTION_CHARS;
+
+    fn shared(&self) -> Shared<'_> {
+        SlackConfig::shared(self)
+    }
+
+    fn url(&self) -> Option<&Secret> {
+        self.url.as_ref()
+    }
+
+    fn default_body(&self, view: &View, shown: usize) -> Value {
+        let d = Dialect::Slack;
+        let mut blocks = vec![json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": clip(&view.title, HEADER_CHARS), "emoji": true},
+        })];
+        let mut head = vec![d.esc(&view.summary)];
+        head.extend(router_text(view, d));
+        blocks.push(section(clip(&head.join("\n\n"), SECTION_CHARS)));
+        for t in &view.tables {
+            blocks.push(section(clip(&table_text(t, d), SECTION_CHARS)));
+        }
+        blocks.push(json!({"type": "divider"}));
+        // Alerts share sections (up to 3000 characters each): more fit in 50 blocks.
+        let mut current = String::new();
+        for a in &view.alerts[..shown] {
+            let text = clip(&alert_text(a, d), SECTION_CHARS);
+            if !current.is_empty() && chars(&current) + 2 + chars(&text) > SECTION_CHARS {
+                blocks.push(section(std::mem::take(&mut current)));
+            }
+            if !current.is_empty() {
+                current.push_str("\n\n");
+            }
+            current.push_str(&text);
+        }
+        if !current.is_empty() {
+            blocks.push(section(current));
+        }
+        if shown < view.alerts.len() {
+            blocks.push(json!({
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": more_alerts(view.alerts.len() - shown)}],
+            }));
+        }
+        attachment_body(view, blocks)
+    }
+
+    fn text_body(&self, view: &View, text: &str) -> Value {
+        attachment_body(view, vec![section(text.to_owned())])
+    }
+
+    fn fits(&self, body: &Value) -> bool {
+        let Some(blocks) = body["attachments"][0]["blocks"].as_array() else {
+            return false;
+        };
+        let mut total = 0;
+        for b in blocks {
+            let texts = std::iter::once(&b["text"]["text"]).chain(
+                b["elements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| &e["text"]),
+            );
+            for t in texts.filter_map(Value::as_str) {
+                let n = chars(t);
+                if n > SECTION_CHARS {
+                    return false;
+                }
+                total += n;
+            }
+        }
+        blocks.len() <= MAX_BLOCKS && total <= TOTAL_CHARS
+    }
+}
+
+/// Builds the webhook or the bot action.
+pub fn build(name: &str, config: &SlackConfig) -> Arc<dyn Action> {
+    if config.token.is_some() || config.token_file.is_some() {
+        Arc::new(SlackBot::new(name, config))
+    } else {
+        Arc::new(PostAction::new(name, config))
+    }
+}
+
+/// Bot mode: Web API calls with a token.
+pub struct SlackBot {
+    name: String,
+    config: SlackConfig,
+    ready: Result<BotReady, String>,
+}
+
+struct BotReady {
+    api: Url,
+    channel: String,
+    headers: HeaderMap,
+    template: Option<super::template::ChatTemplate>,
+    delivery: Delivery,
+}
+
+/// Web API errors worth retrying (`ok: false` comes with HTTP 200).
+const RETRYABLE_API_ERRORS: &[&str] = &[
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+impl SlackBot {
+    fn new(name: &str, config: &SlackConfig) -> Self {
+        Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            ready: Self::ready(config),
+        }
+    }
+
+    fn ready(config: &SlackConfig) -> Result<BotReady, String> {
+        let token = config
+            .token
+            .as_ref()
+            .ok_or_else(|| "token: token or token_file is required".to_owned())?;
+        let channel = config
+            .channel
+            .clone()
+            .ok_or_else(|| "channel: required with token".to_owned())?;
+        let mut api = Url::parse(config.api_url.trim_end_matches('/'))
+            .map_err(|e| format!("api_url: {e}"))?;
+        if !api.path().ends_with('/') {
+            api.set_path(&format!("{}/", api.path()));
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose().trim()))
+            .map_err(|_| "token: not a valid header value".to_owned())?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        let shared = config.shared();
+        Ok(BotReady {
+            api,
+            channel,
+            headers,
+            template: shared.compile(false)?,
+            delivery: Delivery::new(
+                shared.timeout,
+                shared.rate_limit.unwrap_or(SlackConfig::DEFAULT_RATE),
+                vec![token.expose().trim().to_owned()],
+            )?,
+        })
+    }
+
+    /// One Web API call; `ok: false` is an error (retryable or not by its code).
+    async fn call(&self, ready: &BotReady, method: &str, body: &Value) -> Result<Value, ApiError> {
+        let url = ready
+            .api
+            .join(method)
+            .map_err(|e| ApiError::Other(ActionError::Permanent(format!("api_url: {e}"))))?;
+        let reply = ready
+            .delivery
+            .send(reqwest::Method::POST, url, &ready.headers, body)
+            .await
+            .map_err(ApiError::Other)?;
+        let answer: Value = serde_json::from_str(&reply.body).map_err(|_| {
+            ApiError::Other(ActionError::Retryable {
+                message: format!("{method}: the answer is not JSON"),
+                retry_after: None,
+            })
+        })?;
+        if answer["ok"] == true {
+            return Ok(answer);
+        }
+        let code = answer["error"]
+            .as_str()
+            .unwrap_or("unknown_error")
+            .to_owned();
+        Err(ApiError::Slack(method.to_owned(), code))
+    }
+}
+
+/// A failed Web API call.
+enum ApiError {
+    /// `ok: false` with this method and error code.
+    Slack(String, String),
+    /// HTTP or network.
+    Other(ActionError),
+}
+
+impl From<ApiError> for ActionError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Slack(method, code) if RETRYABLE_API_ERRORS.contains(&code.as_str()) => {
+                ActionError::Retryable {
+                    message: format!("Slack {method}: {code}"),
+                    retry_after: None,
+                }
+            }
+            ApiError::Slack(method, code) => {
+                ActionError::Permanent(format!("Slack {method}: {code}"))
+            }
+            ApiError::Other(e) => e,
+        }
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> ActionError {
+    ActionError::Retryable {
+        message: format!("cannot read or record the group's Slack message: {e}"),
+        retry_after: None,
+    }
+}
+
+#[async_trait]
+impl Action for SlackBot {
+    fn kind(&self) -> &'static str {
+        "slack"
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Notification
+    }
+
+    fn retry_limits(&self) -> RetryLimits {
+        self.config.shared().limits
+    }
+
+    async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
+        let ready = self
+            .ready
+            .as_ref()
+            .map_err(|e| ActionError::Permanent(e.clone()))?;
+        let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
+        let composed = compose(
+            &self.name,
+            &self.config,
+            ready.template.as_ref(),
+            &view,
+            ctx.metrics,
+        );
+        let resolved = view.status == "resolved";
+        let key = ChatThreadKey {
+            action: self.name.clone(),
+            channel: ready.channel.clone(),
+            group_key: ctx.notification.group_key.clone(),
+        };
+        let open = match ctx.store {
+            Some(store) => store
+                .chat_thread(key.clone())
+                .await
+                .map_err(store_error)?
+                .filter(|t| !t.resolved),
+            None => None,
+        };
+        let mut result = composed.summary("slack");
+        result["mode"] = json!("bot");
+        let (channel_id, ts) = match open {
+            Some(thread) => {
+                let mut update = composed.body.clone();
+                update["channel"] = json!(thread.channel_id);
+                update["ts"] = json!(thread.message_id);
+                match self.call(ready, "chat.update", &update).await {
+                    Ok(_) => {
+                        let mut reply = composed.body.clone();
+                        reply["channel"] = json!(thread.channel_id);
+                        reply["thread_ts"] = json!(thread.message_id);
+                        let answer = self.call(ready, "chat.postMessage", &reply).await?;
+                        result["updated"] = json!(thread.message_id);
+                        result["reply"] = answer["ts"].clone();
+                        (thread.channel_id, thread.message_id)
+                    }
+                    // Deleted meanwhile: start over with a new message.
+                    Err(ApiError::Slack(_, code))
+                        if code == "message_not_found" || code == "cant_update_message" =>
+                    {
+                        self.post(ready, &composed.body, &mut result).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => self.post(ready, &composed.body, &mut result).await?,
+        };
+        if let Some(store) = ctx.store {
+            store
+                .save_chat_thread(ChatThread {
+                    key,
+                    channel_id,
+                    message_id: ts,
+                    resolved,
+                    updated_at: crate::pipeline::now_ms(),
+                })
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(result)
+    }
+
+    async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
+        let Ok(ready) = self.ready.as_ref() else {
+            return json!({"type": "slack", "error": self.ready.as_ref().err()});
+        };
+        let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
+        let composed = compose(
+            &self.name,
+            &self.config,
+            ready.template.as_ref(),
+            &view,
+            None,
+        );
+        let mut body = composed.body.clone();
+        body["channel"] = json!(ready.channel);
+        let mut plan = composed.summary("slack");
+        plan["mode"] = json!("bot");
+        plan["method"] = json!("POST");
+        plan["url"] = json!(ready
+            .api
+            .join("chat.postMessage")
+            .map(|u| u.to_string())
+            .unwrap_or_default());
+        plan["headers"] = json!({"authorization": REDACTED});
+        plan["note"] = json!("if the group has an open message, chat.update replaces it and chat.postMessage replies in its thread");
+        plan["body"] = body;
+        plan
+    }
+}
+
+impl SlackBot {
+    /// Posts a new message; returns (channel id, ts).
+    async fn post(
+        &self,
+        ready: &BotReady,
+        body: &Value,
+        result: &mut Value,
+    ) -> Result<(String, String), ActionError> {
+        let mut body = body.clone();
+        body["channel"] = json!(ready.channel);
+        let answer = self.call(ready, "chat.postMessage", &body).await?;
+        let ts = answer["ts"].as_str().unwrap_or_default().to_owned();
+        let channel = answer["channel"]
+            .as_str()
+            .unwrap_or(&ready.channel)
+            .to_owned();
+        result["posted"] = json!(ts);
+        Ok((channel, ts))
+    }
+}
