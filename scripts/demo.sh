@@ -95,3 +95,33 @@ cat <<EOF
                 http://127.0.0.1:$router_port/api/v1/traffic
   Simulator     http://$sim_addr/metrics
   Logs          $work/*.log
+EOF
+say "In 20 s enhanced-predictor's accuracy falls from 78% to 50% (below the 55% threshold)."
+
+traffic() { curl -s "http://127.0.0.1:$router_port/api/v1/traffic"; }
+weights() { traffic | python3 -c 'import json,sys; t=json.load(sys.stdin)["targets"]["financial-ab-test-experiment"]; print(", ".join("%s %s%%" % kv for kv in t.get("weights", {}).items()) or t.get("error", "?"))'; }
+observed() { curl -s "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode 'query=round(100 * sum by (model_name) (rate(ab_test_requests_total[10s])) / ignoring(model_name) group_left sum(rate(ab_test_requests_total[10s])))' |
+  python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(", ".join("%s %s%%" % (x["metric"]["model_name"], x["value"][1]) for x in sorted(r, key=lambda x: x["metric"]["model_name"])) or "no data yet")'; }
+alerts() { curl -s "http://127.0.0.1:$prom_port/api/v1/alerts" | python3 -c 'import json,sys; a=json.load(sys.stdin)["data"]["alerts"]; print(", ".join("%s(%s) %s" % (x["labels"]["alertname"], x["labels"].get("model_name", ""), x["state"]) for x in a) or "none")'; }
+
+phase=start
+while true; do
+  sleep 5
+  printf '  weights: %-44s observed: %-44s alerts: %s\n' "$(weights)" "$(observed)" "$(alerts)"
+  case $phase in
+    start)
+      if traffic | grep -q '"decision":"shifted"'; then
+        say "The router got the alert, checked the baseline's accuracy in Prometheus (the guard) and moved enhanced-predictor's traffic to the baseline:"
+        traffic | python3 -c 'import json,sys; d=[d for d in json.load(sys.stdin)["decisions"] if d["decision"]=="shifted"][0]; print("  ", d["before"], "->", d["after"], "-", d["reason"])'
+        say "The simulator follows the weights file; enhanced-predictor stops serving, its accuracy series goes away and the alert resolves."
+        phase=shifted
+      fi;;
+    shifted)
+      if curl -s "http://127.0.0.1:$router_port/api/v1/notifications?alertname=ModelAccuracyDegraded&status=resolved" | grep -q '"id"'; then
+        say "Alertmanager sent the resolved notification; the router keeps the new weights (on_resolve: hold). The loop is closed."
+        phase=done
+        [ "${DEMO_EXIT_WHEN_DONE:-}" = 1 ] && exit 0
+        echo "  (Ctrl-C to stop)"
+      fi;;
+  esac
+done

@@ -117,7 +117,8 @@ async fn default_messages_of_every_platform_for_every_fixture() {
     ] {
         let config: ActionConfig =
             serde_yaml::from_str(&format!("{{type: {kind}, url: '{url}'}}")).unwrap();
-        let settings = mlops_alert_router::settings::Settings::load_with_env(None, Vec::new()).unwrap();
+        let settings =
+            mlops_alert_router::settings::Settings::load_with_env(None, Vec::new()).unwrap();
         let deps = mlops_alert_router::act::ActionDeps::new(
             &settings,
             None,

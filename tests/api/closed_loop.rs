@@ -97,11 +97,18 @@ async fn a_degraded_candidate_is_rolled_back_and_its_alert_resolves() {
     settings.actions = example.actions;
     // The example pages an in-cluster service; here it is a log line. The ML
     // team's chat is a Slack incoming webhook (wiremock: third-party SaaS).
-    settings.actions.insert("oncall-webhook".into(), serde_yaml::from_str("{type: log}").unwrap());
+    settings.actions.insert(
+        "oncall-webhook".into(),
+        serde_yaml::from_str("{type: log}").unwrap(),
+    );
     let slack = chat_sink().await;
     settings.actions.insert(
         "notify-ml".into(),
-        serde_yaml::from_str(&format!("{{type: slack, url: '{}/services/T0/B0/X'}}", slack.uri())).unwrap(),
+        serde_yaml::from_str(&format!(
+            "{{type: slack, url: '{}/services/T0/B0/X'}}",
+            slack.uri()
+        ))
+        .unwrap(),
     );
     settings.route = example.route;
     settings.enrichments = example.enrichments;
@@ -140,7 +147,10 @@ async fn a_degraded_candidate_is_rolled_back_and_its_alert_resolves() {
     // drop also makes NegativeBusinessImpact fire; either may shift first.)
     let id = shifted["notification_id"].as_i64().unwrap();
     let detail = app.wait_for(id, is_done).await;
-    let alertname = detail["payload"]["groupLabels"]["alertname"].as_str().unwrap().to_owned();
+    let alertname = detail["payload"]["groupLabels"]["alertname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
         ["ModelAccuracyDegraded", "NegativeBusinessImpact"].contains(&alertname.as_str()),
         "{detail:#}"
@@ -182,7 +192,8 @@ async fn a_degraded_candidate_is_rolled_back_and_its_alert_resolves() {
     })
     .await;
     assert!(
-        texts.iter().any(|b| b.contains("enhanced-predictor 30 → 0") && b.contains("baseline-predictor 70 → 100")),
+        texts.iter().any(|b| b.contains("enhanced-predictor 30 → 0")
+            && b.contains("baseline-predictor 70 → 100")),
         "no message saying what the router did (70/30 → 100/0): {texts:#?}"
     );
     let share = prom
