@@ -6,6 +6,7 @@
 //! chat platforms and the generic webhook share [`chat`] (templates, size
 //! limits, delivery).
 
+pub mod annotate;
 pub mod chat;
 mod log;
 pub mod traffic;
@@ -40,6 +41,8 @@ pub enum ActionConfig {
     GoogleChat(chat::GoogleChatConfig),
     /// Any HTTP endpoint: a templated JSON body (e.g. an Argo Events source).
     Webhook(chat::WebhookConfig),
+    /// Marks the notification's traffic shifts on a Grafana dashboard.
+    GrafanaAnnotation(annotate::GrafanaAnnotationConfig),
 }
 
 /// What actions need from the rest of the application.
@@ -85,6 +88,7 @@ impl ActionConfig {
             ActionConfig::Discord(c) => c.resolve_files(key),
             ActionConfig::GoogleChat(c) => c.resolve_files(key),
             ActionConfig::Webhook(c) => c.resolve_files(key),
+            ActionConfig::GrafanaAnnotation(c) => c.resolve_files(key),
         }
     }
 
@@ -100,6 +104,7 @@ impl ActionConfig {
             ActionConfig::Discord(c) => c.validate(),
             ActionConfig::GoogleChat(c) => c.validate(),
             ActionConfig::Webhook(c) => c.validate(),
+            ActionConfig::GrafanaAnnotation(c) => c.validate(),
         }
     }
 
@@ -121,6 +126,9 @@ impl ActionConfig {
             ActionConfig::Discord(c) => Arc::new(chat::PostAction::new(name, c)),
             ActionConfig::GoogleChat(c) => Arc::new(chat::PostAction::new(name, c)),
             ActionConfig::Webhook(c) => Arc::new(chat::webhook::WebhookAction::new(name, c)),
+            ActionConfig::GrafanaAnnotation(c) => {
+                Arc::new(annotate::GrafanaAnnotation::new(c.clone()))
+            }
         }
     }
 }

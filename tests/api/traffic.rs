@@ -611,3 +611,63 @@ async fn a_guard_that_cannot_be_evaluated_defers_instead_of_shifting_blind() {
     assert_eq!(decisions[0]["decision"], "deferred");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_shift_is_marked_on_the_grafana_dashboard() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let grafana = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/annotations"))
+        .and(header("authorization", "Bearer glsa_token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": 7, "message": "Annotation added"})),
+        )
+        .expect(1)
+        .mount(&grafana)
+        .await;
+    let kube = FakeKube::start().await;
+    kube.put_experiment();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), &kube, "{}");
+    s.actions.insert(
+        "annotate".into(),
+        serde_yaml::from_str(&format!(
+            "{{type: grafana_annotation, url: '{}', token: glsa_token}}",
+            grafana.uri()
+        ))
+        .unwrap(),
+    );
+    s.route.routes[0].actions = Some(vec!["rollback".into(), "annotate".into()]);
+    let app = spawn_app_with(s).await;
+    let id = post(&app, fixture("accuracy-firing.json")).await;
+    drain(&app).await;
+    let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
+    let run = detail["action_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "annotate")
+        .unwrap()
+        .clone();
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["result"], json!({"annotations": 1, "ids": [7]}));
+    let sent: Value =
+        serde_json::from_slice(&grafana.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(sent["dashboardUID"], "ab-testing");
+    assert!(sent["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("experiment:financial-ab-test-experiment")));
+    let text = sent["text"].as_str().unwrap();
+    assert!(
+        text.contains("enhanced-predictor 30 → 0") && text.contains("baseline-predictor 70 → 100"),
+        "{text}"
+    );
+    assert!(
+        !detail.to_string().contains("glsa_token"),
+        "the token leaked into the API answer"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,171 @@
+//! `type: grafana_annotation` — marks every traffic shift of a notification
+//! on the A/B dashboard (`POST /api/annotations`), so the graphs show when
+//! and why the split changed. Notification-scoped: it runs after the traffic
+//! actions of the same notification and reads their outcomes.
+
+use super::{Action, ActionContext, ActionError, Scope};
+use crate::secret::Secret;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `actions.<name>` with `type: grafana_annotation`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrafanaAnnotationConfig {
+    /// Grafana's base URL, e.g. `http://grafana.monitoring.svc`.
+    pub url: String,
+    /// A service-account token (Bearer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// The dashboard to annotate (default: the A/B dashboard).
+    #[serde(default = "default_uid")]
+    pub dashboard_uid: String,
+    #[serde(default = "default_tags")]
+    pub tags: Vec<String>,
+    #[serde(default = "default_timeout", with = "crate::settings::duration")]
+    pub timeout: Duration,
+}
+
+fn default_uid() -> String {
+    "ab-testing".into()
+}
+fn default_tags() -> Vec<String> {
+    vec!["mlops-alert-router".into(), "traffic-shift".into()]
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl GrafanaAnnotationConfig {
+    /// Reads `token_file`.
+    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+        if let Some(path) = &self.token_file {
+            let text = crate::settings::read_file(path, &format!("{key}.token_file"))?;
+            self.token = Some(Secret::new(text.trim()));
+        }
+        Ok(())
+    }
+
+    /// Offline validation.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        match url::Url::parse(&self.url) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(vec![format!("url: {:?} is not a URL ({e})", self.url)]),
+        }
+    }
+}
+
+/// The runtime action.
+pub struct GrafanaAnnotation {
+    config: GrafanaAnnotationConfig,
+    http: reqwest::Client,
+}
+
+impl GrafanaAnnotation {
+    /// From its config.
+    pub fn new(config: GrafanaAnnotationConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .unwrap_or_default();
+        Self { config, http }
+    }
+
+    /// One annotation body per traffic change in this notification.
+    fn annotations(&self, ctx: &ActionContext<'_>, now: i64) -> Vec<Value> {
+        let mut out = Vec::new();
+        for input in &ctx.alerts {
+            for run in &input.outcomes {
+                let Some(result) = run
+                    .result
+                    .as_ref()
+                    .filter(|_| run.action_type == "traffic_shift")
+                else {
+                    continue;
+                };
+                let decision = result["decision"].as_str().unwrap_or_default();
+                if !matches!(decision, "shifted" | "restored") {
+                    continue;
+                }
+                let change: Vec<String> = result["after"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(variant, after)| {
+                        format!("{variant} {} → {after}", result["before"][variant])
+                    })
+                    .collect();
+                let mut tags = self.config.tags.clone();
+                tags.push(format!(
+                    "experiment:{}",
+                    result["target"].as_str().unwrap_or_default()
+                ));
+                out.push(json!({
+                    "dashboardUID": self.config.dashboard_uid,
+                    "time": now,
+                    "tags": tags,
+                    "text": format!(
+                        "Traffic {decision} by {} ({} {}): {}",
+                        run.action,
+                        input.alert.alertname(),
+                        input.alert.status,
+                        change.join(", ")
+                    ),
+                }));
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Action for GrafanaAnnotation {
+    fn kind(&self) -> &'static str {
+        "grafana_annotation"
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Notification
+    }
+
+    async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
+        let bodies = self.annotations(ctx, chrono::Utc::now().timestamp_millis());
+        let url = format!("{}/api/annotations", self.config.url.trim_end_matches('/'));
+        let mut ids = Vec::new();
+        for body in &bodies {
+            let mut request = self.http.post(&url).json(body);
+            if let Some(token) = &self.config.token {
+                request = request.bearer_auth(token.expose());
+            }
+            let response = request.send().await.map_err(|e| ActionError::Retryable {
+                message: format!("grafana unreachable: {}", e.without_url()),
+                retry_after: None,
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                let answer: Value = response.json().await.unwrap_or(Value::Null);
+                ids.push(answer["id"].clone());
+            } else if status.is_server_error() || status.as_u16() == 429 {
+                return Err(ActionError::Retryable {
+                    message: format!("grafana answered HTTP {}", status.as_u16()),
+                    retry_after: None,
+                });
+            } else {
+                return Err(ActionError::Permanent(format!(
+                    "grafana answered HTTP {}",
+                    status.as_u16()
+                )));
+            }
+        }
+        Ok(json!({ "annotations": ids.len(), "ids": ids }))
+    }
+
+    async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
+        json!({ "would_post": self.annotations(ctx, 0) })
+    }
+}
