@@ -784,16 +784,7 @@ async fn a_500_alert_notification_stays_within_every_platforms_limits() {
     settings.route =
         serde_yaml::from_str("{actions: [slack, teams, mm, discord, gchat, hook]}").unwrap();
     let app = spawn_app_with(settings).await;
-    let plan: Value = app
-        .client
-        .post(format!("{}/api/v1/alerts?dry_run=true", app.address))
-        .body(storm(500))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plan: Value = app.plan(storm(500)).await;
     let plans = &plan["notification_actions"];
     for name in ["slack", "teams", "mm", "discord", "gchat", "hook"] {
         let p = &plans[name];

@@ -289,16 +289,7 @@ async fn prometheus_failures_are_recorded_in_the_context_and_the_alert_still_flo
         point_chat_actions_at(&mut settings.actions, &sink.uri());
         let app = spawn_app_with(settings).await;
 
-        let plan: Value = app
-            .client
-            .post(format!("{}/api/v1/alerts?dry_run=true", app.address))
-            .body(fixture("accuracy-firing.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let plan: Value = app.plan(fixture("accuracy-firing.json")).await;
         let error = plan["alerts"][0]["context"]["accuracy"]["error"]
             .as_str()
             .unwrap_or_default()

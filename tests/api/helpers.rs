@@ -97,6 +97,19 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `POST /api/v1/alerts?dry_run=true`: the plan, as JSON.
+    pub async fn plan(&self, body: impl Into<reqwest::Body>) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/alerts?dry_run=true", self.address))
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        assert!(r.status().is_success(), "dry run: {}", r.status());
+        r.json().await.expect("a JSON plan")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))

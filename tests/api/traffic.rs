@@ -186,16 +186,7 @@ async fn a_retry_after_a_crash_between_patch_and_ledger_does_not_shift_again() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(settings(dir.path(), &kube, "{}")).await;
     // Plan first, to learn the episode key the router uses.
-    let plan: Value = app
-        .client
-        .post(format!("{}/api/v1/alerts?dry_run=true", app.address))
-        .body(fixture("accuracy-firing.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plan: Value = app.plan(fixture("accuracy-firing.json")).await;
     let episode = plan["alerts"][0]["effects"]["rollback"]["episode"]
         .as_str()
         .unwrap()
@@ -234,16 +225,7 @@ async fn dry_run_changes_nothing_and_shows_the_exact_patch() {
     kube.put_experiment();
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(settings(dir.path(), &kube, "{dry_run: true}")).await;
-    let plan: Value = app
-        .client
-        .post(format!("{}/api/v1/alerts?dry_run=true", app.address))
-        .body(fixture("accuracy-firing.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plan: Value = app.plan(fixture("accuracy-firing.json")).await;
     let effect = &plan["alerts"][0]["effects"]["rollback"];
     assert_eq!(effect["decision"], "dry_run");
     let ops = effect["change"]["patch"].as_array().unwrap();

@@ -211,15 +211,8 @@ async fn a_notification_scoped_action_runs_once_after_the_alert_actions_and_sees
     let app = spawn_app_with_actions(settings, actions).await;
 
     let plan: Value = app
-        .client
-        .post(format!("{}/api/v1/alerts?dry_run=true", app.address))
-        .body(fixture("accuracy-firing-both-variants.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .plan(fixture("accuracy-firing-both-variants.json"))
+        .await;
     assert_eq!(
         plan["notification_actions"]["digest"],
         json!({"would_cover": 2})
