@@ -686,7 +686,23 @@ impl Markup {
 }
 
 /// `s` without a half escape sequence or half tag at its end.
-fn safe_end(mut s: &str) -> &str {
+fn safe_end(s: &str) -> &str {
+    let mut s = s;
+    loop {
+        let before = s.len();
+        s = safe_end_once(s);
+        if s.len() == before {
+            return s;
+        }
+    }
+}
+
+fn safe_end_once(mut s: &str) -> &str {
+    // A backslash escape cut before its character.
+    let backslashes = s.len() - s.trim_end_matches('\\').len();
+    if backslashes % 2 == 1 {
+        s = &s[..s.len() - 1];
+    }
     // An entity cut before its `;`: `&am`.
     if let Some(i) = s.rfind('&') {
         let tail = &s[i + 1..];
@@ -709,11 +725,6 @@ fn safe_end(mut s: &str) -> &str {
                 s = &s[..open];
             }
         }
-    }
-    // A backslash escape cut before its character.
-    let backslashes = s.len() - s.trim_end_matches('\\').len();
-    if backslashes % 2 == 1 {
-        s = &s[..s.len() - 1];
     }
     s
 }
@@ -785,7 +796,7 @@ pub fn neutralise(s: &str) -> String {
 }
 
 /// CommonMark's backslash escapes for every character that could start
-/// markup (Mattermost, Discord), a zero-width space after `@` and after each
+/// markup or an entity (Mattermost, Discord), a zero-width space after `@` and after each
 /// of `break_after`, and before a line's list marker (`-`, `+`, `1.`).
 pub fn backslash_markdown(s: &str, break_after: &[char]) -> String {
     escape_each(s, |out, ch| {
@@ -794,7 +805,7 @@ pub fn backslash_markdown(s: &str, break_after: &[char]) -> String {
         }
         if matches!(
             ch.c,
-            '\\' | '*' | '_' | '`' | '~' | '[' | ']' | '<' | '>' | '|' | '#'
+            '\\' | '*' | '_' | '`' | '~' | '[' | ']' | '<' | '>' | '|' | '#' | '&'
         ) {
             out.push('\\');
         }
@@ -1082,4 +1093,199 @@ pub fn table_text(t: &VariantTable, d: Dialect) -> Markup {
     }
     out.extend(t.notes.iter().map(|n| Markup::lit("⚠ ").then(&d.text(n))));
     Markup::join(out, d.line_break())
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    const Z: char = ZWSP;
+
+    fn esc(d: Dialect, s: &str) -> String {
+        d.escape(s)
+    }
+
+    #[test]
+    fn slack_entities_lookalikes_and_no_mentions() {
+        let d = Dialect::Slack;
+        assert_eq!(esc(d, "<!channel>"), "&lt;!channel&gt;");
+        assert_eq!(
+            esc(d, "<@U123> <#C1|x>"),
+            "&lt;@\u{200B}U123&gt; &lt;#C1|x&gt;"
+        );
+        assert_eq!(
+            esc(d, "<https://evil|x>"),
+            "&lt;https://evil|x&gt;",
+            "no <url|text> link"
+        );
+        // Already escaped text stays what it was: a literal "&amp;".
+        assert_eq!(esc(d, "&amp; &lt;"), "&amp;amp; &amp;lt;");
+        assert_eq!(esc(d, "*bold* ~s~ `code`"), "∗bold∗ ∼s∼ ˋcodeˋ");
+        assert_eq!(esc(d, "_it_ model_name __x"), "ˍitˍ model_name ˍˍx");
+        assert_eq!(esc(d, "@channel @here"), format!("@{Z}channel @{Z}here"));
+        assert_eq!(
+            esc(d, "> quote\nok > no"),
+            format!("{Z}&gt; quote\nok &gt; no")
+        );
+        assert_eq!(esc(d, "🔥 日本語 é"), "🔥 日本語 é");
+    }
+
+    #[test]
+    fn mattermost_and_discord_backslash_escape_and_break_mentions() {
+        for d in [Dialect::Mattermost, Dialect::Discord] {
+            assert_eq!(
+                esc(d, "[click](https://evil.example)"),
+                "\\[click\\](https://evil.example)"
+            );
+            assert_eq!(esc(d, "![i](x)"), "!\\[i\\](x)");
+            assert_eq!(
+                esc(d, "**b** _i_ ~~s~~ `c`").replace(Z, ""),
+                "\\*\\*b\\*\\* \\_i\\_ \\~\\~s\\~\\~ \\`c\\`"
+            );
+            assert_eq!(
+                esc(d, "@all @channel @here @everyone"),
+                format!("@{Z}all @{Z}channel @{Z}here @{Z}everyone")
+            );
+            assert_eq!(esc(d, "a\\b"), "a\\\\b");
+            assert_eq!(
+                esc(d, "# h\n- li\n1. n").replace(Z, "Z"),
+                "\\# h\nZ- li\nZ1. n"
+            );
+            assert_eq!(esc(d, "a|b"), "a\\|b");
+        }
+        // Mattermost: no ~channel link.
+        assert_eq!(
+            esc(Dialect::Mattermost, "~town-square"),
+            format!("\\~{Z}town-square")
+        );
+        // Discord: no <@id>, <@&role>, <#channel>.
+        assert_eq!(
+            esc(Dialect::Discord, "<@123> <@&9> <#7>"),
+            format!("\\<{Z}@{Z}123\\> \\<{Z}@{Z}\\&9\\> \\<{Z}\\#7\\>")
+        );
+    }
+
+    #[test]
+    fn teams_and_google_text_neutralise_without_an_escape() {
+        for d in [Dialect::Teams, Dialect::GoogleText] {
+            assert_eq!(
+                esc(d, "[click](https://evil.example)"),
+                format!("[click]{Z}(https://evil.example)")
+            );
+            assert_eq!(esc(d, "**b** _i_ ~s~ `c`"), "∗∗b∗∗ ˍiˍ ∼s∼ ˋcˋ");
+            assert_eq!(esc(d, "<at>x</at>"), format!("<{Z}at>x<{Z}/at>"));
+            assert_eq!(
+                esc(d, "<users/all> <https://e|x>"),
+                format!("<{Z}users/all> <{Z}https://e|x>")
+            );
+            assert_eq!(esc(d, "@all"), format!("@{Z}all"));
+            assert_eq!(
+                esc(d, "- li\n  * li\n1. n"),
+                format!("{Z}- li\n  ∗ li\n{Z}1. n")
+            );
+            assert_eq!(esc(d, "||spoiler||"), format!("|{Z}|spoiler|{Z}|"));
+            assert_eq!(esc(d, "model_name 🔥 é"), "model_name 🔥 é");
+        }
+    }
+
+    #[test]
+    fn google_cards_use_html_entities() {
+        let d = Dialect::GoogleCard;
+        assert_eq!(esc(d, "<users/all>"), "&lt;users/all&gt;");
+        assert_eq!(
+            esc(d, "<a href=\"x\">y</a>"),
+            "&lt;a href=&quot;x&quot;&gt;y&lt;/a&gt;"
+        );
+        assert_eq!(esc(d, "a\r\nb & c"), "a<br>b &amp; c");
+        assert_eq!(esc(d, "&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn the_routers_links_are_http_only_with_their_delimiters_encoded() {
+        assert_eq!(link_target("javascript:alert(1)"), None);
+        assert_eq!(link_target("not a url"), None);
+        assert_eq!(
+            link_target("https://x.example/a b|c)d]e>f?q=(1)&r=<2>").as_deref(),
+            Some("https://x.example/a%20b%7Cc%29d%5De%3Ef?q=%281%29&r=%3C2%3E")
+        );
+        let t = Markup::lit("Graph");
+        let url = "https://p.example/graph?g0.expr=a>1&g0.tab=1";
+        assert_eq!(
+            Dialect::Slack.link(&t, url).unwrap().as_str(),
+            "<https://p.example/graph?g0.expr=a%3E1&amp;g0.tab=1|Graph>"
+        );
+        assert_eq!(
+            Dialect::Mattermost.link(&t, url).unwrap().as_str(),
+            "[Graph](https://p.example/graph?g0.expr=a%3E1&g0.tab=1)"
+        );
+        assert_eq!(
+            Dialect::GoogleCard.link(&t, url).unwrap().as_str(),
+            "<a href=\"https://p.example/graph?g0.expr=a%3E1&amp;g0.tab=1\">Graph</a>"
+        );
+        assert!(Dialect::Teams.link(&t, "file:///etc/passwd").is_none());
+    }
+
+    /// True when `m` ends inside an escape sequence or one of the router's tags.
+    fn cut_badly(m: &str) -> bool {
+        let body = m.strip_suffix('…').unwrap_or(m);
+        let trailing = body.len() - body.trim_end_matches('\\').len();
+        let half_entity = body.rfind('&').is_some_and(|i| {
+            body[i + 1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '#')
+        });
+        let half_tag = body.rfind('<').is_some_and(|i| {
+            !body[i..].contains('>')
+                && !body[..i].ends_with('\\')
+                && !body[i + 1..].starts_with(ZWSP)
+        });
+        trailing % 2 == 1 || half_entity || half_tag
+    }
+
+    #[test]
+    fn clipping_escaped_text_never_cuts_an_escape_sequence_or_a_link() {
+        let hostile = "a&b<c>*d* 🔥é_日本_ @all [x](y) \\ <!here> &amp;";
+        let dialects = [
+            Dialect::Slack,
+            Dialect::Mattermost,
+            Dialect::Discord,
+            Dialect::Teams,
+            Dialect::GoogleCard,
+            Dialect::GoogleText,
+        ];
+        for d in dialects {
+            let mut m = d.text(hostile);
+            m.push_lit(" · ");
+            m.push(
+                &d.link(&Markup::lit("Graph"), "https://p.example/g?a=1&b=2")
+                    .unwrap(),
+            );
+            m.push(&d.text(hostile));
+            let n = m.chars();
+            for max in 0..=n + 1 {
+                let c = m.clip(max);
+                assert!(c.chars() <= max, "{d:?} {max}: {c}");
+                assert!(!cut_badly(c.as_str()), "{d:?} {max}: {c}");
+                if max >= n {
+                    assert_eq!(c, m);
+                }
+            }
+        }
+        // Slack: the cut lands before the entity, not inside it.
+        assert_eq!(Dialect::Slack.text("ab&").clip(5).as_str(), "ab…");
+        assert_eq!(Dialect::Slack.text("ab&").clip(7).as_str(), "ab&amp;");
+        assert_eq!(Dialect::Mattermost.text("ab*c").clip(4).as_str(), "ab…");
+        assert_eq!(
+            Markup::lit("x <https://a.example|Graph>").clip(10).as_str(),
+            "x …"
+        );
+        assert_eq!(
+            Markup::lit("x [Graph](https://a.example)")
+                .clip(12)
+                .as_str(),
+            "x …"
+        );
+        // Multi-byte characters at the limit.
+        assert_eq!(Dialect::Slack.text("🔥🔥🔥").clip(2).as_str(), "🔥…");
+    }
 }
