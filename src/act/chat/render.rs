@@ -737,6 +737,23 @@ pub struct Ch {
     pub next: Option<char>,
     /// Only spaces or tabs before it on its line (a list or quote marker here counts).
     pub line_start: bool,
+    /// At a line's start, the first digit of `12. ` or `12) ` (an ordered list marker).
+    pub list_number: bool,
+}
+
+/// A character that would make its line a list item, heading, quote or
+/// underline: `- x`, `+ x`, `# x`, `-# x`, `> x`, `1. x`, `===`.
+pub fn line_marker(ch: Ch) -> bool {
+    if !ch.line_start {
+        return false;
+    }
+    match ch.c {
+        '>' => true,
+        '-' | '+' | '=' | '#' => ch
+            .next
+            .is_none_or(|n| matches!(n, ' ' | '\t' | '\n' | '\r' | '#') || n == ch.c),
+        _ => ch.list_number,
+    }
 }
 
 /// Walks `s`; `each` appends the escaped form of each character.
@@ -745,11 +762,17 @@ pub fn escape_each(s: &str, mut each: impl FnMut(&mut String, Ch)) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8 + 4);
     let mut line_start = true;
     for (i, &c) in chars.iter().enumerate() {
+        let list_number = line_start && c.is_ascii_digit() && {
+            let mut rest = chars[i..].iter().skip_while(|d| d.is_ascii_digit());
+            matches!(rest.next(), Some('.' | ')'))
+                && matches!(rest.next(), None | Some(' ' | '\t' | '\n' | '\r'))
+        };
         let ch = Ch {
             c,
             prev: i.checked_sub(1).map(|j| chars[j]),
             next: chars.get(i + 1).copied(),
             line_start,
+            list_number,
         };
         each(&mut out, ch);
         line_start = matches!(c, '\n' | '\r') || (line_start && matches!(c, ' ' | '\t'));
@@ -779,7 +802,7 @@ pub fn lookalike(ch: Ch) -> Option<char> {
 /// a line's list, heading or quote marker.
 pub fn neutralise(s: &str) -> String {
     escape_each(s, |out, ch| {
-        if ch.line_start && matches!(ch.c, '-' | '+' | '#' | '>' | '=' | '0'..='9') {
+        if line_marker(ch) {
             out.push(ZWSP);
         }
         match lookalike(ch) {
@@ -800,7 +823,8 @@ pub fn neutralise(s: &str) -> String {
 /// of `break_after`, and before a line's list marker (`-`, `+`, `1.`).
 pub fn backslash_markdown(s: &str, break_after: &[char]) -> String {
     escape_each(s, |out, ch| {
-        if ch.line_start && matches!(ch.c, '-' | '+' | '=' | '0'..='9') {
+        // `#` and `>` get a backslash below.
+        if line_marker(ch) && !matches!(ch.c, '#' | '>') {
             out.push(ZWSP);
         }
         if matches!(

@@ -10,7 +10,8 @@
 
 use super::limits::{chars, more_alerts};
 use super::render::{
-    alert_text, escape_each, lookalike, router_text, table_text, Dialect, Markup, View, ZWSP,
+    alert_text, escape_each, line_marker, lookalike, router_text, table_text, Dialect, Markup,
+    View, ZWSP,
 };
 use super::transport::Delivery;
 use super::{
@@ -110,7 +111,7 @@ impl SlackConfig {
 /// `>` (no quote). Applied to every text field, `plain_text` included.
 pub fn escape(s: &str) -> String {
     escape_each(s, |out, ch| {
-        if ch.line_start && ch.c == '>' {
+        if line_marker(ch) && ch.c == '>' {
             out.push(ZWSP);
         }
         match ch.c {
