@@ -9,8 +9,8 @@
 
 use super::limits::{chars, more_alerts};
 use super::render::{
-    alert_body, alert_heading_plain, backslash_markdown, router_text, table_text, Dialect, Markup,
-    View,
+    alert_body_within, alert_heading_plain, backslash_markdown, router_text, table_text, Dialect,
+    Markup, View,
 };
 use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
 use crate::secret::Secret;
@@ -115,7 +115,7 @@ impl Format for DiscordConfig {
                 json!({
                     // Field names: markup rendered by some clients only, so neutralised.
                     "name": alert_heading_plain(a).clip(FIELD_NAME_CHARS),
-                    "value": alert_body(a, d).clip(FIELD_VALUE_CHARS),
+                    "value": alert_body_within(a, d, FIELD_VALUE_CHARS),
                     "inline": false,
                 })
             })

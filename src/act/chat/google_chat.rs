@@ -6,7 +6,9 @@
 //! characters, a card 100 widgets.
 
 use super::limits::{chars, json_bytes, more_alerts};
-use super::render::{alert_text, escape_each, neutralise, table_text, Dialect, Markup, View, ZWSP};
+use super::render::{
+    alert_text, escape_each, lookalike, neutralise, table_text, Dialect, Markup, View, ZWSP,
+};
 use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -75,7 +77,8 @@ pub fn thread_key(group_key: &str) -> String {
 
 /// A value as card text (HTML subset): `&`, `<`, `>`, `"` as entities, so
 /// no tag, link or `<users/all>` survives; newlines as `<br>`; a zero-width
-/// space after `@`.
+/// space after `@`; `*`, `~`, backtick and an edge `_` as look-alikes (in
+/// case a client applies text-message formatting to cards too).
 pub fn escape(s: &str) -> String {
     escape_each(s, |out, ch| match ch.c {
         '&' => out.push_str("&amp;"),
@@ -88,7 +91,7 @@ pub fn escape(s: &str) -> String {
             out.push('@');
             out.push(ZWSP);
         }
-        c => out.push(c),
+        c => out.push(lookalike(ch).unwrap_or(c)),
     })
 }
 

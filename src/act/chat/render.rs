@@ -718,9 +718,10 @@ fn safe_end_once(mut s: &str) -> &str {
             s = &s[..i];
         }
     }
-    // A Markdown link of the router's cut inside its `(…)`.
+    // A Markdown link of the router's cut inside its `(…)` (its URL has no
+    // whitespace; a value's `](` is escaped, or followed by more text).
     if let Some(i) = s.rfind("](") {
-        if !s[i..].contains(')') {
+        if !s[i..].contains(|c: char| c == ')' || c.is_whitespace()) {
             if let Some(open) = s[..i].rfind('[').filter(|&o| !s[..o].ends_with('\\')) {
                 s = &s[..open];
             }
@@ -937,19 +938,24 @@ impl Dialect {
     }
 
     /// `s` as a monospace block (where the dialect has one): only what could
-    /// end the block or mention is changed, so columns stay aligned.
+    /// end the block, mention or format is changed, one character for one,
+    /// so columns stay aligned.
     pub fn code_block(self, s: &str) -> Markup {
+        // Literal in a code block, but not in every client; and no ``` ends it.
         let inner = |entities: bool| {
             escape_each(s, |out, ch| match ch.c {
                 '&' if entities => out.push_str("&amp;"),
                 '<' if entities => out.push_str("&lt;"),
                 '>' if entities => out.push_str("&gt;"),
-                '`' => out.push('ˋ'),
-                '@' => {
-                    out.push('@');
-                    out.push(ZWSP);
+                c => {
+                    out.push(lookalike(ch).unwrap_or(c));
+                    if matches!(c, '@' | '<')
+                        || (c == ']' && ch.next == Some('('))
+                        || (c == '|' && ch.next == Some('|'))
+                    {
+                        out.push(ZWSP);
+                    }
                 }
-                c => out.push(c),
             })
         };
         match self {
@@ -966,13 +972,18 @@ impl Dialect {
     }
 }
 
-/// The links of an alert in a fixed order, "Dashboard · Graph · Silence · Runbook".
+/// The links of an alert in a fixed order, "Dashboard · Graph · Runbook ·
+/// Silence" (the silence link carries every label: longest, so last).
 pub fn links_line(links: &BTreeMap<String, String>, d: Dialect) -> Markup {
-    let parts: Vec<Markup> = [
+    Markup::join(link_list(links, d), " · ")
+}
+
+fn link_list(links: &BTreeMap<String, String>, d: Dialect) -> Vec<Markup> {
+    [
         ("dashboard", "Dashboard"),
         ("graph", "Graph"),
-        ("silence", "Silence"),
         ("runbook", "Runbook"),
+        ("silence", "Silence"),
     ]
     .iter()
     .filter_map(|(key, text)| {
@@ -980,8 +991,7 @@ pub fn links_line(links: &BTreeMap<String, String>, d: Dialect) -> Markup {
             .get(*key)
             .and_then(|url| d.link(&Markup::lit(text), url))
     })
-    .collect();
-    Markup::join(parts, " · ")
+    .collect()
 }
 
 /// The first line of an alert for a field whose markup is unknown.
@@ -1009,15 +1019,22 @@ pub fn alert_heading(a: &AlertView, d: Dialect) -> Markup {
 
 /// When an alert started (and ended), then its links.
 pub fn alert_when(a: &AlertView, d: Dialect) -> Markup {
+    alert_when_within(a, d, usize::MAX)
+}
+
+/// [`alert_when`] with only the links (in order) that keep it within `max`
+/// characters.
+fn alert_when_within(a: &AlertView, d: Dialect, max: usize) -> Markup {
     let when = match &a.ends_at {
         Some(end) => format!("Resolved {end} (since {})", a.starts_at),
         None => format!("Since {}", a.starts_at),
     };
     let mut when = d.text(&when);
-    let links = links_line(&a.links, d);
-    if !links.is_empty() {
-        when.push_lit(" · ");
-        when.push(&links);
+    for link in link_list(&a.links, d) {
+        if when.chars() + 3 + link.chars() <= max {
+            when.push_lit(" · ");
+            when.push(&link);
+        }
     }
     when
 }
@@ -1038,6 +1055,40 @@ pub fn alert_body(a: &AlertView, d: Dialect) -> Markup {
 /// Heading and body of an alert.
 pub fn alert_text(a: &AlertView, d: Dialect) -> Markup {
     Markup::join([alert_heading(a, d), alert_body(a, d)], d.line_break())
+}
+
+/// [`alert_body`] within `max` characters: when the summary and description
+/// make it too long, they are cut first, so the when-and-links line stays
+/// whole, with the links that fit in half of `max` (in order: a silence
+/// link carrying huge labels goes first).
+pub fn alert_body_within(a: &AlertView, d: Dialect, max: usize) -> Markup {
+    let when = alert_when_within(a, d, max / 2);
+    let mut lines = Vec::new();
+    if !a.summary.is_empty() {
+        lines.push(d.text(&a.summary));
+    }
+    if !a.description.is_empty() {
+        lines.push(d.text(&a.description));
+    }
+    let text = Markup::join(lines, d.line_break());
+    let sep = d.line_break().chars().count();
+    let whole = text.chars() + sep + when.chars();
+    if !text.is_empty() && whole > max && when.chars() <= max / 2 {
+        let room = max - sep - when.chars();
+        return Markup::join([text.clip(room), when], d.line_break());
+    }
+    alert_body(a, d).clip(max)
+}
+
+/// [`alert_text`] within `max` characters, cut as [`alert_body_within`].
+pub fn alert_text_within(a: &AlertView, d: Dialect, max: usize) -> Markup {
+    let heading = alert_heading(a, d);
+    let sep = d.line_break().chars().count();
+    if heading.chars() + sep >= max / 2 {
+        return alert_text(a, d).clip(max);
+    }
+    let body = alert_body_within(a, d, max - heading.chars() - sep);
+    Markup::join([heading, body], d.line_break())
 }
 
 /// The router's outcome lines as a bulleted list.

@@ -10,8 +10,8 @@
 
 use super::limits::{chars, more_alerts};
 use super::render::{
-    alert_text, escape_each, line_marker, lookalike, router_text, table_text, Dialect, Markup,
-    View, ZWSP,
+    alert_text_within, escape_each, line_marker, lookalike, router_text, table_text, Dialect,
+    Markup, View, ZWSP,
 };
 use super::transport::Delivery;
 use super::{
@@ -180,7 +180,7 @@ impl Format for SlackConfig {
         // Alerts share sections (up to 3000 characters each): more fit in 50 blocks.
         let mut current = Markup::default();
         for a in &view.alerts[..shown] {
-            let text = alert_text(a, d).clip(SECTION_CHARS);
+            let text = alert_text_within(a, d, SECTION_CHARS);
             if !current.is_empty() && current.chars() + 2 + text.chars() > SECTION_CHARS {
                 blocks.push(section(&std::mem::take(&mut current)));
             }
