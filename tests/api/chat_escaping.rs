@@ -465,7 +465,7 @@ async fn hostile_enrichment_and_remote_errors_are_escaped_too() {
         result,
         context: None,
     };
-    let outcomes = vec![
+    let outcomes = [
         run(
             "rollback",
             "traffic_shift",
