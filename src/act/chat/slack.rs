@@ -108,7 +108,8 @@ impl SlackConfig {
 /// `<!here>`, `<@U…>`, `<#C…>` or `<url|text>` survives; `*`, `~`, backtick
 /// and an edge `_` as look-alikes (Slack has no escape for them); a
 /// zero-width space after `@` (no `@channel`) and before a line's leading
-/// `>` (no quote). Applied to every text field, `plain_text` included.
+/// `>` (no quote). Applied to every mrkdwn field and the top-level `text`
+/// and `fallback`; the `plain_text` header gets [`Markup::plain`].
 pub fn escape(s: &str) -> String {
     escape_each(s, |out, ch| {
         if line_marker(ch) && ch.c == '>' {
@@ -168,7 +169,9 @@ impl Format for SlackConfig {
         let d = Dialect::Slack;
         let mut blocks = vec![json!({
             "type": "header",
-            "text": {"type": "plain_text", "text": d.text(&view.title).clip(HEADER_CHARS), "emoji": true},
+            // plain_text renders no markup, but whether it decodes entities is
+            // undocumented: neutralised, it reads right either way.
+            "text": {"type": "plain_text", "text": Markup::plain(&view.title).clip(HEADER_CHARS), "emoji": true},
         })];
         let mut head = vec![d.text(&view.summary)];
         head.extend(router_text(view, d));
