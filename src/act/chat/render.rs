@@ -579,9 +579,12 @@ fn variant_tables(alerts: &[AlertView]) -> Vec<VariantTable> {
 // alert names, receiver, groupKey, enrichment values and errors, errors a
 // remote side answered) is text, never markup. A platform renderer builds its
 // interpreted fields from [`Markup`] only, and the only ways to turn a value
-// into `Markup` escape it for the platform ([`Dialect::text`]) or neutralise
-// it ([`Markup::plain`]); the router's own markup (bold, its links) comes
-// from `&'static str` literals and [`Dialect::bold`] / [`Dialect::link`].
+// into `Markup` escape it for the platform ([`Dialect::text`],
+// [`Dialect::code_block`]) or neutralise it ([`Markup::plain`]); the
+// router's own markup (bold, its links) comes from `&'static str` literals
+// and [`Dialect::bold`] / [`Dialect::link`]; a custom template's output is
+// `Markup` because its formatter escapes every value it interpolates
+// ([`Markup::from_escaping_template`], `template.rs`).
 
 /// ZERO WIDTH SPACE: invisible, breaks `@all`, `<users/all>`, `](`, `||`.
 pub const ZWSP: char = '\u{200B}';
@@ -1362,5 +1365,51 @@ mod escape_tests {
         );
         // Multi-byte characters at the limit.
         assert_eq!(Dialect::Slack.text("🔥🔥🔥").clip(2).as_str(), "🔥…");
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_before_the_links_are() {
+        let body = r#"{"version":"4","receiver":"r","status":"firing","groupKey":"{}:{}",
+          "alerts":[{"status":"firing","startsAt":"2026-01-01T00:00:00Z","fingerprint":"0",
+            "labels":{"alertname":"A"},"annotations":{"summary":"SUMMARY","description":"DESCRIPTION"}}]}"#
+            .replace("SUMMARY", &"*s* ".repeat(100))
+            .replace("DESCRIPTION", &"&d& ".repeat(200));
+        let n: crate::ingest::Notification = serde_json::from_str(&body).unwrap();
+        let links = [
+            ("graph", "https://p.example/g?x=1&y=2"),
+            ("runbook", "https://r.example/rb"),
+            (
+                "silence",
+                &format!("https://am.example/#/s?f={}", "x".repeat(2000)),
+            ),
+        ];
+        let context = crate::enrich::Context {
+            links: links
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        let inputs = [crate::act::AlertInput {
+            alert: &n.alerts[0],
+            context: &context,
+            outcomes: Vec::new(),
+        }];
+        let view = View::build(0, &n, &inputs);
+        for d in [Dialect::Slack, Dialect::Discord, Dialect::Teams] {
+            let m = alert_body_within(&view.alerts[0], d, 1024);
+            assert!(m.chars() <= 1024, "{d:?}");
+            // The graph and runbook links are whole; the huge silence link is left out.
+            let tail = m.as_str().lines().last().unwrap();
+            assert!(tail.starts_with("Since "), "{d:?}: {tail}");
+            assert!(
+                tail.contains("Graph") && tail.contains("Runbook"),
+                "{d:?}: {tail}"
+            );
+            assert!(!tail.contains("Silence"), "{d:?}: {tail}");
+            assert!(m.as_str().contains('…'), "{d:?}: the text was cut");
+            let t = alert_text_within(&view.alerts[0], d, 1024);
+            assert!(t.chars() <= 1024 && t.as_str().ends_with(tail), "{d:?}");
+        }
     }
 }
