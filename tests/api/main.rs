@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod chat;
+mod chat_escaping;
 mod chat_secrets;
 mod chat_snapshots;
 mod cli;

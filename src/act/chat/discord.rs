@@ -7,8 +7,11 @@
 //! fields (name 256, value 1024), a footer of 2048; 6000 characters across
 //! all embeds; `content` 2000.
 
-use super::limits::{chars, clip, more_alerts};
-use super::render::{alert_body, alert_heading_plain, router_text, table_text, Dialect, View};
+use super::limits::{chars, more_alerts};
+use super::render::{
+    alert_body_within, alert_heading_plain, backslash_markdown, router_text, table_text, Dialect,
+    Markup, View,
+};
 use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -39,6 +42,16 @@ chat_config! {
     }
 }
 
+/// A value as Discord Markdown: backslash escapes for every character that
+/// could start markup (`**bold**`, `[x](y)` masked links, `||spoiler||`,
+/// `# heading`, `<@id>`, `<@&role>`, `<#channel>`, `<t:…>`), and a
+/// zero-width space after `@` (no `@everyone`, `@here`) and after `<`, and
+/// before a line's list marker (`-# subtext` included). The body also says
+/// `allowed_mentions: {parse: []}`, so nothing pings even if one got through.
+pub fn escape(s: &str) -> String {
+    backslash_markdown(s, &['<'])
+}
+
 impl DiscordConfig {
     /// Reads `url_file`, `template_file`.
     pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
@@ -50,7 +63,10 @@ impl DiscordConfig {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared().validate(false, &mut errors);
+        self.shared().validate(
+            super::template::Escaping::Chat(Dialect::Discord),
+            &mut errors,
+        );
         if errors.is_empty() {
             Ok(())
         } else {
@@ -78,6 +94,7 @@ impl Format for DiscordConfig {
         burst: 5,
     };
     const TEXT_LIMIT: usize = DESCRIPTION_CHARS;
+    const DIALECT: Dialect = Dialect::Discord;
 
     fn shared(&self) -> Shared<'_> {
         DiscordConfig::shared(self)
@@ -88,40 +105,41 @@ impl Format for DiscordConfig {
     }
 
     fn default_body(&self, view: &View, shown: usize) -> Value {
-        let d = Dialect::Markdown;
-        let mut description = vec![d.esc(&view.summary)];
+        let d = Dialect::Discord;
+        let mut description = vec![d.text(&view.summary)];
         description.extend(router_text(view, d));
         description.extend(view.tables.iter().map(|t| table_text(t, d)));
         let fields: Vec<Value> = view.alerts[..shown]
             .iter()
             .map(|a| {
                 json!({
-                    // Field names render no markdown.
-                    "name": clip(&alert_heading_plain(a), FIELD_NAME_CHARS),
-                    "value": clip(&alert_body(a, d), FIELD_VALUE_CHARS),
+                    // Field names: markup rendered by some clients only, so neutralised.
+                    "name": alert_heading_plain(a).clip(FIELD_NAME_CHARS),
+                    "value": alert_body_within(a, d, FIELD_VALUE_CHARS),
                     "inline": false,
                 })
             })
             .collect();
         let mut chunks = fields.chunks(MAX_FIELDS);
         let mut embeds = vec![json!({
-            "title": clip(&view.title, TITLE_CHARS),
+            "title": Markup::plain(&view.title).clip(TITLE_CHARS),
             "color": view.tone.rgb(),
-            "description": clip(&description.join("\n\n"), DESCRIPTION_CHARS),
+            "description": Markup::join(description, "\n\n").clip(DESCRIPTION_CHARS),
             "fields": chunks.next().unwrap_or_default(),
         })];
         embeds.extend(chunks.map(|c| json!({"color": view.tone.rgb(), "fields": c})));
         if shown < view.alerts.len() {
             if let Some(last) = embeds.last_mut() {
-                last["footer"] = json!({"text": more_alerts(view.alerts.len() - shown)});
+                last["footer"] =
+                    json!({"text": Markup::plain(&more_alerts(view.alerts.len() - shown))});
             }
         }
         self.frame(embeds)
     }
 
-    fn text_body(&self, view: &View, text: &str) -> Value {
+    fn text_body(&self, view: &View, text: &Markup) -> Value {
         self.frame(vec![json!({
-            "title": clip(&view.title, TITLE_CHARS),
+            "title": Markup::plain(&view.title).clip(TITLE_CHARS),
             "color": view.tone.rgb(),
             "description": text,
         })])

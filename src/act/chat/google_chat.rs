@@ -5,8 +5,10 @@
 //! Limits: a message holds 32,000 bytes (we keep under 30,000), text 4096
 //! characters, a card 100 widgets.
 
-use super::limits::{chars, clip, json_bytes, more_alerts};
-use super::render::{alert_text, table_text, Dialect, View};
+use super::limits::{chars, json_bytes, more_alerts};
+use super::render::{
+    alert_text, escape_each, lookalike, neutralise, table_text, Dialect, Markup, View, ZWSP,
+};
 use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -47,7 +49,10 @@ impl GoogleChatConfig {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared().validate(false, &mut errors);
+        self.shared().validate(
+            super::template::Escaping::Chat(Dialect::GoogleText),
+            &mut errors,
+        );
         if errors.is_empty() {
             Ok(())
         } else {
@@ -70,8 +75,36 @@ pub fn thread_key(group_key: &str) -> String {
     format!("mlops-alert-router-{hex}")
 }
 
-fn paragraph(text: String) -> Value {
-    json!({"textParagraph": {"text": clip(&text, TEXT_CHARS)}})
+/// A value as card text (HTML subset): `&`, `<`, `>`, `"` as entities, so
+/// no tag, link or `<users/all>` survives; newlines as `<br>`; a zero-width
+/// space after `@`; `*`, `~`, backtick and an edge `_` as look-alikes (in
+/// case a client applies text-message formatting to cards too).
+pub fn escape(s: &str) -> String {
+    escape_each(s, |out, ch| match ch.c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '"' => out.push_str("&quot;"),
+        '\n' => out.push_str("<br>"),
+        '\r' => {}
+        '@' => {
+            out.push('@');
+            out.push(ZWSP);
+        }
+        c => out.push(lookalike(ch).unwrap_or(c)),
+    })
+}
+
+/// A value as text-message markup (custom templates): it has no escape, so
+/// the value is neutralised: `*`, `_` at a word's edge, `~` and backtick
+/// become look-alikes, and a zero-width space follows `<` (no `<users/all>`,
+/// `<users/…>` or `<url|text>`) and `@`, and precedes a line's list marker.
+pub fn escape_text(s: &str) -> String {
+    neutralise(s)
+}
+
+fn paragraph(text: &Markup) -> Value {
+    json!({"textParagraph": {"text": text.clip(TEXT_CHARS)}})
 }
 
 impl Format for GoogleChatConfig {
@@ -82,6 +115,7 @@ impl Format for GoogleChatConfig {
         burst: 1,
     };
     const TEXT_LIMIT: usize = TEXT_CHARS;
+    const DIALECT: Dialect = Dialect::GoogleText;
 
     fn shared(&self) -> Shared<'_> {
         GoogleChatConfig::shared(self)
@@ -100,31 +134,35 @@ impl Format for GoogleChatConfig {
     }
 
     fn default_body(&self, view: &View, shown: usize) -> Value {
-        let d = Dialect::Html;
-        let status = format!(
-            "<font color=\"{}\"><b>{}</b></font> · {}",
-            view.colour,
-            view.status.to_uppercase(),
-            d.esc(&view.summary)
-        );
-        let mut sections = vec![json!({"widgets": [paragraph(status)]})];
+        let d = Dialect::GoogleCard;
+        // The colour is the router's (`&'static str`), never a value.
+        let colour = Markup::lit("<font color=\"")
+            .then(&Markup::lit(view.colour))
+            .then(&Markup::lit("\">"));
+        let status = colour
+            .then(&d.bold(&d.text(&view.status.to_uppercase())))
+            .then(&Markup::lit("</font> · "))
+            .then(&d.text(&view.summary));
+        let mut sections = vec![json!({"widgets": [paragraph(&status)]})];
         if !view.router_actions.is_empty() {
-            let lines: Vec<String> = view
+            let lines: Vec<Markup> = view
                 .router_actions
                 .iter()
-                .map(|l| format!("• {}", d.esc(l)))
+                .map(|l| Markup::lit("• ").then(&d.text(l)))
                 .collect();
-            sections.push(json!({"header": "Router", "widgets": [paragraph(lines.join("<br>"))]}));
+            sections.push(
+                json!({"header": "Router", "widgets": [paragraph(&Markup::join(lines, "<br>"))]}),
+            );
         }
         for t in &view.tables {
-            sections.push(json!({"widgets": [paragraph(table_text(t, d))]}));
+            sections.push(json!({"widgets": [paragraph(&table_text(t, d))]}));
         }
         let mut alerts: Vec<Value> = view.alerts[..shown]
             .iter()
-            .map(|a| paragraph(alert_text(a, d)))
+            .map(|a| paragraph(&alert_text(a, d)))
             .collect();
         if shown < view.alerts.len() {
-            alerts.push(paragraph(more_alerts(view.alerts.len() - shown)));
+            alerts.push(paragraph(&d.text(&more_alerts(view.alerts.len() - shown))));
         }
         if !alerts.is_empty() {
             sections.push(json!({"header": "Alerts", "widgets": alerts}));
@@ -135,7 +173,8 @@ impl Format for GoogleChatConfig {
                 "cardsV2": [{
                     "cardId": "alert-notification",
                     "card": {
-                        "header": {"title": clip(&view.title, 200), "subtitle": clip(&view.summary, 200)},
+                        // Headers render no markup (neutralised all the same).
+                        "header": {"title": Markup::plain(&view.title).clip(200), "subtitle": Markup::plain(&view.summary).clip(200)},
                         "sections": sections,
                     },
                 }],
@@ -143,7 +182,7 @@ impl Format for GoogleChatConfig {
         )
     }
 
-    fn text_body(&self, view: &View, text: &str) -> Value {
+    fn text_body(&self, view: &View, text: &Markup) -> Value {
         self.threaded(view, json!({ "text": text }))
     }
 

@@ -5,7 +5,9 @@
 //! 7,900 in all by the server, so their text stays under 7,000.
 
 use super::limits::{chars, more_alerts};
-use super::render::{alert_text, router_text, Dialect, View};
+use super::render::{
+    alert_text, backslash_markdown, router_text, table_title, Dialect, Markup, VariantTable, View,
+};
 use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -45,7 +47,10 @@ impl MattermostConfig {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared().validate(false, &mut errors);
+        self.shared().validate(
+            super::template::Escaping::Chat(Dialect::Mattermost),
+            &mut errors,
+        );
         if errors.is_empty() {
             Ok(())
         } else {
@@ -67,43 +72,60 @@ impl MattermostConfig {
     }
 }
 
+/// A value as Mattermost Markdown: backslash escapes for every character
+/// that could start markup (`*bold*`, `[x](y)`, `![x](y)`, `<url>`, `~~x~~`,
+/// `# heading`, tables' `|`), and a zero-width space after `@` (no `@all`,
+/// `@channel`, `@here`, `@user`), after `~` (no `~channel` link) and before
+/// a line's list marker.
+pub fn escape(s: &str) -> String {
+    backslash_markdown(s, &['~'])
+}
+
 /// A GitHub-flavoured table (Mattermost renders them).
-fn table(t: &super::render::VariantTable, d: Dialect) -> String {
-    let cell = |s: &str| d.esc(s);
-    let title = if t.experiment.is_empty() {
-        d.bold("Variants")
-    } else {
-        d.bold(&format!("Variants · {}", d.esc(&t.experiment)))
-    };
+fn table(t: &VariantTable, d: Dialect) -> Markup {
+    // A cell is one line, whatever a value holds.
+    let cell = |s: &str| d.text(&s.replace(['\n', '\r'], " "));
     // A table needs a blank line above it.
-    let mut lines = vec![title, String::new()];
+    let mut lines = vec![table_title(t, d), Markup::default()];
     if !t.rows.is_empty() {
-        let head: Vec<String> = std::iter::once("variant".to_owned())
+        let head: Vec<Markup> = std::iter::once(Markup::lit("variant"))
             .chain(t.columns.iter().map(|c| cell(c)))
             .collect();
-        lines.push(format!("| {} |", head.join(" | ")));
-        let align: Vec<&str> = std::iter::once(":--")
-            .chain(t.columns.iter().map(|_| "--:"))
+        lines.push(
+            Markup::lit("| ")
+                .then(&Markup::join(head, " | "))
+                .then(&Markup::lit(" |")),
+        );
+        let align: Vec<Markup> = std::iter::once(Markup::lit(":--"))
+            .chain(t.columns.iter().map(|_| Markup::lit("--:")))
             .collect();
-        lines.push(format!("|{}|", align.join("|")));
+        lines.push(
+            Markup::lit("|")
+                .then(&Markup::join(align, "|"))
+                .then(&Markup::lit("|")),
+        );
         for r in &t.rows {
             let name = if r.affected {
-                format!("{} ⚠", d.bold(&cell(&r.variant)))
+                d.bold(&cell(&r.variant)).then(&Markup::lit(" ⚠"))
             } else {
                 cell(&r.variant)
             };
-            let cells: Vec<String> = std::iter::once(name)
+            let cells: Vec<Markup> = std::iter::once(name)
                 .chain(r.cells.iter().map(|c| cell(c)))
                 .collect();
-            lines.push(format!("| {} |", cells.join(" | ")));
+            lines.push(
+                Markup::lit("| ")
+                    .then(&Markup::join(cells, " | "))
+                    .then(&Markup::lit(" |")),
+            );
         }
         if !t.notes.is_empty() {
             // Else the first note would read as a table row.
-            lines.push(String::new());
+            lines.push(Markup::default());
         }
     }
-    lines.extend(t.notes.iter().map(|n| format!("⚠ {}", d.esc(n))));
-    lines.join("\n")
+    lines.extend(t.notes.iter().map(|n| Markup::lit("⚠ ").then(&d.text(n))));
+    Markup::join(lines, "\n")
 }
 
 impl Format for MattermostConfig {
@@ -114,6 +136,7 @@ impl Format for MattermostConfig {
         burst: 10,
     };
     const TEXT_LIMIT: usize = POST_CHARS;
+    const DIALECT: Dialect = Dialect::Mattermost;
 
     fn shared(&self) -> Shared<'_> {
         MattermostConfig::shared(self)
@@ -124,25 +147,26 @@ impl Format for MattermostConfig {
     }
 
     fn default_body(&self, view: &View, shown: usize) -> Value {
-        let d = Dialect::Markdown;
-        let mut parts = vec![d.esc(&view.summary)];
+        let d = Dialect::Mattermost;
+        let mut parts = vec![d.text(&view.summary)];
         parts.extend(router_text(view, d));
         parts.extend(view.tables.iter().map(|t| table(t, d)));
         parts.extend(view.alerts[..shown].iter().map(|a| alert_text(a, d)));
         if shown < view.alerts.len() {
-            parts.push(more_alerts(view.alerts.len() - shown));
+            parts.push(d.text(&more_alerts(view.alerts.len() - shown)));
         }
         self.frame(json!({
-            "text": d.bold(&d.esc(&view.title)),
+            "text": d.bold(&d.text(&view.title)),
             "attachments": [{
-                "fallback": view.title,
+                // Shown in notifications, markup unknown: neutralised.
+                "fallback": Markup::plain(&view.title),
                 "color": view.colour,
-                "text": parts.join("\n\n"),
+                "text": Markup::join(parts, "\n\n"),
             }],
         }))
     }
 
-    fn text_body(&self, _view: &View, text: &str) -> Value {
+    fn text_body(&self, _view: &View, text: &Markup) -> Value {
         self.frame(json!({ "text": text }))
     }
 

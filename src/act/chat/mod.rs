@@ -34,13 +34,13 @@ pub use webhook::WebhookConfig;
 use crate::act::{Action, ActionContext, ActionError, RetryLimits, Scope};
 use crate::secret::{Secret, REDACTED};
 use async_trait::async_trait;
-use limits::{chars, clip, fit, more_alerts};
-use render::View;
+use limits::{fit, more_alerts};
+use render::{Dialect, Markup, View};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
-use template::ChatTemplate;
+use template::{ChatTemplate, Escaping};
 use transport::Delivery;
 use url::Url;
 
@@ -137,10 +137,10 @@ pub(crate) struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    /// Offline checks of the shared fields; `json`: the template renders a JSON body.
-    fn validate(&self, json: bool, errors: &mut Vec<String>) {
+    /// Offline checks of the shared fields.
+    fn validate(&self, escaping: Escaping, errors: &mut Vec<String>) {
         if let Some(source) = self.template {
-            if let Err(e) = ChatTemplate::compile(source, json) {
+            if let Err(e) = ChatTemplate::compile(source, escaping) {
                 errors.push(format!("{}: {e}", self.template_key));
             }
         }
@@ -158,9 +158,9 @@ impl Shared<'_> {
         }
     }
 
-    fn compile(&self, json: bool) -> Result<Option<ChatTemplate>, String> {
+    fn compile(&self, escaping: Escaping) -> Result<Option<ChatTemplate>, String> {
         self.template
-            .map(|t| ChatTemplate::compile(t, json))
+            .map(|t| ChatTemplate::compile(t, escaping))
             .transpose()
             .map_err(|e| format!("{}: {e}", self.template_key))
     }
@@ -244,6 +244,8 @@ pub(crate) trait Format: Send + Sync + 'static {
     const DEFAULT_RATE: RateLimit;
     /// Most characters of a custom template's text.
     const TEXT_LIMIT: usize;
+    /// The markup a custom template's text is in (and its values escaped for).
+    const DIALECT: Dialect;
 
     /// The fields every chat action has.
     fn shared(&self) -> Shared<'_>;
@@ -256,7 +258,7 @@ pub(crate) trait Format: Send + Sync + 'static {
     /// The default message with the first `shown` alerts.
     fn default_body(&self, view: &View, shown: usize) -> Value;
     /// A custom template's text in the platform's frame.
-    fn text_body(&self, view: &View, text: &str) -> Value;
+    fn text_body(&self, view: &View, text: &Markup) -> Value;
     /// True when `body` is within the platform's limits.
     fn fits(&self, body: &Value) -> bool;
 }
@@ -297,19 +299,21 @@ pub(crate) fn compose<F: Format>(
     let mut template_error = None;
     if let Some(t) = template {
         let build = |k: usize| {
-            t.render(view, k).map(|text| {
+            t.render_markup(view, k).map(|text| {
                 let text = if k < n {
-                    format!("{}\n{}", text.trim_end(), more_alerts(n - k))
+                    text.trim_end()
+                        .then(&Markup::lit("\n"))
+                        .then(&F::DIALECT.text(&more_alerts(n - k)))
                 } else {
                     text
                 };
-                let text = clip(&text, F::TEXT_LIMIT);
+                let text = text.clip(F::TEXT_LIMIT);
                 let body = format.text_body(view, &text);
                 (text, body)
             })
         };
         match fit(n, build, |(text, body)| {
-            chars(text) <= F::TEXT_LIMIT && format.fits(body)
+            text.chars() <= F::TEXT_LIMIT && format.fits(body)
         }) {
             Ok(((_, body), shown)) => {
                 return Composed {
@@ -383,7 +387,7 @@ impl<F: Format + Clone> PostAction<F> {
         }
         Ok(Ready {
             url,
-            template: shared.compile(false)?,
+            template: shared.compile(Escaping::Chat(F::DIALECT))?,
             delivery: Delivery::new(
                 shared.timeout,
                 shared.rate_limit.unwrap_or(F::DEFAULT_RATE),

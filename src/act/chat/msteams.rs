@@ -7,7 +7,7 @@
 //! say `charset=utf-8` (without it the body is counted as UTF-16).
 
 use super::limits::{json_bytes, more_alerts};
-use super::render::{alert_heading, links_line, Dialect, View};
+use super::render::{alert_heading, alert_when, neutralise, Dialect, Markup, VariantTable, View};
 use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,8 @@ impl MsTeamsConfig {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared().validate(false, &mut errors);
+        self.shared()
+            .validate(super::template::Escaping::Chat(Dialect::Teams), &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -47,22 +48,31 @@ impl MsTeamsConfig {
     }
 }
 
-fn text(s: &str) -> Value {
+/// A value as TextBlock text. Adaptive Card Markdown has no escape, so the
+/// value is neutralised: `*`, `_` at a word's edge, `~` and backtick become
+/// look-alikes, a zero-width space breaks `[x](y)` links, `<at>` tags and
+/// `@` mentions, and list markers at a line's start.
+pub fn escape(s: &str) -> String {
+    neutralise(s)
+}
+
+fn text(s: &Markup) -> Value {
     json!({"type": "TextBlock", "text": s, "wrap": true, "spacing": "None"})
 }
 
-fn subtle(s: &str) -> Value {
+fn subtle(s: &Markup) -> Value {
     json!({"type": "TextBlock", "text": s, "wrap": true, "isSubtle": true, "spacing": "None"})
 }
 
 fn card(view: &View, mut body: Vec<Value>) -> Value {
+    let d = Dialect::Teams;
     let mut all = vec![json!({
         "type": "Container",
         "style": view.tone.teams_style(),
         "bleed": true,
         "items": [
-            {"type": "TextBlock", "text": view.title, "weight": "Bolder", "size": "Medium", "wrap": true},
-            subtle(&view.summary),
+            {"type": "TextBlock", "text": d.text(&view.title), "weight": "Bolder", "size": "Medium", "wrap": true},
+            subtle(&d.text(&view.summary)),
         ],
     })];
     all.append(&mut body);
@@ -83,15 +93,12 @@ fn card(view: &View, mut body: Vec<Value>) -> Value {
 }
 
 /// A variant table as one ColumnSet per row (Adaptive Card 1.4 has no table).
-fn table(t: &super::render::VariantTable) -> Vec<Value> {
-    let title = if t.experiment.is_empty() {
-        "**Variants**".to_owned()
-    } else {
-        format!("**Variants · {}**", t.experiment)
-    };
+fn table(t: &VariantTable) -> Vec<Value> {
+    let d = Dialect::Teams;
+    let title = super::render::table_title(t, d);
     let mut out =
         vec![json!({"type": "TextBlock", "text": title, "wrap": true, "separator": true})];
-    let row = |cells: Vec<(String, bool)>| {
+    let row = |cells: Vec<(Markup, bool)>| {
         json!({
             "type": "ColumnSet",
             "spacing": "None",
@@ -106,18 +113,22 @@ fn table(t: &super::render::VariantTable) -> Vec<Value> {
         })
     };
     if !t.rows.is_empty() {
-        out.push(row(std::iter::once("variant".to_owned())
-            .chain(t.columns.iter().cloned())
-            .map(|c| (format!("**{c}**"), false))
+        out.push(row(std::iter::once(Markup::lit("variant"))
+            .chain(t.columns.iter().map(|c| d.text(c)))
+            .map(|c| (d.bold(&c), false))
             .collect()));
         for r in &t.rows {
-            out.push(row(std::iter::once(r.variant.clone())
-                .chain(r.cells.iter().cloned())
-                .map(|c| (c, r.affected))
+            out.push(row(std::iter::once(&r.variant)
+                .chain(&r.cells)
+                .map(|c| (d.text(c), r.affected))
                 .collect()));
         }
     }
-    out.extend(t.notes.iter().map(|n| subtle(&format!("⚠ {n}"))));
+    out.extend(
+        t.notes
+            .iter()
+            .map(|n| subtle(&Markup::lit("⚠ ").then(&d.text(n)))),
+    );
     out
 }
 
@@ -129,6 +140,7 @@ impl Format for MsTeamsConfig {
         burst: 3,
     };
     const TEXT_LIMIT: usize = 15_000;
+    const DIALECT: Dialect = Dialect::Teams;
 
     fn shared(&self) -> Shared<'_> {
         MsTeamsConfig::shared(self)
@@ -143,9 +155,13 @@ impl Format for MsTeamsConfig {
         let mut body = Vec::new();
         if !view.router_actions.is_empty() {
             body.push(
-                json!({"type": "TextBlock", "text": "**Router**", "wrap": true, "separator": true}),
+                json!({"type": "TextBlock", "text": d.bold(&Markup::lit("Router")), "wrap": true, "separator": true}),
             );
-            body.extend(view.router_actions.iter().map(|l| text(&format!("• {l}"))));
+            body.extend(
+                view.router_actions
+                    .iter()
+                    .map(|l| text(&Markup::lit("• ").then(&d.text(l)))),
+            );
         }
         for t in &view.tables {
             body.extend(table(t));
@@ -154,30 +170,21 @@ impl Format for MsTeamsConfig {
             let mut items =
                 vec![json!({"type": "TextBlock", "text": alert_heading(a, d), "wrap": true})];
             if !a.summary.is_empty() {
-                items.push(text(&a.summary));
+                items.push(text(&d.text(&a.summary)));
             }
             if !a.description.is_empty() {
-                items.push(subtle(&a.description));
+                items.push(subtle(&d.text(&a.description)));
             }
-            let mut when = match &a.ends_at {
-                Some(end) => format!("Resolved {end} (since {})", a.starts_at),
-                None => format!("Since {}", a.starts_at),
-            };
-            let links = links_line(&a.links, d);
-            if !links.is_empty() {
-                when.push_str(" · ");
-                when.push_str(&links);
-            }
-            items.push(subtle(&when));
+            items.push(subtle(&alert_when(a, d)));
             body.push(json!({"type": "Container", "separator": true, "items": items}));
         }
         if shown < view.alerts.len() {
-            body.push(subtle(&more_alerts(view.alerts.len() - shown)));
+            body.push(subtle(&d.text(&more_alerts(view.alerts.len() - shown))));
         }
         card(view, body)
     }
 
-    fn text_body(&self, view: &View, t: &str) -> Value {
+    fn text_body(&self, view: &View, t: &Markup) -> Value {
         card(view, vec![text(t)])
     }
 

@@ -573,194 +573,582 @@ fn variant_tables(alerts: &[AlertView]) -> Vec<VariantTable> {
     tables
 }
 
-/// A markup flavour.
+// ---------------------------------------------------------------- markup
+//
+// Every value in a [`View`] that came from outside (labels, annotations,
+// alert names, receiver, groupKey, enrichment values and errors, errors a
+// remote side answered) is text, never markup. A platform renderer builds its
+// interpreted fields from [`Markup`] only, and the only ways to turn a value
+// into `Markup` escape it for the platform ([`Dialect::text`],
+// [`Dialect::code_block`]) or neutralise it ([`Markup::plain`]); the
+// router's own markup (bold, its links) comes from `&'static str` literals
+// and [`Dialect::bold`] / [`Dialect::link`]; a custom template's output is
+// `Markup` because its formatter escapes every value it interpolates
+// ([`Markup::from_escaping_template`], `template.rs`).
+
+/// ZERO WIDTH SPACE: invisible, breaks `@all`, `<users/all>`, `](`, `||`.
+pub const ZWSP: char = '\u{200B}';
+
+/// Text in a platform's markup, safe to put into a field the platform
+/// interprets. There is no `From<String>`: see the section comment above.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Markup(String);
+
+impl std::fmt::Display for Markup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Markup {
+    /// The router's own text (a literal: it cannot hold a value).
+    pub fn lit(s: &'static str) -> Self {
+        Self(s.to_owned())
+    }
+
+    /// A value for a field whose markup is unknown or none (Discord field
+    /// names, card headers, notification fallbacks): neutralised so that it
+    /// reads the same whether the field interprets markup or not.
+    pub fn plain(s: &str) -> Self {
+        Self(neutralise(s))
+    }
+
+    /// The output of a custom template whose `{{ … }}` values the template's
+    /// auto-escape formatter escaped for the platform (`template.rs`).
+    pub(super) fn from_escaping_template(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Characters (what the platforms count).
+    pub fn chars(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    pub fn push(&mut self, other: &Markup) {
+        self.0.push_str(&other.0);
+    }
+
+    pub fn push_lit(&mut self, s: &'static str) {
+        self.0.push_str(s);
+    }
+
+    /// Without trailing whitespace.
+    pub fn trim_end(&self) -> Self {
+        Self(self.0.trim_end().to_owned())
+    }
+
+    /// `self` followed by `other`.
+    pub fn then(mut self, other: &Markup) -> Self {
+        self.push(other);
+        self
+    }
+
+    /// The parts with `sep` between them.
+    pub fn join(parts: impl IntoIterator<Item = Markup>, sep: &'static str) -> Self {
+        let mut out = String::new();
+        for (i, p) in parts.into_iter().enumerate() {
+            if i > 0 {
+                out.push_str(sep);
+            }
+            out.push_str(&p.0);
+        }
+        Self(out)
+    }
+
+    /// At most `max` characters, ending in "…" when cut; never inside a
+    /// character, an escape sequence (`&amp;`, `\*`) or the router's own
+    /// tag or link (`<https://…|Graph>`, `[Graph](https://…)`, `<a …>`).
+    pub fn clip(&self, max: usize) -> Self {
+        if max == 0 {
+            return Self::default();
+        }
+        if self.0.char_indices().nth(max).is_none() {
+            return self.clone();
+        }
+        // Room for the ellipsis: keep at most max - 1 characters.
+        let end = self
+            .0
+            .char_indices()
+            .nth(max - 1)
+            .map_or(self.0.len(), |(i, _)| i);
+        Self(format!("{}…", safe_end(&self.0[..end])))
+    }
+}
+
+/// `s` without a half escape sequence or half tag at its end.
+fn safe_end(s: &str) -> &str {
+    let mut s = s;
+    loop {
+        let before = s.len();
+        s = safe_end_once(s);
+        if s.len() == before {
+            return s;
+        }
+    }
+}
+
+fn safe_end_once(mut s: &str) -> &str {
+    // A backslash escape cut before its character.
+    let backslashes = s.len() - s.trim_end_matches('\\').len();
+    if backslashes % 2 == 1 {
+        s = &s[..s.len() - 1];
+    }
+    // An entity cut before its `;`: `&am`.
+    if let Some(i) = s.rfind('&') {
+        let tail = &s[i + 1..];
+        if tail.len() < 8 && tail.chars().all(|c| c.is_ascii_alphanumeric() || c == '#') {
+            s = &s[..i];
+        }
+    }
+    // A tag or Slack link of the router's cut before its `>` (a value's `<`
+    // is an entity, backslash-escaped or followed by a zero-width space).
+    if let Some(i) = s.rfind('<') {
+        let escaped = s[..i].ends_with('\\') || s[i + 1..].starts_with(ZWSP);
+        if !escaped && !s[i..].contains('>') {
+            s = &s[..i];
+        }
+    }
+    // A Markdown link of the router's cut inside its `(…)` (its URL has no
+    // whitespace; a value's `](` is escaped, or followed by more text).
+    if let Some(i) = s.rfind("](") {
+        if !s[i..].contains(|c: char| c == ')' || c.is_whitespace()) {
+            if let Some(open) = s[..i].rfind('[').filter(|&o| !s[..o].ends_with('\\')) {
+                s = &s[..open];
+            }
+        }
+    }
+    s
+}
+
+/// One character of a value being escaped, with its neighbours.
+#[derive(Debug, Clone, Copy)]
+pub struct Ch {
+    pub c: char,
+    pub prev: Option<char>,
+    pub next: Option<char>,
+    /// Only spaces or tabs before it on its line (a list or quote marker here counts).
+    pub line_start: bool,
+    /// At a line's start, the first digit of `12. ` or `12) ` (an ordered list marker).
+    pub list_number: bool,
+}
+
+/// A character that would make its line a list item, heading, quote or
+/// underline: `- x`, `+ x`, `# x`, `-# x`, `> x`, `1. x`, `===`.
+pub fn line_marker(ch: Ch) -> bool {
+    if !ch.line_start {
+        return false;
+    }
+    match ch.c {
+        '>' => true,
+        '-' | '+' | '=' | '#' => ch
+            .next
+            .is_none_or(|n| matches!(n, ' ' | '\t' | '\n' | '\r' | '#') || n == ch.c),
+        _ => ch.list_number,
+    }
+}
+
+/// Walks `s`; `each` appends the escaped form of each character.
+pub fn escape_each(s: &str, mut each: impl FnMut(&mut String, Ch)) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len() + s.len() / 8 + 4);
+    let mut line_start = true;
+    for (i, &c) in chars.iter().enumerate() {
+        let list_number = line_start && c.is_ascii_digit() && {
+            let mut rest = chars[i..].iter().skip_while(|d| d.is_ascii_digit());
+            matches!(rest.next(), Some('.' | ')'))
+                && matches!(rest.next(), None | Some(' ' | '\t' | '\n' | '\r'))
+        };
+        let ch = Ch {
+            c,
+            prev: i.checked_sub(1).map(|j| chars[j]),
+            next: chars.get(i + 1).copied(),
+            line_start,
+            list_number,
+        };
+        each(&mut out, ch);
+        line_start = matches!(c, '\n' | '\r') || (line_start && matches!(c, ' ' | '\t'));
+    }
+    out
+}
+
+/// A formatting character no escape neutralises, as a look-alike: `*` `∗`,
+/// `~` `∼`, backtick `ˋ` always; `_` `ˍ` at a word's edge (where it could
+/// open or close emphasis; `model_name` keeps its underscore).
+pub fn lookalike(ch: Ch) -> Option<char> {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    match ch.c {
+        '*' => Some('∗'),
+        '~' => Some('∼'),
+        '`' => Some('ˋ'),
+        '_' if !(word(ch.prev) && word(ch.next)) => Some('ˍ'),
+        _ => None,
+    }
+}
+
+/// For markup without an escape mechanism (Teams TextBlocks, Google Chat
+/// text messages) and fields whose markup is unknown: formatting characters
+/// become look-alikes ([`lookalike`]), a zero-width space follows every `@`
+/// (no mention), `<` (no tag, mention or `<url|text>` link), `]` before `(`
+/// (no Markdown link or image) and `|` before `|` (no spoiler), and precedes
+/// a line's list, heading or quote marker.
+pub fn neutralise(s: &str) -> String {
+    escape_each(s, |out, ch| {
+        if line_marker(ch) {
+            out.push(ZWSP);
+        }
+        match lookalike(ch) {
+            Some(l) => out.push(l),
+            None => out.push(ch.c),
+        }
+        if matches!(ch.c, '@' | '<')
+            || (ch.c == ']' && ch.next == Some('('))
+            || (ch.c == '|' && ch.next == Some('|'))
+        {
+            out.push(ZWSP);
+        }
+    })
+}
+
+/// CommonMark's backslash escapes for every character that could start
+/// markup or an entity (Mattermost, Discord), a zero-width space after `@` and after each
+/// of `break_after`, and before a line's list marker (`-`, `+`, `1.`).
+pub fn backslash_markdown(s: &str, break_after: &[char]) -> String {
+    escape_each(s, |out, ch| {
+        // `#` and `>` get a backslash below.
+        if line_marker(ch) && !matches!(ch.c, '#' | '>') {
+            out.push(ZWSP);
+        }
+        if matches!(
+            ch.c,
+            '\\' | '*' | '_' | '`' | '~' | '[' | ']' | '<' | '>' | '|' | '#' | '&'
+        ) {
+            out.push('\\');
+        }
+        out.push(ch.c);
+        if ch.c == '@' || break_after.contains(&ch.c) {
+            out.push(ZWSP);
+        }
+    })
+}
+
+/// A URL the router links to: http(s) only, and every character that could
+/// end a link in any dialect (`|`, `>`, `)`, `]`, quotes, spaces)
+/// percent-encoded. None for anything else (`javascript:`, not a URL).
+pub fn link_target(url: &str) -> Option<String> {
+    let u = url::Url::parse(url.trim()).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    let mut out = String::with_capacity(u.as_str().len());
+    for c in u.as_str().chars() {
+        match c {
+            '|' => out.push_str("%7C"),
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            '[' => out.push_str("%5B"),
+            ']' => out.push_str("%5D"),
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            '"' => out.push_str("%22"),
+            '\'' => out.push_str("%27"),
+            '`' => out.push_str("%60"),
+            '\\' => out.push_str("%5C"),
+            '*' => out.push_str("%2A"),
+            ' ' => out.push_str("%20"),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// A markup flavour: which `escape` a value goes through, and how the
+/// router writes bold, links and line breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     /// Slack mrkdwn: `*bold*`, `<url|text>`, `&<>` as entities.
     Slack,
-    /// CommonMark-like (Mattermost, Discord): `**bold**`, `[text](url)`, backslash escapes.
-    Markdown,
-    /// Adaptive Card TextBlock markdown: `**bold**`, `[text](url)`, no escapes.
+    /// Mattermost Markdown: `**bold**`, `[text](url)`, backslash escapes.
+    Mattermost,
+    /// Discord Markdown: `**bold**`, `[text](url)`, backslash escapes.
+    Discord,
+    /// Adaptive Card TextBlock Markdown: `**bold**`, `[text](url)`, no escapes.
     Teams,
     /// Google Chat card text: `<b>`, `<a href>`, HTML entities.
-    Html,
+    GoogleCard,
+    /// Google Chat text message: `*bold*`, `<url|text>`, no escapes.
+    GoogleText,
 }
 
 impl Dialect {
-    /// `s` as literal text.
-    pub fn esc(self, s: &str) -> String {
+    /// `s` (a value from outside) escaped: the platform file's `escape`.
+    pub fn escape(self, s: &str) -> String {
         match self {
-            Dialect::Slack => s
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;"),
-            Dialect::Markdown => {
-                let mut out = String::with_capacity(s.len());
-                for c in s.chars() {
-                    if matches!(
-                        c,
-                        '\\' | '*' | '_' | '`' | '~' | '[' | ']' | '<' | '>' | '|'
-                    ) {
-                        out.push('\\');
-                    }
-                    out.push(c);
-                }
-                out
+            Dialect::Slack => super::slack::escape(s),
+            Dialect::Mattermost => super::mattermost::escape(s),
+            Dialect::Discord => super::discord::escape(s),
+            Dialect::Teams => super::msteams::escape(s),
+            Dialect::GoogleCard => super::google_chat::escape(s),
+            Dialect::GoogleText => super::google_chat::escape_text(s),
+        }
+    }
+
+    /// `s` as literal text in this dialect.
+    pub fn text(self, s: &str) -> Markup {
+        Markup(self.escape(s))
+    }
+
+    /// Bold.
+    pub fn bold(self, m: &Markup) -> Markup {
+        match self {
+            Dialect::Slack | Dialect::GoogleText => Markup(format!("*{m}*")),
+            Dialect::Mattermost | Dialect::Discord | Dialect::Teams => Markup(format!("**{m}**")),
+            Dialect::GoogleCard => Markup(format!("<b>{m}</b>")),
+        }
+    }
+
+    /// A link of the router's; `None` when `url` is not an http(s) URL.
+    pub fn link(self, text: &Markup, url: &str) -> Option<Markup> {
+        let url = link_target(url)?;
+        Some(Markup(match self {
+            Dialect::Slack => format!("<{}|{text}>", url.replace('&', "&amp;")),
+            Dialect::GoogleText => format!("<{url}|{text}>"),
+            Dialect::Mattermost | Dialect::Discord | Dialect::Teams => format!("[{text}]({url})"),
+            Dialect::GoogleCard => {
+                format!("<a href=\"{}\">{text}</a>", url.replace('&', "&amp;"))
             }
-            Dialect::Teams => s.to_owned(),
-            Dialect::Html => s
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-                .replace('\n', "<br>"),
-        }
+        }))
     }
 
-    /// Bold (of already escaped text).
-    pub fn bold(self, s: &str) -> String {
+    /// Between lines.
+    pub fn line_break(self) -> &'static str {
         match self {
-            Dialect::Slack => format!("*{s}*"),
-            Dialect::Markdown | Dialect::Teams => format!("**{s}**"),
-            Dialect::Html => format!("<b>{s}</b>"),
-        }
-    }
-
-    /// A link with (plain) text.
-    pub fn link(self, text: &str, url: &str) -> String {
-        match self {
-            Dialect::Slack => format!("<{}|{}>", self.esc(url).replace('|', "%7C"), self.esc(text)),
-            Dialect::Markdown | Dialect::Teams => format!(
-                "[{}]({})",
-                self.esc(text),
-                url.replace(' ', "%20").replace(')', "%29")
-            ),
-            Dialect::Html => format!("<a href=\"{}\">{}</a>", self.esc(url), self.esc(text)),
-        }
-    }
-
-    fn line_break(self) -> &'static str {
-        match self {
-            Dialect::Html => "<br>",
+            Dialect::GoogleCard => "<br>",
             _ => "\n",
         }
     }
+
+    /// `s` as a monospace block (where the dialect has one): only what could
+    /// end the block, mention or format is changed, one character for one,
+    /// so columns stay aligned.
+    pub fn code_block(self, s: &str) -> Markup {
+        // Literal in a code block, but not in every client; and no ``` ends it.
+        let inner = |entities: bool| {
+            escape_each(s, |out, ch| match ch.c {
+                '&' if entities => out.push_str("&amp;"),
+                '<' if entities => out.push_str("&lt;"),
+                '>' if entities => out.push_str("&gt;"),
+                c => {
+                    out.push(lookalike(ch).unwrap_or(c));
+                    if matches!(c, '@' | '<')
+                        || (c == ']' && ch.next == Some('('))
+                        || (c == '|' && ch.next == Some('|'))
+                    {
+                        out.push(ZWSP);
+                    }
+                }
+            })
+        };
+        match self {
+            // Slack parses entities even in code blocks.
+            Dialect::Slack => Markup(format!("```\n{}\n```", inner(true))),
+            Dialect::Mattermost | Dialect::Discord | Dialect::GoogleText => {
+                Markup(format!("```\n{}\n```", inner(false)))
+            }
+            Dialect::Teams | Dialect::GoogleCard => Markup::join(
+                s.lines().map(|l| self.text(l)).collect::<Vec<_>>(),
+                self.line_break(),
+            ),
+        }
+    }
 }
 
-/// The links of an alert in a fixed order, "Dashboard · Graph · Silence · Runbook".
-pub fn links_line(links: &BTreeMap<String, String>, d: Dialect) -> String {
+/// The links of an alert in a fixed order, "Dashboard · Graph · Runbook ·
+/// Silence" (the silence link carries every label: longest, so last).
+pub fn links_line(links: &BTreeMap<String, String>, d: Dialect) -> Markup {
+    Markup::join(link_list(links, d), " · ")
+}
+
+fn link_list(links: &BTreeMap<String, String>, d: Dialect) -> Vec<Markup> {
     [
         ("dashboard", "Dashboard"),
         ("graph", "Graph"),
-        ("silence", "Silence"),
         ("runbook", "Runbook"),
+        ("silence", "Silence"),
     ]
     .iter()
-    .filter_map(|(key, text)| links.get(*key).map(|url| d.link(text, url)))
-    .collect::<Vec<_>>()
-    .join(" · ")
+    .filter_map(|(key, text)| {
+        links
+            .get(*key)
+            .and_then(|url| d.link(&Markup::lit(text), url))
+    })
+    .collect()
 }
 
-/// The first line of an alert without markup (where none renders).
-pub fn alert_heading_plain(a: &AlertView) -> String {
+/// The first line of an alert for a field whose markup is unknown.
+pub fn alert_heading_plain(a: &AlertView) -> Markup {
     let parts: Vec<&str> = [a.alertname.as_str(), &a.variant, &a.severity]
         .into_iter()
         .filter(|p| !p.is_empty())
         .collect();
-    format!("{} {}", a.tone.dot(), parts.join(" · "))
+    Markup::plain(&format!("{} {}", a.tone.dot(), parts.join(" · ")))
 }
 
 /// The first line of an alert: dot, name, variant, severity.
-pub fn alert_heading(a: &AlertView, d: Dialect) -> String {
-    let mut parts = vec![d.bold(&d.esc(&a.alertname))];
+pub fn alert_heading(a: &AlertView, d: Dialect) -> Markup {
+    let mut parts = vec![d.bold(&d.text(&a.alertname))];
     if !a.variant.is_empty() {
-        parts.push(d.esc(&a.variant));
+        parts.push(d.text(&a.variant));
     }
     if !a.severity.is_empty() {
-        parts.push(d.esc(&a.severity));
+        parts.push(d.text(&a.severity));
     }
-    format!("{} {}", a.tone.dot(), parts.join(" · "))
+    Markup::lit(a.tone.dot())
+        .then(&Markup::lit(" "))
+        .then(&Markup::join(parts, " · "))
 }
 
-/// The rest of an alert: summary, description, when, links.
-pub fn alert_body(a: &AlertView, d: Dialect) -> String {
-    let mut lines = Vec::new();
-    if !a.summary.is_empty() {
-        lines.push(d.esc(&a.summary));
-    }
-    if !a.description.is_empty() {
-        lines.push(d.esc(&a.description));
-    }
-    let mut when = match &a.ends_at {
+/// When an alert started (and ended), then its links.
+pub fn alert_when(a: &AlertView, d: Dialect) -> Markup {
+    alert_when_within(a, d, usize::MAX)
+}
+
+/// [`alert_when`] with only the links (in order) that keep it within `max`
+/// characters.
+fn alert_when_within(a: &AlertView, d: Dialect, max: usize) -> Markup {
+    let when = match &a.ends_at {
         Some(end) => format!("Resolved {end} (since {})", a.starts_at),
         None => format!("Since {}", a.starts_at),
     };
-    let links = links_line(&a.links, d);
-    if !links.is_empty() {
-        when.push_str(" · ");
-        when.push_str(&links);
+    let mut when = d.text(&when);
+    for link in link_list(&a.links, d) {
+        if when.chars() + 3 + link.chars() <= max {
+            when.push_lit(" · ");
+            when.push(&link);
+        }
     }
-    lines.push(when);
-    lines.join(d.line_break())
+    when
+}
+
+/// The rest of an alert: summary, description, when, links.
+pub fn alert_body(a: &AlertView, d: Dialect) -> Markup {
+    let mut lines = Vec::new();
+    if !a.summary.is_empty() {
+        lines.push(d.text(&a.summary));
+    }
+    if !a.description.is_empty() {
+        lines.push(d.text(&a.description));
+    }
+    lines.push(alert_when(a, d));
+    Markup::join(lines, d.line_break())
 }
 
 /// Heading and body of an alert.
-pub fn alert_text(a: &AlertView, d: Dialect) -> String {
-    format!(
-        "{}{}{}",
-        alert_heading(a, d),
-        d.line_break(),
-        alert_body(a, d)
-    )
+pub fn alert_text(a: &AlertView, d: Dialect) -> Markup {
+    Markup::join([alert_heading(a, d), alert_body(a, d)], d.line_break())
+}
+
+/// [`alert_body`] within `max` characters: when the summary and description
+/// make it too long, they are cut first, so the when-and-links line stays
+/// whole, with the links that fit in half of `max` (in order: a silence
+/// link carrying huge labels goes first).
+pub fn alert_body_within(a: &AlertView, d: Dialect, max: usize) -> Markup {
+    let when = alert_when_within(a, d, max / 2);
+    let mut lines = Vec::new();
+    if !a.summary.is_empty() {
+        lines.push(d.text(&a.summary));
+    }
+    if !a.description.is_empty() {
+        lines.push(d.text(&a.description));
+    }
+    let text = Markup::join(lines, d.line_break());
+    let sep = d.line_break().chars().count();
+    let whole = text.chars() + sep + when.chars();
+    if !text.is_empty() && whole > max && when.chars() <= max / 2 {
+        let room = max - sep - when.chars();
+        return Markup::join([text.clip(room), when], d.line_break());
+    }
+    alert_body(a, d).clip(max)
+}
+
+/// [`alert_text`] within `max` characters, cut as [`alert_body_within`].
+pub fn alert_text_within(a: &AlertView, d: Dialect, max: usize) -> Markup {
+    let heading = alert_heading(a, d);
+    let sep = d.line_break().chars().count();
+    if heading.chars() + sep >= max / 2 {
+        return alert_text(a, d).clip(max);
+    }
+    let body = alert_body_within(a, d, max - heading.chars() - sep);
+    Markup::join([heading, body], d.line_break())
 }
 
 /// The router's outcome lines as a bulleted list.
-pub fn router_text(view: &View, d: Dialect) -> Option<String> {
+pub fn router_text(view: &View, d: Dialect) -> Option<Markup> {
     if view.router_actions.is_empty() {
         return None;
     }
-    let mut lines = vec![d.bold("Router")];
+    let mut lines = vec![d.bold(&Markup::lit("Router"))];
     lines.extend(
         view.router_actions
             .iter()
-            .map(|l| format!("• {}", d.esc(l))),
+            .map(|l| Markup::lit("• ").then(&d.text(l))),
     );
-    Some(lines.join(d.line_break()))
+    Some(Markup::join(lines, d.line_break()))
+}
+
+/// "Variants" or "Variants · <experiment>", bold.
+pub fn table_title(t: &VariantTable, d: Dialect) -> Markup {
+    if t.experiment.is_empty() {
+        d.bold(&Markup::lit("Variants"))
+    } else {
+        d.bold(&Markup::lit("Variants · ").then(&d.text(&t.experiment)))
+    }
 }
 
 /// A variant table as an aligned monospace block (Slack, Markdown), or as
-/// one line per variant (Html).
-pub fn table_text(t: &VariantTable, d: Dialect) -> String {
-    let title = if t.experiment.is_empty() {
-        d.bold("Variants")
-    } else {
-        d.bold(&format!("Variants · {}", d.esc(&t.experiment)))
-    };
-    let mut out = vec![title];
-    if d == Dialect::Html {
+/// one line per variant (Google Chat cards).
+pub fn table_text(t: &VariantTable, d: Dialect) -> Markup {
+    let mut out = vec![table_title(t, d)];
+    if d == Dialect::GoogleCard {
         for row in &t.rows {
-            let name = if row.affected {
-                format!("<b>{}</b> (alerting)", d.esc(&row.variant))
-            } else {
-                d.esc(&row.variant)
-            };
-            let cells: Vec<String> = t
+            let mut name = d.text(&row.variant);
+            if row.affected {
+                name = d.bold(&name).then(&Markup::lit(" (alerting)"));
+            }
+            let cells: Vec<Markup> = t
                 .columns
                 .iter()
                 .zip(&row.cells)
-                .map(|(c, v)| format!("{} {}", d.esc(c), d.esc(v)))
+                .map(|(c, v)| d.text(&format!("{c} {v}")))
                 .collect();
-            out.push(format!("{name}: {}", cells.join(" · ")));
+            out.push(
+                name.then(&Markup::lit(": "))
+                    .then(&Markup::join(cells, " · ")),
+            );
         }
     } else if !t.rows.is_empty() {
+        // One line per row, whatever a value holds.
+        let flat = |s: &str| s.replace(['\n', '\r'], " ");
         let mut grid: Vec<Vec<String>> = vec![std::iter::once("  variant".to_owned())
-            .chain(t.columns.iter().cloned())
+            .chain(t.columns.iter().map(|c| flat(c)))
             .collect()];
         for row in &t.rows {
             let marker = if row.affected { "> " } else { "  " };
             grid.push(
-                std::iter::once(format!("{marker}{}", row.variant))
-                    .chain(row.cells.iter().cloned())
+                std::iter::once(format!("{marker}{}", flat(&row.variant)))
+                    .chain(row.cells.iter().map(|c| flat(c)))
                     .collect(),
             );
         }
@@ -779,15 +1167,249 @@ pub fn table_text(t: &VariantTable, d: Dialect) -> String {
                     .to_owned()
             })
             .collect();
-        let block = lines.join("\n");
-        // Slack parses entities even in code blocks; Markdown code is literal.
-        let block = if d == Dialect::Slack {
-            d.esc(&block)
-        } else {
-            block
-        };
-        out.push(format!("```\n{block}\n```"));
+        out.push(d.code_block(&lines.join("\n")));
     }
-    out.extend(t.notes.iter().map(|n| format!("⚠ {}", d.esc(n))));
-    out.join(d.line_break())
+    out.extend(t.notes.iter().map(|n| Markup::lit("⚠ ").then(&d.text(n))));
+    Markup::join(out, d.line_break())
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    const Z: char = ZWSP;
+
+    fn esc(d: Dialect, s: &str) -> String {
+        d.escape(s)
+    }
+
+    #[test]
+    fn slack_entities_lookalikes_and_no_mentions() {
+        let d = Dialect::Slack;
+        assert_eq!(esc(d, "<!channel>"), "&lt;!channel&gt;");
+        assert_eq!(
+            esc(d, "<@U123> <#C1|x>"),
+            "&lt;@\u{200B}U123&gt; &lt;#C1|x&gt;"
+        );
+        assert_eq!(
+            esc(d, "<https://evil|x>"),
+            "&lt;https://evil|x&gt;",
+            "no <url|text> link"
+        );
+        // Already escaped text stays what it was: a literal "&amp;".
+        assert_eq!(esc(d, "&amp; &lt;"), "&amp;amp; &amp;lt;");
+        assert_eq!(esc(d, "*bold* ~s~ `code`"), "∗bold∗ ∼s∼ ˋcodeˋ");
+        assert_eq!(esc(d, "_it_ model_name __x"), "ˍitˍ model_name ˍˍx");
+        assert_eq!(esc(d, "@channel @here"), format!("@{Z}channel @{Z}here"));
+        assert_eq!(
+            esc(d, "> quote\nok > no"),
+            format!("{Z}&gt; quote\nok &gt; no")
+        );
+        assert_eq!(esc(d, "🔥 日本語 é"), "🔥 日本語 é");
+    }
+
+    #[test]
+    fn mattermost_and_discord_backslash_escape_and_break_mentions() {
+        for d in [Dialect::Mattermost, Dialect::Discord] {
+            assert_eq!(
+                esc(d, "[click](https://evil.example)"),
+                "\\[click\\](https://evil.example)"
+            );
+            assert_eq!(esc(d, "![i](x)"), "!\\[i\\](x)");
+            assert_eq!(
+                esc(d, "**b** _i_ ~~s~~ `c`").replace(Z, ""),
+                "\\*\\*b\\*\\* \\_i\\_ \\~\\~s\\~\\~ \\`c\\`"
+            );
+            assert_eq!(
+                esc(d, "@all @channel @here @everyone"),
+                format!("@{Z}all @{Z}channel @{Z}here @{Z}everyone")
+            );
+            assert_eq!(esc(d, "a\\b"), "a\\\\b");
+            assert_eq!(
+                esc(d, "# h\n- li\n1. n").replace(Z, "Z"),
+                "\\# h\nZ- li\nZ1. n"
+            );
+            assert_eq!(esc(d, "a|b"), "a\\|b");
+        }
+        // Mattermost: no ~channel link.
+        assert_eq!(
+            esc(Dialect::Mattermost, "~town-square"),
+            format!("\\~{Z}town-square")
+        );
+        // Discord: no <@id>, <@&role>, <#channel>.
+        assert_eq!(
+            esc(Dialect::Discord, "<@123> <@&9> <#7>"),
+            format!("\\<{Z}@{Z}123\\> \\<{Z}@{Z}\\&9\\> \\<{Z}\\#7\\>")
+        );
+    }
+
+    #[test]
+    fn teams_and_google_text_neutralise_without_an_escape() {
+        for d in [Dialect::Teams, Dialect::GoogleText] {
+            assert_eq!(
+                esc(d, "[click](https://evil.example)"),
+                format!("[click]{Z}(https://evil.example)")
+            );
+            assert_eq!(esc(d, "**b** _i_ ~s~ `c`"), "∗∗b∗∗ ˍiˍ ∼s∼ ˋcˋ");
+            assert_eq!(esc(d, "<at>x</at>"), format!("<{Z}at>x<{Z}/at>"));
+            assert_eq!(
+                esc(d, "<users/all> <https://e|x>"),
+                format!("<{Z}users/all> <{Z}https://e|x>")
+            );
+            assert_eq!(esc(d, "@all"), format!("@{Z}all"));
+            assert_eq!(
+                esc(d, "- li\n  * li\n1. n"),
+                format!("{Z}- li\n  ∗ li\n{Z}1. n")
+            );
+            assert_eq!(esc(d, "||spoiler||"), format!("|{Z}|spoiler|{Z}|"));
+            assert_eq!(esc(d, "model_name 🔥 é"), "model_name 🔥 é");
+        }
+    }
+
+    #[test]
+    fn google_cards_use_html_entities() {
+        let d = Dialect::GoogleCard;
+        assert_eq!(esc(d, "<users/all>"), "&lt;users/all&gt;");
+        assert_eq!(
+            esc(d, "<a href=\"x\">y</a>"),
+            "&lt;a href=&quot;x&quot;&gt;y&lt;/a&gt;"
+        );
+        assert_eq!(esc(d, "a\r\nb & c"), "a<br>b &amp; c");
+        assert_eq!(esc(d, "&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn the_routers_links_are_http_only_with_their_delimiters_encoded() {
+        assert_eq!(link_target("javascript:alert(1)"), None);
+        assert_eq!(link_target("not a url"), None);
+        assert_eq!(
+            link_target("https://x.example/a b|c)d]e>f?q=(1)&r=<2>").as_deref(),
+            Some("https://x.example/a%20b%7Cc%29d%5De%3Ef?q=%281%29&r=%3C2%3E")
+        );
+        let t = Markup::lit("Graph");
+        let url = "https://p.example/graph?g0.expr=a>1&g0.tab=1";
+        assert_eq!(
+            Dialect::Slack.link(&t, url).unwrap().as_str(),
+            "<https://p.example/graph?g0.expr=a%3E1&amp;g0.tab=1|Graph>"
+        );
+        assert_eq!(
+            Dialect::Mattermost.link(&t, url).unwrap().as_str(),
+            "[Graph](https://p.example/graph?g0.expr=a%3E1&g0.tab=1)"
+        );
+        assert_eq!(
+            Dialect::GoogleCard.link(&t, url).unwrap().as_str(),
+            "<a href=\"https://p.example/graph?g0.expr=a%3E1&amp;g0.tab=1\">Graph</a>"
+        );
+        assert!(Dialect::Teams.link(&t, "file:///etc/passwd").is_none());
+    }
+
+    /// True when `m` ends inside an escape sequence or one of the router's tags.
+    fn cut_badly(m: &str) -> bool {
+        let body = m.strip_suffix('…').unwrap_or(m);
+        let trailing = body.len() - body.trim_end_matches('\\').len();
+        let half_entity = body.rfind('&').is_some_and(|i| {
+            body[i + 1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '#')
+        });
+        let half_tag = body.rfind('<').is_some_and(|i| {
+            !body[i..].contains('>')
+                && !body[..i].ends_with('\\')
+                && !body[i + 1..].starts_with(ZWSP)
+        });
+        trailing % 2 == 1 || half_entity || half_tag
+    }
+
+    #[test]
+    fn clipping_escaped_text_never_cuts_an_escape_sequence_or_a_link() {
+        let hostile = "a&b<c>*d* 🔥é_日本_ @all [x](y) \\ <!here> &amp;";
+        let dialects = [
+            Dialect::Slack,
+            Dialect::Mattermost,
+            Dialect::Discord,
+            Dialect::Teams,
+            Dialect::GoogleCard,
+            Dialect::GoogleText,
+        ];
+        for d in dialects {
+            let mut m = d.text(hostile);
+            m.push_lit(" · ");
+            m.push(
+                &d.link(&Markup::lit("Graph"), "https://p.example/g?a=1&b=2")
+                    .unwrap(),
+            );
+            m.push(&d.text(hostile));
+            let n = m.chars();
+            for max in 0..=n + 1 {
+                let c = m.clip(max);
+                assert!(c.chars() <= max, "{d:?} {max}: {c}");
+                assert!(!cut_badly(c.as_str()), "{d:?} {max}: {c}");
+                if max >= n {
+                    assert_eq!(c, m);
+                }
+            }
+        }
+        // Slack: the cut lands before the entity, not inside it.
+        assert_eq!(Dialect::Slack.text("ab&").clip(5).as_str(), "ab…");
+        assert_eq!(Dialect::Slack.text("ab&").clip(7).as_str(), "ab&amp;");
+        assert_eq!(Dialect::Mattermost.text("ab*c").clip(4).as_str(), "ab…");
+        assert_eq!(
+            Markup::lit("x <https://a.example|Graph>").clip(10).as_str(),
+            "x …"
+        );
+        assert_eq!(
+            Markup::lit("x [Graph](https://a.example)")
+                .clip(12)
+                .as_str(),
+            "x …"
+        );
+        // Multi-byte characters at the limit.
+        assert_eq!(Dialect::Slack.text("🔥🔥🔥").clip(2).as_str(), "🔥…");
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_before_the_links_are() {
+        let body = r#"{"version":"4","receiver":"r","status":"firing","groupKey":"{}:{}",
+          "alerts":[{"status":"firing","startsAt":"2026-01-01T00:00:00Z","fingerprint":"0",
+            "labels":{"alertname":"A"},"annotations":{"summary":"SUMMARY","description":"DESCRIPTION"}}]}"#
+            .replace("SUMMARY", &"*s* ".repeat(100))
+            .replace("DESCRIPTION", &"&d& ".repeat(200));
+        let n: crate::ingest::Notification = serde_json::from_str(&body).unwrap();
+        let links = [
+            ("graph", "https://p.example/g?x=1&y=2"),
+            ("runbook", "https://r.example/rb"),
+            (
+                "silence",
+                &format!("https://am.example/#/s?f={}", "x".repeat(2000)),
+            ),
+        ];
+        let context = crate::enrich::Context {
+            links: links
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        let inputs = [crate::act::AlertInput {
+            alert: &n.alerts[0],
+            context: &context,
+            outcomes: Vec::new(),
+        }];
+        let view = View::build(0, &n, &inputs);
+        for d in [Dialect::Slack, Dialect::Discord, Dialect::Teams] {
+            let m = alert_body_within(&view.alerts[0], d, 1024);
+            assert!(m.chars() <= 1024, "{d:?}");
+            // The graph and runbook links are whole; the huge silence link is left out.
+            let tail = m.as_str().lines().last().unwrap();
+            assert!(tail.starts_with("Since "), "{d:?}: {tail}");
+            assert!(
+                tail.contains("Graph") && tail.contains("Runbook"),
+                "{d:?}: {tail}"
+            );
+            assert!(!tail.contains("Silence"), "{d:?}: {tail}");
+            assert!(m.as_str().contains('…'), "{d:?}: the text was cut");
+            let t = alert_text_within(&view.alerts[0], d, 1024);
+            assert!(t.chars() <= 1024 && t.as_str().ends_with(tail), "{d:?}");
+        }
+    }
 }

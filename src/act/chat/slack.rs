@@ -8,8 +8,11 @@
 //! characters per section, a header of 150, and about 12,000 characters in
 //! all (Slack answers `msg_blocks_too_long` above, though no block is over).
 
-use super::limits::{chars, clip, more_alerts};
-use super::render::{alert_text, router_text, table_text, Dialect, View};
+use super::limits::{chars, more_alerts};
+use super::render::{
+    alert_text_within, escape_each, line_marker, lookalike, router_text, table_text, Dialect,
+    Markup, View, ZWSP,
+};
 use super::transport::Delivery;
 use super::{
     chat_config, compose, resolve_secret, validate_url, Format, PostAction, RateLimit, Shared,
@@ -91,7 +94,8 @@ impl SlackConfig {
                 }
             }
         }
-        self.shared().validate(false, &mut errors);
+        self.shared()
+            .validate(super::template::Escaping::Chat(Dialect::Slack), &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -100,16 +104,44 @@ impl SlackConfig {
     }
 }
 
-fn section(text: String) -> Value {
-    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+/// A value as mrkdwn: `&`, `<`, `>` as entities, so no `<!channel>`,
+/// `<!here>`, `<@U…>`, `<#C…>` or `<url|text>` survives; `*`, `~`, backtick
+/// and an edge `_` as look-alikes (Slack has no escape for them); a
+/// zero-width space after `@` (no `@channel`) and before a line's leading
+/// `>` (no quote). Applied to every mrkdwn field and the top-level `text`
+/// and `fallback`; the `plain_text` header gets [`Markup::plain`].
+pub fn escape(s: &str) -> String {
+    escape_each(s, |out, ch| {
+        if line_marker(ch) && ch.c == '>' {
+            out.push(ZWSP);
+        }
+        match ch.c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '@' => {
+                out.push('@');
+                out.push(ZWSP);
+            }
+            c => out.push(lookalike(ch).unwrap_or(c)),
+        }
+    })
+}
+
+/// A mrkdwn section; `verbatim`: Slack links no bare URL or channel name
+/// and parses no mention in it (the router's own `<url|text>` still work).
+fn section(text: &Markup) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": true}})
 }
 
 fn attachment_body(view: &View, blocks: Vec<Value>) -> Value {
+    // `text` is what notifications and screen readers show: mrkdwn, escaped.
+    let title = Dialect::Slack.text(&view.title).clip(SECTION_CHARS);
     json!({
-        "text": clip(&view.title, SECTION_CHARS),
+        "text": title,
         "attachments": [{
             "color": view.colour,
-            "fallback": clip(&view.title, SECTION_CHARS),
+            "fallback": title,
             "blocks": blocks,
         }],
     })
@@ -123,6 +155,7 @@ impl Format for SlackConfig {
         burst: 3,
     };
     const TEXT_LIMIT: usize = SECTION_CHARS;
+    const DIALECT: Dialect = Dialect::Slack;
 
     fn shared(&self) -> Shared<'_> {
         SlackConfig::shared(self)
@@ -136,41 +169,43 @@ impl Format for SlackConfig {
         let d = Dialect::Slack;
         let mut blocks = vec![json!({
             "type": "header",
-            "text": {"type": "plain_text", "text": clip(&view.title, HEADER_CHARS), "emoji": true},
+            // plain_text renders no markup, but whether it decodes entities is
+            // undocumented: neutralised, it reads right either way.
+            "text": {"type": "plain_text", "text": Markup::plain(&view.title).clip(HEADER_CHARS), "emoji": true},
         })];
-        let mut head = vec![d.esc(&view.summary)];
+        let mut head = vec![d.text(&view.summary)];
         head.extend(router_text(view, d));
-        blocks.push(section(clip(&head.join("\n\n"), SECTION_CHARS)));
+        blocks.push(section(&Markup::join(head, "\n\n").clip(SECTION_CHARS)));
         for t in &view.tables {
-            blocks.push(section(clip(&table_text(t, d), SECTION_CHARS)));
+            blocks.push(section(&table_text(t, d).clip(SECTION_CHARS)));
         }
         blocks.push(json!({"type": "divider"}));
         // Alerts share sections (up to 3000 characters each): more fit in 50 blocks.
-        let mut current = String::new();
+        let mut current = Markup::default();
         for a in &view.alerts[..shown] {
-            let text = clip(&alert_text(a, d), SECTION_CHARS);
-            if !current.is_empty() && chars(&current) + 2 + chars(&text) > SECTION_CHARS {
-                blocks.push(section(std::mem::take(&mut current)));
+            let text = alert_text_within(a, d, SECTION_CHARS);
+            if !current.is_empty() && current.chars() + 2 + text.chars() > SECTION_CHARS {
+                blocks.push(section(&std::mem::take(&mut current)));
             }
             if !current.is_empty() {
-                current.push_str("\n\n");
+                current.push_lit("\n\n");
             }
-            current.push_str(&text);
+            current.push(&text);
         }
         if !current.is_empty() {
-            blocks.push(section(current));
+            blocks.push(section(&current));
         }
         if shown < view.alerts.len() {
             blocks.push(json!({
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": more_alerts(view.alerts.len() - shown)}],
+                "elements": [{"type": "mrkdwn", "text": d.text(&more_alerts(view.alerts.len() - shown)), "verbatim": true}],
             }));
         }
         attachment_body(view, blocks)
     }
 
-    fn text_body(&self, view: &View, text: &str) -> Value {
-        attachment_body(view, vec![section(text.to_owned())])
+    fn text_body(&self, view: &View, text: &Markup) -> Value {
+        attachment_body(view, vec![section(text)])
     }
 
     fn fits(&self, body: &Value) -> bool {
@@ -264,7 +299,7 @@ impl SlackBot {
             api,
             channel,
             headers,
-            template: shared.compile(false)?,
+            template: shared.compile(super::template::Escaping::Chat(Dialect::Slack))?,
             delivery: Delivery::new(
                 shared.timeout,
                 shared.rate_limit.unwrap_or(SlackConfig::DEFAULT_RATE),

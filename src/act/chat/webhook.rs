@@ -80,7 +80,8 @@ impl WebhookConfig {
         if self.max_body_bytes < 1024 {
             errors.push("max_body_bytes: must be at least 1024".into());
         }
-        self.shared().validate(true, &mut errors);
+        self.shared()
+            .validate(super::template::Escaping::Json, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -146,7 +147,7 @@ impl WebhookAction {
         Ok(Ready {
             url,
             headers: headers(c)?,
-            template: shared.compile(true)?,
+            template: shared.compile(super::template::Escaping::Json)?,
             delivery: Delivery::new(
                 shared.timeout,
                 shared.rate_limit.unwrap_or(RateLimit {
