@@ -560,9 +560,15 @@ impl Transport {
         } else {
             (Kind::Network, "the request failed".to_owned())
         };
+        // A timeout's causes add nothing ("operation timed out").
+        let message = if kind == Kind::Timeout {
+            format!("{what} ({dest})")
+        } else {
+            format!("{what} ({dest}): {causes}")
+        };
         OutboundError {
             kind,
-            message: self.scrubber.scrub(&format!("{what} ({dest}): {causes}")),
+            message: self.scrubber.scrub(&message),
             retry_after: None,
             body: String::new(),
         }

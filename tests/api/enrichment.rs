@@ -267,7 +267,7 @@ async fn prometheus_failures_are_recorded_in_the_context_and_the_alert_still_flo
             ResponseTemplate::new(200)
                 .set_delay(Duration::from_secs(5))
                 .set_body_json(json!({})),
-            "did not answer within",
+            "prometheus did not answer: no answer within 200ms (GET http://127.0.0.1:",
         ),
     ];
     for (name, response, needle) in cases {

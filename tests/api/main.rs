@@ -14,6 +14,7 @@ mod enrichment;
 mod fake_kube;
 mod ingest;
 mod notifications;
+mod outbound;
 mod routing;
 mod traffic;
 mod worker;
