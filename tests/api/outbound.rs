@@ -738,3 +738,47 @@ async fn an_absurd_retry_after_is_capped_by_backoff_max_and_dead_letters_past_ma
     );
     app.stop().await;
 }
+
+// ------------------------------------------------------------ Alertmanager, Kubernetes
+
+#[tokio::test]
+async fn an_endless_alertmanager_answer_fails_the_completion_at_its_cap() {
+    let server = Hostile::start(Mode::Endless(200)).await;
+    let settings: mlops_alert_router::enrich::alertmanager::AlertmanagerSettings =
+        serde_yaml::from_str(&format!("{{url: '{}', timeout: 20s}}", server.base)).unwrap();
+    let client =
+        mlops_alert_router::enrich::alertmanager::AlertmanagerClient::new(&settings).unwrap();
+    let n =
+        mlops_alert_router::ingest::parse(fixture("cpu-firing-truncated.json").as_bytes(), 10_000)
+            .unwrap()
+            .notification;
+    let error = client.group_alerts(&n).await.unwrap_err();
+    assert!(
+        error.starts_with("alertmanager: HTTP 200 OK with an answer over the 16 MiB limit; stopped reading (GET http://127.0.0.1:"),
+        "{error}"
+    );
+    let written = server.most_written_per_connection().await;
+    assert!(written < 64 * 1024 * 1024, "{written} bytes written");
+}
+
+#[tokio::test]
+async fn an_endless_kubernetes_answer_fails_the_read_at_its_cap() {
+    use mlops_alert_router::act::traffic::kube::{ClientSource, KubeWeights, Layout};
+    use mlops_alert_router::act::traffic::target::TrafficTarget;
+    let server = Hostile::start(Mode::Endless(200)).await;
+    let target = KubeWeights::new(
+        "ns",
+        "exp",
+        Layout::Seldon,
+        ClientSource {
+            api_url: Some(server.base.clone()),
+        },
+    );
+    let error = target.read().await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "seldon_experiment ns/exp: ServiceError: length limit exceeded (answers are read up to 4 MiB)"
+    );
+    let written = server.most_written_per_connection().await;
+    assert!(written < 64 * 1024 * 1024, "{written} bytes written");
+}
