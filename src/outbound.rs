@@ -551,6 +551,10 @@ impl Transport {
         } else if lower.contains("certificate")
             || lower.contains("tls")
             || lower.contains("handshake")
+            // Past TCP, an https connection fails only in the TLS handshake.
+            || (e.is_connect()
+                && !lower.contains("tcp connect error")
+                && dest.split_whitespace().nth(1).is_some_and(|u| u.starts_with("https://")))
         {
             (Kind::Connect, "TLS handshake failed".to_owned())
         } else if e.is_connect() {
@@ -774,6 +778,53 @@ mod tests {
         // Multi-byte text is cut at a character boundary.
         let out = s.scrub_clip(&"é".repeat(300), 100, true);
         assert_eq!(out.chars().count(), 100);
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_destination_and_the_cause() {
+        let mut scrubber = Scrubber::new();
+        scrubber.add("s3cr3t-token-value");
+        let t = Transport::new(Options::new(Duration::from_secs(5), 1024), scrubber).unwrap();
+        // Nothing listens on a port just released.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}/api/v1/query?token=s3cr3t-token-value");
+        let e = t.send(t.client().get(&url)).await.unwrap_err();
+        assert_eq!(e.kind, Kind::Connect);
+        assert!(e.retryable());
+        assert!(
+            e.message.starts_with(&format!(
+                "connection refused (GET http://127.0.0.1:{port}/api/v1/query): "
+            )),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("Connection refused"), "{}", e.message);
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
+
+        // TLS spoken to a plain-HTTP server.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let e = t
+            .send(t.client().get(format!("https://127.0.0.1:{port}/x")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::Connect, "{}", e.message);
+        assert!(
+            e.message.starts_with(&format!(
+                "TLS handshake failed (GET https://127.0.0.1:{port}/x): "
+            )),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -215,13 +215,33 @@ impl PrometheusClient {
             .send(request)
             .await
             .map_err(QueryError::from_outbound)?;
-        parse_answer_limited(answer.status.as_u16(), &answer.body, self.max_series).map_err(|e| {
-            match e {
-                // The body may quote the request: scrub it like any error.
-                QueryError::Garbage(m) => QueryError::Garbage(self.transport.scrubber().scrub(&m)),
-                other => other,
-            }
-        })
+        parse_answer_limited(answer.status.as_u16(), &answer.body, self.max_series)
+            .map_err(|e| self.scrubbed(e))
+    }
+
+    /// A parse error quotes the answer, which may quote the request: scrubbed
+    /// and cut like any error.
+    fn scrubbed(&self, e: QueryError) -> QueryError {
+        let clean = |m: String| {
+            self.transport
+                .scrubber()
+                .scrub_clip(&m, crate::outbound::ERROR_BODY_KEEP, false)
+        };
+        match e {
+            QueryError::Garbage(m) => QueryError::Garbage(clean(m)),
+            QueryError::Query {
+                error_type,
+                message,
+            } => QueryError::Query {
+                error_type: clean(error_type),
+                message: clean(message),
+            },
+            QueryError::Http { status, message } => QueryError::Http {
+                status,
+                message: clean(message),
+            },
+            other => other,
+        }
     }
 }
 
