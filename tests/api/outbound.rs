@@ -453,6 +453,7 @@ async fn hostile_webhook_endpoints_end_every_run_with_a_bounded_clean_error() {
                 // The client stopped reading at the cap: the server could
                 // write no more than that plus the sockets' buffers.
                 let written = hostile.most_written_per_connection().await;
+                eprintln!("webhook {name}: the server wrote at most {written} body bytes on one connection");
                 assert!(
                     written < 32 * 1024 * 1024,
                     "{name}: {written} bytes written"
@@ -656,6 +657,7 @@ async fn a_hostile_prometheus_fails_the_enrichment_clearly_and_the_actions_still
         if let Some(h) = &hostile {
             if matches!(name, "endless" | "huge declared" | "endless error") {
                 let written = h.most_written_per_connection().await;
+                eprintln!("prometheus {name}: the server wrote at most {written} body bytes on one connection");
                 assert!(
                     written < 32 * 1024 * 1024,
                     "{name}: {written} bytes written on one connection"
