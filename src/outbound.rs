@@ -254,6 +254,9 @@ pub enum Kind {
     Status(u16),
     /// A success answer over the caller's limit: the request was delivered.
     TooLarge,
+    /// A success status whose body then broke off or timed out: the request
+    /// was delivered.
+    Incomplete(u16),
 }
 
 /// A failed request. `message` names the destination and the cause, and is
@@ -282,7 +285,7 @@ impl OutboundError {
         match self.kind {
             Kind::Timeout | Kind::Connect | Kind::Network => true,
             Kind::Status(s) => s == 429 || s >= 500,
-            Kind::Request | Kind::Redirect(_) | Kind::TooLarge => false,
+            Kind::Request | Kind::Redirect(_) | Kind::TooLarge | Kind::Incomplete(_) => false,
         }
     }
 
@@ -419,9 +422,10 @@ impl Transport {
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, OutboundError> {
         let request = request.build().map_err(|e| OutboundError {
             kind: Kind::Request,
-            message: self
-                .scrubber
-                .scrub(&format!("cannot build the request: {}", chain(&e))),
+            message: self.scrubber.scrub(&format!(
+                "cannot build the request: {}",
+                chain(&e.without_url())
+            )),
             retry_after: None,
             body: String::new(),
         })?;
@@ -519,6 +523,7 @@ impl Transport {
                 Ok(None) => break,
                 Err(e) => {
                     let mut e = self.request_error(e, &dest);
+                    e.kind = Kind::Incomplete(status.as_u16());
                     e.message = format!("{status_text}, then reading the answer: {}", e.message);
                     return Err(e);
                 }
@@ -532,6 +537,7 @@ impl Transport {
     }
 
     fn request_error(&self, e: reqwest::Error, dest: &str) -> OutboundError {
+        let e = e.without_url();
         let causes = chain(&e);
         let lower = causes.to_lowercase();
         let (kind, what) = if e.is_timeout() {
@@ -585,13 +591,7 @@ fn chain(e: &reqwest::Error) -> String {
     let mut text = String::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(cause) = source {
-        let mut cause_text = cause.to_string();
-        if let Some(without) = cause_text
-            .strip_suffix(')')
-            .and_then(|t| t.find(" for url (").map(|i| t[..i].to_owned()))
-        {
-            cause_text = without;
-        }
+        let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
             if !text.is_empty() {
                 text.push_str(": ");

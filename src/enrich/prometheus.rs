@@ -71,7 +71,12 @@ impl QueryError {
                 status,
                 message: e.message,
             },
-            Kind::Request | Kind::Connect | Kind::Network => QueryError::Unreachable(e.message),
+            Kind::Incomplete(_) if e.message.contains("no answer within") => {
+                QueryError::Timeout(e.message)
+            }
+            Kind::Request | Kind::Connect | Kind::Network | Kind::Incomplete(_) => {
+                QueryError::Unreachable(e.message)
+            }
         }
     }
 }

@@ -29,6 +29,8 @@ enum Mode {
     Silent,
     /// A status line, then one header line every 100 ms, forever.
     SlowHeaders,
+    /// 200 with its headers, then one body byte every 100 ms.
+    SlowBody,
     /// This whole response, then close.
     Raw(String),
 }
@@ -159,6 +161,21 @@ async fn serve(mut stream: TcpStream, mode: Mode, written: &AtomicU64, requests:
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if stream.write_all(b"x-slow: a\r\n").await.is_err() {
+                    return;
+                }
+            }
+        }
+        Mode::SlowBody => {
+            if stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if stream.write_all(b"x").await.is_err() {
                     return;
                 }
             }
@@ -365,6 +382,15 @@ fn webhook_cases(base_for_echo: &str) -> Vec<Case> {
             mode: Mode::SlowHeaders,
             attempts: 2,
             needles: vec!["no answer within 1s"],
+        },
+        Case {
+            name: "slow body after a 200",
+            mode: Mode::SlowBody,
+            attempts: 1,
+            needles: vec![
+                "HTTP 200 OK, then reading the answer: no answer within 1s (POST http://127.0.0.1:",
+                "the message was delivered, so it is not sent again",
+            ],
         },
         Case {
             name: "redirect",

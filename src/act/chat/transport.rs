@@ -149,7 +149,10 @@ impl Delivery {
                     // Discord also says it in the body, in (fractional) seconds.
                     e.retry_after = body_retry_after(&e.body);
                 }
-                if e.kind == crate::outbound::Kind::TooLarge {
+                if matches!(
+                    e.kind,
+                    crate::outbound::Kind::TooLarge | crate::outbound::Kind::Incomplete(_)
+                ) {
                     e.message
                         .push_str("; the message was delivered, so it is not sent again");
                 }
