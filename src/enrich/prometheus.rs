@@ -404,6 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn a_vector_over_max_series_is_refused_naming_the_limit() {
+        let body = |n: usize| {
+            let series: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"metric":{{"model_name":"m{i}"}},"value":[1,"1"]}}"#))
+                .collect();
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+                series.join(",")
+            )
+        };
+        assert!(matches!(
+            parse_answer_limited(200, body(3).as_bytes(), 3),
+            Ok(QueryResult::Vector(v)) if v.len() == 3
+        ));
+        assert_eq!(
+            parse_answer_limited(200, body(4).as_bytes(), 3)
+                .unwrap_err()
+                .to_string(),
+            "prometheus answer refused: the query returned 4 series, over the limit of 3 (prometheus.max_series); aggregate it (e.g. sum by (variant) (…))"
+        );
+    }
+
+    #[test]
     fn errors_and_garbage_are_told_apart() {
         assert!(matches!(
             parse_answer(

@@ -372,6 +372,14 @@ fn enrichment_config_errors_name_the_key() {
             "route.routes[0].enrich[1]: unknown enrichment \"b\"",
         ),
         ("prometheus: {url: 'not a url'}\n", "prometheus.url: \"not a url\" is not a URL"),
+        (
+            "prometheus: {url: 'http://p:9090', max_series: 0, max_response_bytes: 10}\n",
+            "prometheus.max_series: must be at least 1",
+        ),
+        (
+            "prometheus: {url: 'http://p:9090', max_response_bytes: 10}\n",
+            "prometheus.max_response_bytes: must be at least 1024",
+        ),
     ] {
         std::fs::write(&file, yaml).unwrap();
         let err = Settings::load_with_env(Some(&file), Vec::new()).unwrap_err().to_string();
