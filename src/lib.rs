@@ -36,6 +36,7 @@ pub mod enrich;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod outbound;
 pub mod pipeline;
 pub mod route;
 pub mod secret;

@@ -530,12 +530,27 @@ impl Pipeline {
                 message,
                 retry_after,
             }) => {
-                let wait = self
-                    .retry
-                    .delay(attempt)
-                    .max(retry_after.unwrap_or_default());
+                // A Retry-After is honoured up to worker.backoff_max: an
+                // absurd one (10^9 s) cannot park a run; a server still
+                // refusing then costs an attempt, and max_attempts ends it.
+                let asked = retry_after.unwrap_or_default();
+                let wait = self.retry.delay(attempt).max(asked.min(self.retry.max));
                 let retry_at = finished_at + wait.as_millis() as i64;
+                let asked_until = finished_at.saturating_add(asked.as_millis() as i64);
                 match max_age {
+                    // The destination asked for a wait past the run's max_age.
+                    Some(age)
+                        if retry_after.is_some()
+                            && asked_until - first_attempt_at > age.as_millis() as i64 =>
+                    {
+                        RunOutcome::Dead {
+                            error: format!(
+                                "gave up after {attempt} attempts: the destination asked to wait {} (Retry-After), over max_age {}: {message}",
+                                humantime::format_duration(Duration::from_secs(asked.as_secs())),
+                                humantime::format_duration(age)
+                            ),
+                        }
+                    }
                     // The next attempt would come too late to be worth making.
                     Some(age) if retry_at - first_attempt_at > age.as_millis() as i64 => {
                         RunOutcome::Dead {

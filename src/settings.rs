@@ -429,6 +429,12 @@ impl Settings {
                 if p.timeout.is_zero() {
                     errors.push("prometheus.timeout: must be greater than 0".into());
                 }
+                if p.max_response_bytes < 1024 {
+                    errors.push("prometheus.max_response_bytes: must be at least 1024".into());
+                }
+                if p.max_series == 0 {
+                    errors.push("prometheus.max_series: must be at least 1".into());
+                }
             }
             None => {}
         }

@@ -4,6 +4,7 @@
 //! actions of the same notification and reads their outcomes.
 
 use super::{Action, ActionContext, ActionError, Scope};
+use crate::outbound::{Options, Scrubber, Transport};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -60,20 +61,27 @@ impl GrafanaAnnotationConfig {
     }
 }
 
+/// Most bytes of Grafana's answer (`{"id": 1, "message": "Annotation added"}`).
+const ANSWER_LIMIT: usize = 64 * 1024;
+
 /// The runtime action.
 pub struct GrafanaAnnotation {
     config: GrafanaAnnotationConfig,
-    http: reqwest::Client,
+    transport: Result<Transport, String>,
 }
 
 impl GrafanaAnnotation {
     /// From its config.
     pub fn new(config: GrafanaAnnotationConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .unwrap_or_default();
-        Self { config, http }
+        let mut scrubber = Scrubber::new();
+        if let Ok(url) = url::Url::parse(&config.url) {
+            scrubber.add_url_credentials(&url);
+        }
+        if let Some(token) = &config.token {
+            scrubber.add(token.expose());
+        }
+        let transport = Transport::new(Options::new(config.timeout, ANSWER_LIMIT), scrubber);
+        Self { config, transport }
     }
 
     /// One annotation body per traffic change in this notification.
@@ -136,31 +144,27 @@ impl Action for GrafanaAnnotation {
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
         let bodies = self.annotations(ctx, chrono::Utc::now().timestamp_millis());
         let url = format!("{}/api/annotations", self.config.url.trim_end_matches('/'));
+        let transport = self
+            .transport
+            .as_ref()
+            .map_err(|e| ActionError::Permanent(format!("grafana: {e}")))?;
         let mut ids = Vec::new();
         for body in &bodies {
-            let mut request = self.http.post(&url).json(body);
+            let mut request = transport.client().post(&url).json(body);
             if let Some(token) = &self.config.token {
                 request = request.bearer_auth(token.expose());
             }
-            let response = request.send().await.map_err(|e| ActionError::Retryable {
-                message: format!("grafana unreachable: {}", e.without_url()),
-                retry_after: None,
+            let answer = transport.send(request).await.map_err(|e| {
+                let mut e = e.into_action_error();
+                match &mut e {
+                    ActionError::Retryable { message, .. } | ActionError::Permanent(message) => {
+                        message.insert_str(0, "grafana: ");
+                    }
+                }
+                e
             })?;
-            let status = response.status();
-            if status.is_success() {
-                let answer: Value = response.json().await.unwrap_or(Value::Null);
-                ids.push(answer["id"].clone());
-            } else if status.is_server_error() || status.as_u16() == 429 {
-                return Err(ActionError::Retryable {
-                    message: format!("grafana answered HTTP {}", status.as_u16()),
-                    retry_after: None,
-                });
-            } else {
-                return Err(ActionError::Permanent(format!(
-                    "grafana answered HTTP {}",
-                    status.as_u16()
-                )));
-            }
+            let answer: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+            ids.push(answer["id"].clone());
         }
         Ok(json!({ "annotations": ids.len(), "ids": ids }))
     }

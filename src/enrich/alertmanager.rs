@@ -4,6 +4,7 @@
 //! the receiver, so every alert of the group is routed.
 
 use crate::ingest::{label_fingerprint, Alert, AlertStatus, Labels, Notification};
+use crate::outbound::{Options, Scrubber, Transport};
 use crate::secret::Secret;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -28,9 +29,14 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+/// Most bytes of Alertmanager's answer: a group's active alerts, a few KiB
+/// each; a larger answer fails the completion (the notification is routed
+/// with the alerts it carries).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A client of Alertmanager's v2 API.
 pub struct AlertmanagerClient {
-    http: reqwest::Client,
+    transport: Transport,
     alerts_url: String,
     token: Option<Secret>,
 }
@@ -51,10 +57,16 @@ struct GettableAlert {
 impl AlertmanagerClient {
     /// From `alertmanager.*`.
     pub fn new(settings: &AlertmanagerSettings) -> anyhow::Result<Self> {
+        let mut scrubber = Scrubber::new();
+        if let Ok(url) = url::Url::parse(&settings.url) {
+            scrubber.add_url_credentials(&url);
+        }
+        if let Some(token) = &settings.bearer_token {
+            scrubber.add(token.expose());
+        }
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(settings.timeout)
-                .build()?,
+            transport: Transport::new(Options::new(settings.timeout, MAX_RESPONSE_BYTES), scrubber)
+                .map_err(|e| anyhow::anyhow!("alertmanager: {e}"))?,
             alerts_url: format!("{}/api/v2/alerts", settings.url.trim_end_matches('/')),
             token: settings.bearer_token.clone(),
         })
@@ -77,22 +89,21 @@ impl AlertmanagerClient {
         params.push(("active", "true".into()));
         params.push(("silenced", "false".into()));
         params.push(("inhibited", "false".into()));
-        let mut request = self.http.get(&self.alerts_url).query(&params);
+        let mut request = self.transport.client().get(&self.alerts_url).query(&params);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        let response = request
-            .send()
+        let answer = self
+            .transport
+            .send(request)
             .await
-            .map_err(|e| format!("alertmanager unreachable: {}", e.without_url()))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("alertmanager answered HTTP {}", status.as_u16()));
-        }
-        let alerts: Vec<GettableAlert> = response
-            .json()
-            .await
-            .map_err(|e| format!("alertmanager answered garbage: {}", e.without_url()))?;
+            .map_err(|e| format!("alertmanager: {e}"))?;
+        let alerts: Vec<GettableAlert> = serde_json::from_slice(&answer.body).map_err(|e| {
+            format!(
+                "alertmanager answered garbage: {}",
+                self.transport.scrubber().scrub(&e.to_string())
+            )
+        })?;
         Ok(alerts
             .into_iter()
             .map(|a| Alert {

@@ -58,6 +58,12 @@ pub struct PrometheusSettings {
     pub basic_auth: Option<crate::settings::BasicUser>,
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Most bytes of one query's answer; over it the enrichment fails.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Most series in one query's answer; over it the enrichment fails.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
 }
 
 /// `prometheus.tls.*` (rustls).
@@ -76,6 +82,12 @@ fn default_timeout() -> Duration {
 }
 fn default_concurrency() -> usize {
     8
+}
+fn default_max_response_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_max_series() -> usize {
+    1000
 }
 fn default_ttl() -> Duration {
     Duration::from_secs(15)

@@ -6,6 +6,7 @@
 
 use super::PrometheusSettings;
 use crate::metrics::Metrics;
+use crate::outbound::{Kind, Options, OutboundError, Scrubber, Transport};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,19 +23,22 @@ pub enum QueryResult {
     String(String),
 }
 
-/// Why a query gave no result.
+/// Why a query gave no result. Each message names the destination
+/// (`GET http://host:port/api/v1/query`, never credentials) and the cause.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueryError {
-    #[error("prometheus did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error("prometheus did not answer: {0}")]
+    Timeout(String),
     #[error("prometheus unreachable: {0}")]
     Unreachable(String),
-    #[error("prometheus answered HTTP {status}: {message}")]
+    #[error("prometheus answered {message}")]
     Http { status: u16, message: String },
     #[error("prometheus query failed ({error_type}): {message}")]
     Query { error_type: String, message: String },
     #[error("prometheus answered something that is not a query result: {0}")]
     Garbage(String),
+    #[error("prometheus answer refused: {0}")]
+    TooLarge(String),
 }
 
 impl QueryError {
@@ -43,6 +47,36 @@ impl QueryError {
         match self {
             QueryError::Timeout(_) => "timeout",
             _ => "error",
+        }
+    }
+
+    fn from_outbound(e: OutboundError) -> Self {
+        match e.kind {
+            Kind::Timeout => QueryError::Timeout(e.message),
+            Kind::TooLarge => QueryError::TooLarge(e.message),
+            Kind::Status(status) => {
+                // Prometheus explains a failed query in a JSON body.
+                match serde_json::from_str::<Envelope>(&e.body) {
+                    Ok(env) if env.status == "error" => QueryError::Query {
+                        error_type: env.error_type.unwrap_or_default(),
+                        message: env.error.unwrap_or_default(),
+                    },
+                    _ => QueryError::Http {
+                        status,
+                        message: e.message,
+                    },
+                }
+            }
+            Kind::Redirect(status) => QueryError::Http {
+                status,
+                message: e.message,
+            },
+            Kind::Incomplete(_) if e.message.contains("no answer within") => {
+                QueryError::Timeout(e.message)
+            }
+            Kind::Request | Kind::Connect | Kind::Network | Kind::Incomplete(_) => {
+                QueryError::Unreachable(e.message)
+            }
         }
     }
 }
@@ -55,10 +89,10 @@ struct Entry {
 
 /// The client. Cheap to share behind an `Arc`.
 pub struct PrometheusClient {
-    http: reqwest::Client,
+    transport: Transport,
     query_url: String,
     auth: Option<(String, Option<String>, bool)>,
-    timeout: Duration,
+    max_series: usize,
     ttl: Duration,
     limit: Semaphore,
     cache: Mutex<HashMap<String, Entry>>,
@@ -68,7 +102,7 @@ pub struct PrometheusClient {
 impl PrometheusClient {
     /// Builds the HTTP client (rustls) from `prometheus.*`.
     pub fn new(settings: &PrometheusSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder().timeout(settings.timeout);
+        let mut builder = reqwest::Client::builder();
         if let Some(ca) = &settings.tls.ca_file {
             let pem = std::fs::read(ca)
                 .map_err(|e| anyhow::anyhow!("prometheus.tls.ca_file {}: {e}", ca.display()))?;
@@ -79,10 +113,18 @@ impl PrometheusClient {
         if settings.tls.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);
         }
+        let mut scrubber = Scrubber::new();
+        if let Ok(url) = url::Url::parse(&settings.url) {
+            scrubber.add_url_credentials(&url);
+        }
         let auth = if let Some(token) = &settings.bearer_token {
+            scrubber.add(token.expose());
             Some((token.expose().to_owned(), None, true))
         } else {
             settings.basic_auth.as_ref().map(|b| {
+                if let Some(p) = &b.password {
+                    scrubber.add_basic(&b.username, p.expose());
+                }
                 (
                     b.username.clone(),
                     b.password.as_ref().map(|p| p.expose().to_owned()),
@@ -90,11 +132,15 @@ impl PrometheusClient {
                 )
             })
         };
+        let options = Options::new(settings.timeout, settings.max_response_bytes)
+            .setting("prometheus.max_response_bytes");
+        let transport = Transport::with_builder(builder, options, scrubber)
+            .map_err(|e| anyhow::anyhow!("prometheus: {e}"))?;
         Ok(Self {
-            http: builder.build()?,
+            transport,
             query_url: format!("{}/api/v1/query", settings.url.trim_end_matches('/')),
             auth,
-            timeout: settings.timeout,
+            max_series: settings.max_series,
             ttl: settings.cache_ttl,
             limit: Semaphore::new(settings.max_concurrency),
             cache: Mutex::new(HashMap::new()),
@@ -159,33 +205,53 @@ impl PrometheusClient {
     }
 
     async fn send(&self, query: &str) -> Answer {
-        let mut request = self.http.get(&self.query_url).query(&[("query", query)]);
+        let mut request = self
+            .transport
+            .client()
+            .get(&self.query_url)
+            .query(&[("query", query)]);
         match &self.auth {
             Some((token, None, true)) => request = request.bearer_auth(token),
             Some((user, password, false)) => request = request.basic_auth(user, password.as_ref()),
             _ => {}
         }
-        let response = request.send().await.map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let body = response
-            .bytes()
+        let answer = self
+            .transport
+            .send(request)
             .await
-            .map_err(|e| self.transport_error(e))?;
-        parse_answer(status.as_u16(), &body)
+            .map_err(QueryError::from_outbound)?;
+        parse_answer_limited(answer.status.as_u16(), &answer.body, self.max_series)
+            .map_err(|e| self.scrubbed(e))
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> QueryError {
-        if e.is_timeout() {
-            QueryError::Timeout(self.timeout)
-        } else {
-            // Without the URL: it may carry credentials.
-            QueryError::Unreachable(e.without_url().to_string())
+    /// A parse error quotes the answer, which may quote the request: scrubbed
+    /// and cut like any error.
+    fn scrubbed(&self, e: QueryError) -> QueryError {
+        let clean = |m: String| {
+            self.transport
+                .scrubber()
+                .scrub_clip(&m, crate::outbound::ERROR_BODY_KEEP, false)
+        };
+        match e {
+            QueryError::Garbage(m) => QueryError::Garbage(clean(m)),
+            QueryError::Query {
+                error_type,
+                message,
+            } => QueryError::Query {
+                error_type: clean(error_type),
+                message: clean(message),
+            },
+            QueryError::Http { status, message } => QueryError::Http {
+                status,
+                message: clean(message),
+            },
+            other => other,
         }
     }
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+pub(crate) struct Envelope {
     status: String,
     #[serde(default)]
     data: Option<Data>,
@@ -221,15 +287,53 @@ fn number(s: &str) -> Result<f64, QueryError> {
     }
 }
 
-/// Parses an HTTP answer of `/api/v1/query`.
+/// Only counts a vector's series, without building them.
+#[derive(Deserialize)]
+struct Count {
+    #[serde(default)]
+    data: Option<CountData>,
+}
+
+#[derive(Deserialize)]
+struct CountData {
+    #[serde(default, rename = "resultType")]
+    result_type: String,
+    #[serde(default)]
+    result: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// Parses an HTTP answer of `/api/v1/query` (no series limit).
 pub fn parse_answer(status: u16, body: &[u8]) -> Answer {
+    parse_answer_limited(status, body, usize::MAX)
+}
+
+/// Parses an HTTP answer of `/api/v1/query`; a vector of more than
+/// `max_series` series is refused before its series are built.
+pub fn parse_answer_limited(status: u16, body: &[u8], max_series: usize) -> Answer {
+    if let Ok(Count {
+        data: Some(CountData {
+            result_type,
+            result: Some(series),
+        }),
+    }) = serde_json::from_slice::<Count>(body)
+    {
+        if matches!(result_type.as_str(), "vector" | "matrix") && series.len() > max_series {
+            return Err(QueryError::TooLarge(format!(
+                "the query returned {} series, over the limit of {max_series} (prometheus.max_series); aggregate it (e.g. sum by (variant) (…))",
+                series.len()
+            )));
+        }
+    }
     let envelope: Envelope = match serde_json::from_slice(body) {
         Ok(e) => e,
         Err(e) if (200..300).contains(&status) => return Err(QueryError::Garbage(e.to_string())),
         Err(_) => {
             return Err(QueryError::Http {
                 status,
-                message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                message: format!(
+                    "HTTP {status}: {}",
+                    crate::act::chat::limits::clip(&String::from_utf8_lossy(body), 200)
+                ),
             })
         }
     };
@@ -242,7 +346,7 @@ pub fn parse_answer(status: u16, body: &[u8]) -> Answer {
     if !(200..300).contains(&status) {
         return Err(QueryError::Http {
             status,
-            message: "success status on a non-2xx answer".into(),
+            message: format!("HTTP {status} with a success status in the body"),
         });
     }
     match envelope.data {
@@ -296,6 +400,29 @@ mod tests {
                 br#"{"status":"success","data":{"resultType":"string","result":[1,"hi"]}}"#
             ),
             Ok(QueryResult::String("hi".into()))
+        );
+    }
+
+    #[test]
+    fn a_vector_over_max_series_is_refused_naming_the_limit() {
+        let body = |n: usize| {
+            let series: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"metric":{{"model_name":"m{i}"}},"value":[1,"1"]}}"#))
+                .collect();
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+                series.join(",")
+            )
+        };
+        assert!(matches!(
+            parse_answer_limited(200, body(3).as_bytes(), 3),
+            Ok(QueryResult::Vector(v)) if v.len() == 3
+        ));
+        assert_eq!(
+            parse_answer_limited(200, body(4).as_bytes(), 3)
+                .unwrap_err()
+                .to_string(),
+            "prometheus answer refused: the query returned 4 series, over the limit of 3 (prometheus.max_series); aggregate it (e.g. sum by (variant) (…))"
         );
     }
 

@@ -529,7 +529,10 @@ async fn three_500s_then_the_fourth_attempt_delivers() {
     assert_eq!(run["attempts"], 4);
     assert_eq!(
         run["last_error"],
-        "HTTP 500 Internal Server Error: upstream sad"
+        format!(
+            "HTTP 500 Internal Server Error (POST {}/<redacted>): upstream sad",
+            server.uri()
+        )
     );
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
@@ -563,7 +566,10 @@ async fn a_timeout_is_retried() {
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["attempts"], 2);
-    assert_eq!(run["last_error"], "no answer within 200ms");
+    assert_eq!(
+        run["last_error"],
+        format!("no answer within 200ms (POST {}/<redacted>)", server.uri())
+    );
     app.stop().await;
 }
 
@@ -700,7 +706,10 @@ async fn an_actions_own_max_attempts_and_max_age_win_over_the_workers() {
     assert_eq!(run["attempts"], 2);
     assert_eq!(
         run["last_error"],
-        "gave up after 2 attempts: HTTP 503 Service Unavailable"
+        format!(
+            "gave up after 2 attempts: HTTP 503 Service Unavailable (POST {}/<redacted>)",
+            server.uri()
+        )
     );
     app.stop().await;
 

@@ -150,7 +150,10 @@ async fn secrets_stay_out_of_logs_and_api_answers_even_when_echoed() {
     let hook = runs.iter().find(|r| r["action"] == "hook").unwrap();
     assert_eq!(
         hook["last_error"],
-        "HTTP 400 Bad Request: no_service for <redacted>"
+        format!(
+            "HTTP 400 Bad Request (POST {}/<redacted>): no_service for <redacted>",
+            server.uri()
+        )
     );
     assert_clean("the notification detail", &detail);
 

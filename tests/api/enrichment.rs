@@ -267,7 +267,7 @@ async fn prometheus_failures_are_recorded_in_the_context_and_the_alert_still_flo
             ResponseTemplate::new(200)
                 .set_delay(Duration::from_secs(5))
                 .set_body_json(json!({})),
-            "did not answer within",
+            "prometheus did not answer: no answer within 200ms (GET http://127.0.0.1:",
         ),
     ];
     for (name, response, needle) in cases {
@@ -372,6 +372,14 @@ fn enrichment_config_errors_name_the_key() {
             "route.routes[0].enrich[1]: unknown enrichment \"b\"",
         ),
         ("prometheus: {url: 'not a url'}\n", "prometheus.url: \"not a url\" is not a URL"),
+        (
+            "prometheus: {url: 'http://p:9090', max_series: 0, max_response_bytes: 10}\n",
+            "prometheus.max_series: must be at least 1",
+        ),
+        (
+            "prometheus: {url: 'http://p:9090', max_response_bytes: 10}\n",
+            "prometheus.max_response_bytes: must be at least 1024",
+        ),
     ] {
         std::fs::write(&file, yaml).unwrap();
         let err = Settings::load_with_env(Some(&file), Vec::new()).unwrap_err().to_string();

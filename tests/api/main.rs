@@ -15,6 +15,7 @@ mod enrichment;
 mod fake_kube;
 mod ingest;
 mod notifications;
+mod outbound;
 mod routing;
 mod traffic;
 mod worker;

@@ -1,26 +1,36 @@
-//! Delivery: one HTTP request, its answer classified, under a per-destination
-//! rate limit.
+//! Delivery: one HTTP request through the router's outbound transport
+//! ([`crate::outbound`]), its answer classified, under a per-destination rate
+//! limit.
 //!
 //! Only 2xx is success. 429 and 5xx, network errors and timeouts are
 //! retryable (the pipeline schedules the retry, at least `Retry-After`
-//! later); any other status is permanent. Errors never carry the URL or a
-//! token: reqwest's are stripped of the URL and every message is scrubbed of
-//! the action's secrets.
+//! later, capped by the action's backoff and `max_age`); any other status,
+//! a redirect (never followed) and a success answer over
+//! [`ANSWER_LIMIT`] are permanent. Errors name the destination without its
+//! secrets and the cause; every form of the action's secrets is scrubbed.
 
 use super::RateLimit;
 use crate::act::ActionError;
-use crate::secret::REDACTED;
+use crate::outbound::{Options, Scrubber, Transport};
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::num::NonZeroU32;
 use std::time::Duration;
 use url::Url;
 
-/// Longest wait taken from a `Retry-After` (a day: anything longer is a bug upstream).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+pub use crate::outbound::retry_after;
+
+/// Longest wait taken from a `Retry-After`.
+const MAX_RETRY_AFTER: Duration = crate::outbound::MAX_RETRY_AFTER;
+
+/// Most bytes of a success answer read. Slack's `chat.postMessage` answer
+/// echoes the message (at most 12,000 characters of text in 50 blocks, up to
+/// 6 bytes each when JSON-escaped, plus the blocks' JSON); the other
+/// platforms answer a few bytes.
+pub const ANSWER_LIMIT: usize = 256 * 1024;
 
 /// governor's clock on tokio's time, so waiting for the limiter and tests
 /// with a paused clock agree.
@@ -41,12 +51,9 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<D
 
 /// A rate-limited sender to one destination.
 pub struct Delivery {
-    client: reqwest::Client,
+    transport: Transport,
     limiter: Limiter,
     clock: TokioClock,
-    timeout: Duration,
-    /// Strings that must not appear in an error (URL, its path and query, tokens).
-    secrets: Vec<String>,
 }
 
 /// A 2xx answer.
@@ -68,58 +75,39 @@ impl RateLimit {
 }
 
 impl Delivery {
-    /// A sender with this timeout per request and rate limit; `secrets` are scrubbed from errors.
+    /// A sender with this timeout per request and rate limit; every form of
+    /// `secrets` (a URL also by its parts) is scrubbed from errors.
     pub fn new(timeout: Duration, rate: RateLimit, secrets: Vec<String>) -> Result<Self, String> {
         let quota = rate.quota().ok_or_else(|| {
             "rate_limit: per_second must be in (0, 1e6] and burst at least 1".to_owned()
         })?;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            // A redirect would carry the secret URL's content elsewhere; a
-            // webhook that moved is a configuration error.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mlops-alert-router/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let mut scrubber = Scrubber::new();
+        for secret in &secrets {
+            if Url::parse(secret.trim()).is_ok_and(|u| u.has_host()) {
+                scrubber.add_url(secret);
+            } else {
+                scrubber.add(secret);
+            }
+        }
+        let transport = Transport::new(Options::new(timeout, ANSWER_LIMIT), scrubber)?;
         let clock = TokioClock {
             start: tokio::time::Instant::now(),
         };
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 4).collect();
-        // Longest first, so a URL is replaced whole before its path is.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Ok(Self {
-            client,
+            transport,
             limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
-            timeout,
-            secrets,
         })
     }
 
-    /// The strings to scrub for a URL: the URL itself, its path and its query.
+    /// The strings to scrub for a secret URL (its parts are derived by [`Delivery::new`]).
     pub fn url_secrets(url: &str) -> Vec<String> {
-        let mut out = vec![url.to_owned()];
-        if let Ok(u) = Url::parse(url) {
-            if u.path().len() > 1 {
-                out.push(u.path().to_owned());
-            }
-            if let Some(q) = u.query() {
-                out.push(q.to_owned());
-            }
-        }
-        out
+        vec![url.to_owned()]
     }
 
-    /// `s` with every secret replaced by `<redacted>`.
+    /// `s` with every form of every secret replaced by `<redacted>`.
     pub fn scrub(&self, s: &str) -> String {
-        let mut out = s.to_owned();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), REDACTED);
-            }
-        }
-        out
+        self.transport.scrubber().scrub(s)
     }
 
     /// Waits until the destination's rate limit allows one more request.
@@ -140,8 +128,9 @@ impl Delivery {
         self.acquire().await;
         let bytes = serde_json::to_vec(body)
             .map_err(|e| ActionError::Permanent(format!("cannot encode the message: {e}")))?;
-        let response = self
-            .client
+        let request = self
+            .transport
+            .client()
             .request(method, url)
             .headers(headers.clone())
             // Teams counts a body without a charset as UTF-16: say it.
@@ -149,100 +138,44 @@ impl Delivery {
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/json; charset=utf-8"),
             )
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| self.network_error(e))?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let text = response.text().await.map_err(|e| self.network_error(e))?;
-        if status.is_success() {
-            return Ok(Reply {
-                status: status.as_u16(),
-                body: text,
-            });
-        }
-        let detail = super::limits::clip(text.trim(), 200);
-        let message = self.scrub(&if detail.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            format!("HTTP {status}: {detail}")
-        });
-        Err(if status.as_u16() == 429 {
-            ActionError::Retryable {
-                message,
-                // Discord also says it in the body, in (fractional) seconds.
-                retry_after: retry_after.or_else(|| body_retry_after(&text)),
-            }
-        } else if status.is_server_error() {
-            ActionError::Retryable {
-                message,
-                retry_after,
-            }
-        } else {
-            ActionError::Permanent(message)
-        })
-    }
-
-    fn network_error(&self, e: reqwest::Error) -> ActionError {
-        let permanent = e.is_builder();
-        let message = if e.is_timeout() {
-            format!(
-                "no answer within {}",
-                humantime::format_duration(self.timeout)
-            )
-        } else {
-            // reqwest's Display is terse ("error sending request"); the causes say why.
-            let e = e.without_url();
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
+            .body(bytes);
+        match self.transport.send(request).await {
+            Ok(answer) => Ok(Reply {
+                status: answer.status.as_u16(),
+                body: String::from_utf8_lossy(&answer.body).into_owned(),
+            }),
+            Err(mut e) => {
+                if e.kind == crate::outbound::Kind::Status(429) && e.retry_after.is_none() {
+                    // Discord also says it in the body, in (fractional) seconds.
+                    e.retry_after = body_retry_after(&e.body);
                 }
-                source = cause.source();
-            }
-            text
-        };
-        let message = self.scrub(&message);
-        if permanent {
-            ActionError::Permanent(message)
-        } else {
-            ActionError::Retryable {
-                message,
-                retry_after: None,
+                if matches!(
+                    e.kind,
+                    crate::outbound::Kind::TooLarge | crate::outbound::Kind::Incomplete(_)
+                ) {
+                    e.message
+                        .push_str("; the message was delivered, so it is not sent again");
+                }
+                Err(e.into_action_error())
             }
         }
     }
-}
-
-/// `Retry-After`: seconds (possibly fractional) or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = match value.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
-        Ok(_) => return None,
-        Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-                .to_std()
-                .unwrap_or_default()
-        }
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn body_retry_after(body: &str) -> Option<Duration> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     let secs = v.get("retry_after")?.as_f64()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+    (secs >= 0.0).then(|| {
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(MAX_RETRY_AFTER)
+            .min(MAX_RETRY_AFTER)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::RETRY_AFTER;
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -30,19 +30,56 @@ pub struct ClientSource {
     pub api_url: Option<String>,
 }
 
+/// Most bytes of one answer of the API server. An object is at most about
+/// 1.5 MiB (etcd's default request limit); over this the call fails (kube-rs
+/// collects each answer whole, so the cap is enforced on the body stream
+/// under it, not after it).
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest a single API call (a GET or a PATCH, body included) may take.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl ClientSource {
     async fn client(&self) -> Result<kube::Client, TargetError> {
-        let result = match &self.api_url {
+        let mut config = match &self.api_url {
             Some(url) => {
                 let uri = url.parse().map_err(|e| {
                     TargetError::Permanent(format!("kubernetes.api_url {url:?}: {e}"))
                 })?;
-                kube::Client::try_from(kube::Config::new(uri))
+                kube::Config::new(uri)
             }
-            None => kube::Client::try_default().await,
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| TargetError::Transient(format!("no Kubernetes client: {e}")))?,
         };
-        result.map_err(|e| TargetError::Transient(format!("no Kubernetes client: {e}")))
+        // kube-rs leaves reads unbounded (for watches); these calls are short.
+        config.read_timeout = Some(CALL_TIMEOUT);
+        config.write_timeout = Some(CALL_TIMEOUT);
+        let builder = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| TargetError::Transient(format!("no Kubernetes client: {e}")))?;
+        // Every answer's body is read through a byte limit.
+        let cap = tower::util::MapResponseLayer::new(
+            |response: http::Response<Box<kube::client::DynBody>>| {
+                response.map(|body| http_body_util::Limited::new(body, MAX_RESPONSE_BYTES))
+            },
+        );
+        Ok(builder.with_layer(&cap).build())
     }
+}
+
+/// Bounds one API call by [`CALL_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, TargetError>>,
+) -> Result<T, TargetError> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(TargetError::Transient(format!(
+                "{what}: the API server did not answer within {}",
+                humantime::format_duration(CALL_TIMEOUT)
+            )))
+        })
 }
 
 /// A weights object in Kubernetes.
@@ -194,12 +231,11 @@ impl KubeWeights {
     }
 
     async fn get(&self) -> Result<Value, TargetError> {
-        let obj = self
-            .api()
-            .await?
-            .get(&self.name)
-            .await
-            .map_err(|e| self.error(e))?;
+        let api = self.api().await?;
+        let obj = bounded(&self.describe(), async {
+            api.get(&self.name).await.map_err(|e| self.error(e))
+        })
+        .await?;
         serde_json::to_value(&obj).map_err(|e| TargetError::Permanent(e.to_string()))
     }
 
@@ -215,7 +251,26 @@ impl KubeWeights {
                     _ => TargetError::Transient(msg),
                 }
             }
-            other => TargetError::Transient(format!("{what}: {other}")),
+            other => {
+                // kube's Display stops at the top error; the causes say why.
+                let mut text = other.to_string();
+                let mut source = std::error::Error::source(&other);
+                while let Some(cause) = source {
+                    let cause_text = cause.to_string();
+                    if !text.contains(&cause_text) {
+                        text.push_str(": ");
+                        text.push_str(&cause_text);
+                    }
+                    source = cause.source();
+                }
+                if text.contains("length limit exceeded") {
+                    text.push_str(&format!(
+                        " (answers are read up to {})",
+                        crate::outbound::format_bytes(MAX_RESPONSE_BYTES)
+                    ));
+                }
+                TargetError::Transient(format!("{what}: {text}"))
+            }
         }
     }
 }
@@ -257,11 +312,13 @@ impl TrafficTarget for KubeWeights {
             field_manager: Some("mlops-alert-router".into()),
             ..Default::default()
         };
-        self.api()
-            .await?
-            .patch(&self.name, &params, &Patch::Json::<()>(patch))
-            .await
-            .map_err(|e| self.error(e))?;
+        let api = self.api().await?;
+        bounded(&self.describe(), async {
+            api.patch(&self.name, &params, &Patch::Json::<()>(patch))
+                .await
+                .map_err(|e| self.error(e))
+        })
+        .await?;
         Ok(())
     }
 
