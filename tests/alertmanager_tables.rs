@@ -179,15 +179,27 @@ fn classic_parser_table() {
         ),
         (
             r#"{foo="bar",baz!~".*quux", derp="wat"}"#,
-            O(&[("=", "foo", "bar"), ("!~", "baz", ".*quux"), ("=", "derp", "wat")]),
+            O(&[
+                ("=", "foo", "bar"),
+                ("!~", "baz", ".*quux"),
+                ("=", "derp", "wat"),
+            ]),
         ),
         (
             r#"{foo="bar", baz!="quux", derp="wat"}"#,
-            O(&[("=", "foo", "bar"), ("!=", "baz", "quux"), ("=", "derp", "wat")]),
+            O(&[
+                ("=", "foo", "bar"),
+                ("!=", "baz", "quux"),
+                ("=", "derp", "wat"),
+            ]),
         ),
         (
             r#"{foo="bar", baz!~".*quux.*", derp="wat"}"#,
-            O(&[("=", "foo", "bar"), ("!~", "baz", ".*quux.*"), ("=", "derp", "wat")]),
+            O(&[
+                ("=", "foo", "bar"),
+                ("!~", "baz", ".*quux.*"),
+                ("=", "derp", "wat"),
+            ]),
         ),
         (
             r#"{foo="bar", instance=~"some-api.*"}"#,
@@ -219,7 +231,10 @@ fn classic_parser_table() {
         (r#"trickier==\\=\=\""#, O(&[("=", "trickier", r#"=\=\=""#)])),
         (
             r#"contains_quote != "\"" , contains_comma !~ "foo,bar" , "#,
-            O(&[("!=", "contains_quote", "\""), ("!~", "contains_comma", "foo,bar")]),
+            O(&[
+                ("!=", "contains_quote", "\""),
+                ("!~", "contains_comma", "foo,bar"),
+            ]),
         ),
         ("{foo=bar}}", O(&[("=", "foo", "bar}")])),
         ("{foo=bar}},}", O(&[("=", "foo", "bar}}")])),
@@ -257,7 +272,10 @@ fn classic_parser_table() {
         // Double-escaped strings.
         (r#""{foo=\"bar"}"#, E(r#"bad matcher format: "{foo=\"bar""#)),
         (r#""foo=\"bar""#, E(r#"bad matcher format: "foo=\"bar""#)),
-        (r#""foo=\"bar\"""#, E(r#"bad matcher format: "foo=\"bar\"""#)),
+        (
+            r#""foo=\"bar\"""#,
+            E(r#"bad matcher format: "foo=\"bar\"""#),
+        ),
         (r#""foo=\"bar\""#, E(r#"bad matcher format: "foo=\"bar\""#)),
         (
             r#""{foo=\"bar\"}""#,
@@ -310,12 +328,18 @@ fn fallback_mode_table() {
         (r#"{"\xf0\x9f\x99\x82"="x"}"#, O(&[("=", "🙂", "x")])),
         (r#"{"\U0001f642"="x"}"#, O(&[("=", "🙂", "x")])),
         (r#"{"foo"=~"\\d+"}"#, O(&[("=~", "foo", r"\d+")])),
-        (r#"{invalid-name = "valid label"}"#, O(&[("=", "invalid-name", "valid label")])),
+        (
+            r#"{invalid-name = "valid label"}"#,
+            O(&[("=", "invalid-name", "valid label")]),
+        ),
         // Both reject: the classic error.
         (r#"{"foo\d"="x"}"#, E(r#"bad matcher format: "foo\d"="x""#)),
         (r#"{"\xff"="x"}"#, E(r#"bad matcher format: "\xff"="x""#)),
         ("{\"a\nb\"=\"x\"}", E("bad matcher format: \"a\nb\"=\"x\"")),
-        (r#"{"foo"=~"\d+"}"#, E(r#"bad matcher format: "foo"=~"\d+""#)),
+        (
+            r#"{"foo"=~"\d+"}"#,
+            E(r#"bad matcher format: "foo"=~"\d+""#),
+        ),
         (",", E("bad matcher format: ")),
         ("{,}", E("bad matcher format: ")),
         (
@@ -351,10 +375,27 @@ fn fallback_mode_table() {
 #[test]
 fn fallback_combines_the_two_tables_like_alertmanager() {
     let inputs = [
-        "{foo='}", "{foo=`}", "{foo=\\\"}", "{foo=~bar.*}", "{foo=bar}}", "{foo=bar}},}",
-        "{foo=,bar=}}", r"{foo=bar\t}", r"{foo=bar\}", r"{foo=bar\\}", "job=", "{foo=",
-        "{foo=}b", "tricky=~~~", r#"trickier==\\=\=\""#, "{}", "{foo=bar}", "foo=bar,",
-        r#"{"foo"="bar"}"#, r#"{foo="bar",bar!="baz"}"#, "{foo=🙂}",
+        "{foo='}",
+        "{foo=`}",
+        "{foo=\\\"}",
+        "{foo=~bar.*}",
+        "{foo=bar}}",
+        "{foo=bar}},}",
+        "{foo=,bar=}}",
+        r"{foo=bar\t}",
+        r"{foo=bar\}",
+        r"{foo=bar\\}",
+        "job=",
+        "{foo=",
+        "{foo=}b",
+        "tricky=~~~",
+        r#"trickier==\\=\=\""#,
+        "{}",
+        "{foo=bar}",
+        "foo=bar,",
+        r#"{"foo"="bar"}"#,
+        r#"{foo="bar",bar!="baz"}"#,
+        "{foo=🙂}",
     ];
     for input in inputs {
         let n = utf8::parse_matchers(input);
@@ -402,7 +443,11 @@ fn keys(route: &Route, parent: Option<&str>, out: &mut BTreeMap<String, String>)
 }
 
 /// Label set → (receivers in match order, keys of the matching routes).
-type RouteCase = (&'static [(&'static str, &'static str)], &'static [&'static str], &'static [&'static str]);
+type RouteCase = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+    &'static [&'static str],
+);
 
 fn check_routes(name: &str, tree: &Route, cases: &[RouteCase]) {
     let mut all_keys = BTreeMap::new();
@@ -493,7 +538,11 @@ routes:
 fn route_match_table() {
     let tree = route_tree(ROUTE_MATCH);
     let cases: &[RouteCase] = &[
-        (&[("owner", "team-A")], &["notify-A"], &[r#"{}/{owner="team-A"}"#]),
+        (
+            &[("owner", "team-A")],
+            &["notify-A"],
+            &[r#"{}/{owner="team-A"}"#],
+        ),
         (
             &[("owner", "team-A"), ("env", "unset")],
             &["notify-A"],
@@ -517,7 +566,11 @@ fn route_match_table() {
                 r#"{}/{owner="team-A"}/{env=~"^(?:produ.*)$",job=~"^(?:.*)$"}"#,
             ],
         ),
-        (&[("group_by", "role")], &["notify-def"], &[r#"{}/{group_by="role"}"#]),
+        (
+            &[("group_by", "role")],
+            &["notify-def"],
+            &[r#"{}/{group_by="role"}"#],
+        ),
         (
             &[("env", "testing"), ("group_by", "role")],
             &["notify-testing"],
@@ -556,7 +609,11 @@ const MATCHERS_CASES: &[RouteCase] = &[
             r#"{}/{level!="critical",owner="team-A"}/{env=~"produ.*",job=~".*"}"#,
         ],
     ),
-    (&[("group_by", "role")], &["notify-def"], &[r#"{}/{group_by="role"}"#]),
+    (
+        &[("group_by", "role")],
+        &["notify-def"],
+        &[r#"{}/{group_by="role"}"#],
+    ),
     (
         &[("env", "testing"), ("group_by", "role")],
         &["notify-testing"],
@@ -576,7 +633,11 @@ fn route_matchers_table() {
     check_routes(
         "TestRouteMatchers",
         &tree,
-        &[(&[("owner", "team-C")], &["notify-BC"], &[r#"{}/{owner=~"team-(B|C)"}"#])],
+        &[(
+            &[("owner", "team-C")],
+            &["notify-BC"],
+            &[r#"{}/{owner=~"team-(B|C)"}"#],
+        )],
     );
 }
 

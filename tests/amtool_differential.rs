@@ -749,7 +749,10 @@ fn amtool_regex_and_value_table() {
     }
     for r in &routes {
         for m in &r.matchers {
-            assert!(same_in_025_and_fallback(m), "{m:?} reads differently in 0.25");
+            assert!(
+                same_in_025_and_fallback(m),
+                "{m:?} reads differently in 0.25"
+            );
         }
     }
     let root = GenRoute {

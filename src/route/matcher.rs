@@ -250,7 +250,10 @@ impl InvalidRegexError {
             "trailing backslash at end of expression" => (reason, ""),
             _ => {
                 let known = ["invalid character class range ", "invalid escape sequence "];
-                match known.iter().find_map(|k| reason.strip_prefix(k).map(|e| (k, e))) {
+                match known
+                    .iter()
+                    .find_map(|k| reason.strip_prefix(k).map(|e| (k, e)))
+                {
                     Some((k, e)) => (k.trim_end(), e),
                     None => (reason, anchored.as_str()),
                 }
@@ -498,7 +501,10 @@ impl fmt::Display for ParseWarning {
 }
 
 fn join_matchers(ms: &[Matcher]) -> String {
-    ms.iter().map(Matcher::to_string).collect::<Vec<_>>().join(",")
+    ms.iter()
+        .map(Matcher::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Parse a matcher string the way Alertmanager ≥ 0.27 does by default, and
@@ -859,7 +865,10 @@ mod tests {
         // Rejected by both: the classic error.
         for input in [r#"{"foo\d"="x"}"#, r#"{"\xff"="x"}"#, "{\"a\nb\"=\"x\"}"] {
             let e = parse_matchers(input).expect_err(input);
-            assert!(matches!(e, MatcherParseError::BadFormat(_)), "{input:?}: {e}");
+            assert!(
+                matches!(e, MatcherParseError::BadFormat(_)),
+                "{input:?}: {e}"
+            );
         }
     }
 
@@ -1097,10 +1106,7 @@ mod tests {
         assert_eq!(arg("empty="), ("empty".into(), String::new()));
         assert_eq!(arg("x=ünï"), ("x".into(), "ünï".into()));
         let e = parse_label_arg("team=~ml").expect_err("not NAME=VALUE");
-        assert!(
-            matches!(e.kind, LabelArgErrorKind::NotEqual { .. }),
-            "{e}"
-        );
+        assert!(matches!(e.kind, LabelArgErrorKind::NotEqual { .. }), "{e}");
         assert!(parse_label_arg(r#"q=a"b"#).is_err());
         assert!(parse_label_arg(r#"q="a"b"#).is_err());
         assert!(parse_label_arg("justtext").is_err());

@@ -21,6 +21,4 @@ pub mod matcher;
 pub mod tree;
 pub mod utf8;
 
-pub use tree::{
-    compile, test_output, Route, RouteConfig, RouteError, RouteMatch, RouteWarning,
-};
+pub use tree::{compile, test_output, Route, RouteConfig, RouteError, RouteMatch, RouteWarning};

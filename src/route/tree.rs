@@ -724,7 +724,7 @@ route:
     - matchers: ['y="1"', 'z=~"(a"']
 "#
             ),
-"route.routes[1].matchers[1]: error parsing regexp: missing closing ): `^(?:(a)$`"
+            "route.routes[1].matchers[1]: error parsing regexp: missing closing ): `^(?:(a)$`"
         );
         assert_eq!(
             compile_err(
@@ -738,7 +738,7 @@ route:
         - matchers: ['oops']
 "#
             ),
-"route.routes[0].routes[1].matchers[0]: bad matcher format: oops"
+            "route.routes[0].routes[1].matchers[0]: bad matcher format: oops"
         );
         assert_eq!(
             compile_err("route:\n  actions: [a]\n  matchers: ['x=\"1\"']\n"),

@@ -271,7 +271,12 @@ pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, String> {
         let name = unquote(&t)?;
         let t = expect(
             &mut l,
-            &[Kind::Equals, Kind::NotEquals, Kind::Matches, Kind::NotMatches],
+            &[
+                Kind::Equals,
+                Kind::NotEquals,
+                Kind::Matches,
+                Kind::NotMatches,
+            ],
         )
         .map_err(|e| format!("{e}: expected an operator such as '=', '!=', '=~' or '!~'"))?;
         let op = match t.kind {
@@ -306,7 +311,11 @@ pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, String> {
             Err(e) if e == END_OF_INPUT => {
                 return parse_close_brace(&mut l, has_open_brace).map(|()| out)
             }
-            Err(e) => return Err(format!("{e}: expected a matcher or close brace after comma")),
+            Err(e) => {
+                return Err(format!(
+                    "{e}: expected a matcher or close brace after comma"
+                ))
+            }
         }
     }
 }

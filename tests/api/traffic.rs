@@ -667,7 +667,9 @@ async fn never_shifts_onto_a_variant_that_fires_the_same_alert() {
     kube.put_experiment();
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(settings(dir.path(), &kube, "{guard: 'true'}")).await;
-    let plan: Value = app.plan(fixture("accuracy-firing-both-variants.json")).await;
+    let plan: Value = app
+        .plan(fixture("accuracy-firing-both-variants.json"))
+        .await;
     let effect = &plan["alerts"][1]["effects"]["rollback"];
     assert_eq!(effect["decision"], "blocked", "{plan:#}");
     assert_eq!(effect["reason"], reason);
@@ -716,10 +718,10 @@ async fn never_shifts_onto_a_variant_that_fires_the_same_alert() {
     // Once the baseline's alert resolves (same group, next notification),
     // the candidate's alert may shift again.
     let body = fixture("accuracy-firing-both-variants.json").replacen(
-            "\"status\": \"firing\",\n      \"labels\"",
-            "\"status\": \"resolved\",\n      \"labels\"",
-            1,
-        );
+        "\"status\": \"firing\",\n      \"labels\"",
+        "\"status\": \"resolved\",\n      \"labels\"",
+        1,
+    );
     let id = post(&app, body).await;
     drain(&app).await;
     assert_eq!(

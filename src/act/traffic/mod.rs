@@ -957,7 +957,10 @@ mod tests {
             done["decision"].clone()
         };
         assert_eq!(plan["decision"], planned);
-        assert_eq!(plan["reason"] == done["reason"], done["decision"] != "shifted");
+        assert_eq!(
+            plan["reason"] == done["reason"],
+            done["decision"] != "shifted"
+        );
         done
     }
 
