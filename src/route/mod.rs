@@ -12,8 +12,11 @@
 //!   child wins unless it has `continue: true`, a node none of whose children
 //!   match is itself the match, a route without `actions` inherits them.
 //!
-//! The semantics are checked against the real `amtool config routes test` by
-//! `tests/amtool_differential.rs`.
+//! The semantics are checked against Alertmanager v0.34.0's own test tables
+//! by `tests/alertmanager_tables.rs`, and against the real `amtool config
+//! routes test` (0.25, classic parser only; on matcher strings both versions
+//! read alike) by `tests/amtool_differential.rs`. `routes test` reads its
+//! `LABEL=VALUE` arguments as amtool 0.25 does ([`matcher::parse_label_arg`]).
 
 pub mod classic;
 pub mod go_regex;
