@@ -94,6 +94,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { file } => {
             let settings = load(file.or(cli.config).as_deref())?;
+            // Forms Alertmanager accepts but warns about (deprecated `match`,
+            // matchers only its classic parser reads, ambiguous escapes).
+            if let Ok(route) = settings.compile_route() {
+                for w in route.warnings() {
+                    eprintln!("warning: {w}");
+                }
+            }
             print!("{}", settings.to_redacted_yaml());
             Ok(ExitCode::SUCCESS)
         }

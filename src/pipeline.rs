@@ -90,9 +90,14 @@ impl Planner {
         actions: ActionSet,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
+        let route = settings.compile_route()?;
+        // Matcher forms Alertmanager accepts but logs a warning about.
+        for w in route.warnings() {
+            tracing::warn!(path = %w.path, "Route configuration: {}", w.message);
+        }
         Ok(Self {
             actions,
-            route: settings.compile_route()?,
+            route,
             enricher: Enricher::new(
                 &settings.enrichments,
                 settings.prometheus.as_ref(),

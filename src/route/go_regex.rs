@@ -14,9 +14,10 @@
 //! * `\Q...\E` quoting exists only in Go.
 //!
 //! [`translate`] rewrites those constructs so the compiled pattern matches the
-//! same strings as Go's. Everything else is passed through unchanged, so a
-//! pattern Go rejects is (apart from the few constructs Go rejects and the
-//! `regex` crate accepts, e.g. `(?x)` or `a**`) rejected here as well.
+//! same strings as Go's, and rejects what Go rejects but the `regex` crate
+//! would take: nested repetition (`a**`, `a{2}*`), flags other than `imsU`
+//! (`(?x)`), repeat counts over 1000. Everything else is passed through
+//! unchanged, so a pattern Go rejects is rejected here as well.
 
 const ASCII_DIGIT: &str = "0-9";
 const ASCII_SPACE: &str = r"\t\n\x0C\r ";
@@ -30,20 +31,46 @@ pub fn translate(pattern: &str) -> Result<String, String> {
     let chars: Vec<char> = pattern.chars().collect();
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut i = 0;
+    // Whether the last thing emitted was a repetition operator (with its
+    // optional lazy `?`): Go rejects another one right after it (`a**`).
+    let mut after_repeat = false;
     while i < chars.len() {
+        let is_repeat = matches!(chars[i], '*' | '+' | '?')
+            || (chars[i] == '{' && repeat_end(&chars, i).is_some());
+        if is_repeat {
+            let end = if chars[i] == '{' {
+                let end = repeat_end(&chars, i).unwrap_or(i + 1);
+                check_repeat_counts(&chars[i + 1..end - 1])?;
+                end
+            } else {
+                i + 1
+            };
+            let end = if chars.get(end) == Some(&'?') {
+                end + 1
+            } else {
+                end
+            };
+            if after_repeat {
+                return Err("invalid nested repetition operator".to_string());
+            }
+            out.extend(&chars[i..end]);
+            i = end;
+            after_repeat = true;
+            continue;
+        }
+        after_repeat = false;
         match chars[i] {
             '\\' => i = escape_outside_class(&chars, i, &mut out)?,
             '[' => i = class(&chars, i, &mut out)?,
-            '{' => match repeat_end(&chars, i) {
-                Some(end) => {
-                    out.extend(&chars[i..end]);
-                    i = end;
-                }
-                None => {
-                    out.push_str(r"\{");
-                    i += 1;
-                }
-            },
+            '(' if chars.get(i + 1) == Some(&'?') => {
+                check_group_flags(&chars[i + 2..])?;
+                out.push_str("(?");
+                i += 2;
+            }
+            '{' => {
+                out.push_str(r"\{");
+                i += 1;
+            }
             '}' => {
                 out.push_str(r"\}");
                 i += 1;
@@ -55,6 +82,39 @@ pub fn translate(pattern: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Go's limits on `{n}`, `{n,}`, `{n,m}`: counts up to 1000, `n <= m`.
+fn check_repeat_counts(body: &[char]) -> Result<(), String> {
+    let text: String = body.iter().collect();
+    let mut parts = text.splitn(2, ',');
+    let count = |s: &str| s.parse::<u32>().unwrap_or(u32::MAX);
+    let min = count(parts.next().unwrap_or(""));
+    let max = parts
+        .next()
+        .map(|m| if m.is_empty() { None } else { Some(count(m)) });
+    let too_big = min > 1000 || max.flatten().is_some_and(|m| m > 1000 || m < min);
+    if too_big {
+        return Err("invalid repeat count".to_string());
+    }
+    Ok(())
+}
+
+/// After `(?`: Go accepts a named group (`P<name>`, `<name>`) or flags from
+/// `imsU` (with `-`) ending in `:` or `)`; the `regex` crate also takes `x`,
+/// `u`, `R`, which Go rejects.
+fn check_group_flags(rest: &[char]) -> Result<(), String> {
+    if matches!(rest.first(), Some('P' | '<')) {
+        return Ok(());
+    }
+    for c in rest {
+        match c {
+            ':' | ')' => return Ok(()),
+            'i' | 'm' | 's' | 'U' | '-' => {}
+            _ => break,
+        }
+    }
+    Err("invalid or unsupported Perl syntax".to_string())
 }
 
 /// If `chars[start]` opens a valid Go repetition (`{n}`, `{n,}`, `{n,m}`),
@@ -368,6 +428,50 @@ mod tests {
         assert!(translate(r"abc\").is_err());
         assert!(translate(r"[\q]").is_err());
         assert!(translate(r"[a-\d]").is_err());
+    }
+
+    /// Constructs the `regex` crate accepts and Go rejects (so Alertmanager
+    /// refuses the config): nested repetition, flags other than `imsU`,
+    /// repeat counts over 1000.
+    #[test]
+    fn what_go_rejects_is_rejected() {
+        for p in [
+            "a**",
+            "a+*",
+            "a*?+",
+            "a???",
+            "a{2}{3}",
+            "a{2}*",
+            "(?x)a",
+            "(?u:a)",
+            "(?R)a",
+            "a{1001}",
+            "a{2,1001}",
+            "a{3,2}",
+        ] {
+            assert!(translate(p).is_err(), "{p:?} should be rejected");
+        }
+        for p in [
+            "a*?",
+            "a+?",
+            "a??",
+            "a{2}?",
+            "(?i)a",
+            "(?-s:a.)",
+            "(?U)a*",
+            "(?P<n>a)",
+            "(?<n>a)",
+            "(?:a)*",
+            "a{1000}",
+            "a{0,1000}",
+            "a{,3}*",
+            r"\**",
+            "[*]*",
+        ] {
+            assert!(translate(p).is_ok(), "{p:?} should be accepted");
+            Regex::new(&format!("^(?:{})$", translate(p).unwrap_or_default()))
+                .unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        }
     }
 
     #[test]

@@ -17,13 +17,23 @@
 //! that child has `continue: true`. When no child matched, the node itself is
 //! the match. A route without `actions` inherits its parent's (like a route
 //! without `receiver`); `actions: []` means none.
+//!
+//! A route's matchers are those of `matchers`, plus Alertmanager's deprecated
+//! `match` (label → value, an `=` matcher each) and `match_re` (label →
+//! regex, a `=~` matcher on `^(?:regex)$`, exactly as Alertmanager builds it),
+//! sorted by name, value and operator as Alertmanager sorts them. Inputs
+//! Alertmanager accepts with a warning (deprecated or ambiguous forms) give a
+//! [`RouteWarning`]; `check-config` prints them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::matcher::{format_matchers, parse_matchers, Matcher, MatcherParseError};
+use super::matcher::{
+    format_matchers, is_model_label_name, parse_matchers_checked, sort_matchers, InvalidRegexError,
+    MatchOp, Matcher, MatcherParseError,
+};
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -37,6 +47,12 @@ pub struct RouteConfig {
     /// `{...}` set). All of them must match. Must be empty on the root.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matchers: Vec<String>,
+    /// Deprecated in Alertmanager, still accepted: label → exact value.
+    #[serde(rename = "match", skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_: BTreeMap<String, String>,
+    /// Deprecated in Alertmanager, still accepted: label → regex (anchored).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_re: BTreeMap<String, String>,
     /// Action names. `None` (key absent) inherits the parent's actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actions: Option<Vec<String>>,
@@ -64,6 +80,12 @@ pub struct RouteError {
 pub enum RouteErrorKind {
     #[error("{0}")]
     Matcher(MatcherParseError),
+    /// A `match` / `match_re` key that is not `[a-zA-Z_][a-zA-Z0-9_]*`.
+    #[error("invalid label name {0:?}")]
+    InvalidLabelName(String),
+    /// A `match_re` value that does not compile.
+    #[error("{0}")]
+    InvalidRegex(InvalidRegexError),
     #[error("unknown action {0:?}")]
     UnknownAction(String),
     #[error("duplicate action {0:?} in the same route")]
@@ -76,10 +98,21 @@ pub enum RouteErrorKind {
     RootWithoutActions,
 }
 
+/// Something Alertmanager accepts but warns about (a deprecated or ambiguous
+/// form), with the path of the YAML element.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct RouteWarning {
+    pub path: String,
+    pub message: String,
+}
+
 /// A compiled route node. Built by [`compile`]; immutable.
 #[derive(Debug, Clone)]
 pub struct Route {
     path: String,
+    /// Only on the root: every warning of the tree, in document order.
+    warnings: Vec<RouteWarning>,
     matchers: Vec<Matcher>,
     actions: Vec<String>,
     actions_inherited: bool,
@@ -107,11 +140,17 @@ pub fn compile(
     action_exists: &dyn Fn(&str) -> bool,
 ) -> Result<Route, RouteError> {
     let root = "route";
-    if !cfg.matchers.is_empty() {
-        return Err(RouteError {
-            path: format!("{root}.matchers"),
-            kind: RouteErrorKind::RootHasMatchers,
-        });
+    for (key, present) in [
+        ("matchers", !cfg.matchers.is_empty()),
+        ("match", !cfg.match_.is_empty()),
+        ("match_re", !cfg.match_re.is_empty()),
+    ] {
+        if present {
+            return Err(RouteError {
+                path: format!("{root}.{key}"),
+                kind: RouteErrorKind::RootHasMatchers,
+            });
+        }
     }
     if cfg.continue_ {
         return Err(RouteError {
@@ -125,7 +164,10 @@ pub fn compile(
             kind: RouteErrorKind::RootWithoutActions,
         });
     }
-    compile_node(cfg, root.to_string(), &[], action_exists)
+    let mut warnings = Vec::new();
+    let mut route = compile_node(cfg, root.to_string(), &[], action_exists, &mut warnings)?;
+    route.warnings = warnings;
+    Ok(route)
 }
 
 fn compile_node(
@@ -133,15 +175,55 @@ fn compile_node(
     path: String,
     parent_actions: &[String],
     action_exists: &dyn Fn(&str) -> bool,
+    warnings: &mut Vec<RouteWarning>,
 ) -> Result<Route, RouteError> {
     let mut matchers = Vec::new();
+    for (key, map, op) in [
+        ("match", &cfg.match_, MatchOp::Equal),
+        ("match_re", &cfg.match_re, MatchOp::Regex),
+    ] {
+        for (name, value) in map {
+            let err = |kind| RouteError {
+                path: format!("{path}.{key}.{name}"),
+                kind,
+            };
+            if !is_model_label_name(name) {
+                return Err(err(RouteErrorKind::InvalidLabelName(name.clone())));
+            }
+            let matcher = match op {
+                // Alertmanager compiles the value as `^(?:value)$` and builds
+                // the matcher from that text, which anchors it once more.
+                MatchOp::Regex => Matcher::new(name.as_str(), op, value.as_str())
+                    .and_then(|_| Matcher::new(name.as_str(), op, format!("^(?:{value})$"))),
+                _ => Matcher::new(name.as_str(), op, value.as_str()),
+            }
+            .map_err(|e| err(RouteErrorKind::InvalidRegex(e)))?;
+            let plain = Matcher::new(name.as_str(), op, value.as_str())
+                .map_or_else(|_| String::new(), |m| m.to_string());
+            warnings.push(RouteWarning {
+                path: format!("{path}.{key}.{name}"),
+                message: format!(
+                    "`{key}` is deprecated in Alertmanager; write it as `matchers: ['{plain}']`"
+                ),
+            });
+            matchers.push(matcher);
+        }
+    }
     for (i, text) in cfg.matchers.iter().enumerate() {
-        let parsed = parse_matchers(text).map_err(|e| RouteError {
-            path: format!("{path}.matchers[{i}]"),
+        let element = format!("{path}.matchers[{i}]");
+        let (parsed, warning) = parse_matchers_checked(text).map_err(|e| RouteError {
+            path: element.clone(),
             kind: RouteErrorKind::Matcher(e),
         })?;
+        if let Some(w) = warning {
+            warnings.push(RouteWarning {
+                path: element,
+                message: format!("{text:?}: {w}"),
+            });
+        }
         matchers.extend(parsed);
     }
+    sort_matchers(&mut matchers);
 
     let (actions, actions_inherited) = match &cfg.actions {
         None => (parent_actions.to_vec(), true),
@@ -169,11 +251,13 @@ fn compile_node(
             format!("{path}.routes[{i}]"),
             &actions,
             action_exists,
+            warnings,
         )?);
     }
 
     Ok(Route {
         path,
+        warnings: Vec::new(),
         matchers,
         actions,
         actions_inherited,
@@ -189,9 +273,16 @@ impl Route {
         &self.path
     }
 
-    /// All matchers of this node (every matcher string, flattened).
+    /// All matchers of this node (`match`, `match_re` and every matcher
+    /// string, flattened), in Alertmanager's order.
     pub fn matchers(&self) -> &[Matcher] {
         &self.matchers
+    }
+
+    /// Every warning of the tree (on the root; empty on other nodes): forms
+    /// Alertmanager accepts but logs a warning about.
+    pub fn warnings(&self) -> &[RouteWarning] {
+        &self.warnings
     }
 
     /// Actions after inheritance.
@@ -266,11 +357,12 @@ impl Route {
         out
     }
 
-    /// A readable tree for `routes show`:
+    /// A readable tree for `routes show`, matchers printed as Alertmanager
+    /// prints them (`labels.Matchers.String()`, sorted):
     ///
     /// ```text
     /// route  actions: [notify-ml]
-    /// └── route.routes[0]  {alertname="X"}  actions: [rollback, notify-ml]  continue: true  enrich: [accuracy]
+    /// └── route.routes[0]  {alertname="X",severity=~"critical"}  actions: [rollback, notify-ml]  continue: true  enrich: [accuracy]
     ///     └── route.routes[0].routes[0]  {team="ml"}  actions: [rollback, notify-ml] (inherited)
     /// ```
     pub fn render(&self) -> String {
@@ -287,7 +379,12 @@ impl Route {
         };
         let _ = write!(out, "{prefix}{branch}{}", self.path);
         if last.is_some() {
-            let _ = write!(out, "  {}", format_matchers(&self.matchers));
+            // As amtool prints a route: its matchers, or `default-route`.
+            if self.matchers.is_empty() {
+                out.push_str("  default-route");
+            } else {
+                let _ = write!(out, "  {}", format_matchers(&self.matchers));
+            }
         }
         let _ = write!(out, "  actions: [{}]", self.actions.join(", "));
         if self.actions_inherited {
@@ -627,8 +724,7 @@ route:
     - matchers: ['y="1"', 'z=~"(a"']
 "#
             ),
-            "route.routes[1].matchers[1]: invalid regex \"(a\" for label \"z\" at position 3: \
-             unclosed group"
+            "route.routes[1].matchers[1]: error parsing regexp: missing closing ): `^(?:(a)$`"
         );
         assert_eq!(
             compile_err(
@@ -642,8 +738,7 @@ route:
         - matchers: ['oops']
 "#
             ),
-            "route.routes[0].routes[1].matchers[0]: expected operator after label name \"oops\" \
-             at position 4 (one of =, !=, =~, !~), found end of input"
+            "route.routes[0].routes[1].matchers[0]: bad matcher format: oops"
         );
         assert_eq!(
             compile_err("route:\n  actions: [a]\n  matchers: ['x=\"1\"']\n"),
@@ -678,11 +773,104 @@ route:
     }
 
     #[test]
+    fn match_and_match_re_like_alertmanager() {
+        let r = tree(
+            r#"
+route:
+  actions: [a]
+  routes:
+    - match: {severity: critical, team: ml}
+      match_re: {model_name: "baseline.*"}
+      matchers: ['env="prod"']
+      actions: [b]
+    - match_re: {x: "a)|(b"}
+      actions: [c]
+"#,
+        );
+        let m = r.routes()[0].matchers();
+        // Sorted by name like Alertmanager; match_re anchored as it does.
+        assert_eq!(
+            format_matchers(m),
+            r#"{env="prod",model_name=~"^(?:baseline.*)$",severity="critical",team="ml"}"#
+        );
+        let hit = [
+            ("severity", "critical"),
+            ("team", "ml"),
+            ("model_name", "baseline-2"),
+            ("env", "prod"),
+        ];
+        assert_eq!(out(&r, &hit), "b\n");
+        assert_eq!(out(&r, &hit[..3]), "a\n");
+        // `x=~"a)|(b"` would match "azzz"; match_re's double anchoring does not.
+        assert_eq!(out(&r, &[("x", "a")]), "c\n");
+        assert_eq!(out(&r, &[("x", "azzz")]), "a\n");
+        let w: Vec<String> = r.warnings().iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "route.routes[0].match.severity: `match` is deprecated in Alertmanager; \
+                 write it as `matchers: ['severity=\"critical\"']`",
+                "route.routes[0].match.team: `match` is deprecated in Alertmanager; \
+                 write it as `matchers: ['team=\"ml\"']`",
+                "route.routes[0].match_re.model_name: `match_re` is deprecated in Alertmanager; \
+                 write it as `matchers: ['model_name=~\"baseline.*\"']`",
+                "route.routes[1].match_re.x: `match_re` is deprecated in Alertmanager; \
+                 write it as `matchers: ['x=~\"a)|(b\"']`",
+            ]
+        );
+        assert_eq!(
+            compile_err("route:\n  actions: [a]\n  routes:\n    - match: {a-b: x}\n"),
+            r#"route.routes[0].match.a-b: invalid label name "a-b""#
+        );
+        assert_eq!(
+            compile_err("route:\n  actions: [a]\n  routes:\n    - match: {\"a:b\": x}\n"),
+            r#"route.routes[0].match.a:b: invalid label name "a:b""#
+        );
+        assert_eq!(
+            compile_err("route:\n  actions: [a]\n  routes:\n    - match_re: {a: \"[x\"}\n"),
+            "route.routes[0].match_re.a: error parsing regexp: missing closing ]: `[x)$`"
+        );
+        assert_eq!(
+            compile_err("route:\n  actions: [a]\n  match: {a: x}\n"),
+            "route.match: the root route must not have matchers (it receives every alert)"
+        );
+    }
+
+    #[test]
+    fn fallback_forms_warn_with_their_path() {
+        let r = tree(
+            r#"
+route:
+  actions: [a]
+  routes:
+    - matchers: ['team="ml"', 'job=']
+      actions: [b]
+    - matchers: ['{foo="bar\t"}']
+      actions: [c]
+"#,
+        );
+        let w = r.warnings();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].path, "route.routes[0].matchers[1]");
+        assert!(w[0].message.contains("deprecated form"), "{}", w[0]);
+        assert!(w[0].message.contains(r#"job="""#), "{}", w[0]);
+        assert_eq!(w[1].path, "route.routes[1].matchers[0]");
+        assert!(w[1].message.contains("ambiguous form"), "{}", w[1]);
+        // `job=` is job="": matches a missing label.
+        assert_eq!(out(&r, &[("team", "ml")]), "b\n");
+        assert_eq!(out(&r, &[("team", "ml"), ("job", "x")]), "a\n");
+        // The classic reading: backslash and t, not a TAB.
+        assert_eq!(out(&r, &[("foo", "bar\\t")]), "c\n");
+        assert_eq!(out(&r, &[("foo", "bar\t")]), "a\n");
+        assert!(tree(EXAMPLE).warnings().is_empty());
+    }
+
+    #[test]
     fn render_shows_the_tree() {
         let r = tree(EXAMPLE);
         let expected = "\
 route  actions: [notify-ml]
-├── route.routes[0]  {alertname=\"ModelAccuracyDegraded\", severity=~\"critical|warning\"}  actions: [rollback, notify-ml]  continue: true  enrich: [accuracy]
+├── route.routes[0]  {alertname=\"ModelAccuracyDegraded\",severity=~\"critical|warning\"}  actions: [rollback, notify-ml]  continue: true  enrich: [accuracy]
 │   ├── route.routes[0].routes[0]  {team=\"ml\"}  actions: [rollback, notify-ml] (inherited)
 │   └── route.routes[0].routes[1]  {team=\"infra\"}  actions: [page]
 ├── route.routes[1]  {severity=\"critical\"}  actions: [page]

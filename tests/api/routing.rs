@@ -141,11 +141,11 @@ fn bad_routes_are_rejected_with_their_path() {
         ),
         (
             "route:\n  actions: [log]\n  routes:\n    - {actions: [log]}\n    - matchers: ['severity=~\"(crit\"']\n",
-            "route.routes[1].matchers[0]: invalid regex",
+            "route.routes[1].matchers[0]: error parsing regexp: missing closing ): `^(?:(crit)$`",
         ),
         (
             "route:\n  actions: [log]\n  routes:\n    - matchers: ['alertname']\n",
-            "route.routes[0].matchers[0]: expected operator",
+            "route.routes[0].matchers[0]: bad matcher format: alertname",
         ),
         (
             "route:\n  actions: [log]\n  matchers: ['a=\"b\"']\n",
@@ -162,6 +162,48 @@ fn bad_routes_are_rejected_with_their_path() {
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert!(stderr.contains(want), "{want:?} not in {stderr}");
     }
+}
+
+/// `match` / `match_re` and matchers only Alertmanager's classic parser reads
+/// are accepted (as Alertmanager does) and `check-config` warns about them.
+#[test]
+fn check_config_warns_about_deprecated_and_ambiguous_matchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        "route:\n  actions: [log]\n  routes:\n    - match: {severity: critical}\n      \
+         match_re: {team: \"ml|infra\"}\n    - matchers: ['job=', '{foo=\"a\\tb\"}']\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    for want in [
+        "warning: route.routes[0].match.severity: `match` is deprecated in Alertmanager; \
+         write it as `matchers: ['severity=\"critical\"']`",
+        "warning: route.routes[0].match_re.team: `match_re` is deprecated",
+        "warning: route.routes[1].matchers[0]: \"job=\": deprecated form",
+        "warning: route.routes[1].matchers[1]: ",
+        "ambiguous form",
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in {stderr}");
+    }
+    let out = Command::new(BIN)
+        .args(["routes", "show", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(r#"{severity="critical",team=~"^(?:ml|infra)$"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"{foo="a\\tb",job=""}"#), "{text}");
 }
 
 #[test]

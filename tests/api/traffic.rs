@@ -653,3 +653,82 @@ async fn a_shift_is_marked_on_the_grafana_dashboard() {
     );
     app.stop().await;
 }
+
+/// Both variants fire the same alert: moving traffic onto the other, equally
+/// failing variant is blocked (whatever the guard says), in the dry-run plan,
+/// in the run's result and in the audit trail; on a Seldon Experiment (fake
+/// Kubernetes API) and on the file target.
+#[tokio::test]
+async fn never_shifts_onto_a_variant_that_fires_the_same_alert() {
+    let reason = "baseline-predictor is itself firing ModelAccuracyDegraded \
+                  (alert 5d376d2a43c31436): traffic never moves onto a firing variant";
+    // Seldon Experiment on the fake Kubernetes API.
+    let kube = FakeKube::start().await;
+    kube.put_experiment();
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(settings(dir.path(), &kube, "{guard: 'true'}")).await;
+    let plan: Value = app
+        .plan(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    let effect = &plan["alerts"][1]["effects"]["rollback"];
+    assert_eq!(effect["decision"], "blocked", "{plan:#}");
+    assert_eq!(effect["reason"], reason);
+    assert!(effect["change"].is_null(), "{effect:#}");
+
+    let id = post(&app, fixture("accuracy-firing-both-variants.json")).await;
+    drain(&app).await;
+    let run = rollback_run(&app, id).await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["result"]["decision"], "blocked");
+    assert_eq!(run["result"]["reason"], reason);
+    assert_eq!(
+        run["result"]["before"],
+        json!({"baseline-predictor": 70, "enhanced-predictor": 30})
+    );
+    assert!(kube.patches().is_empty(), "no PATCH");
+    assert_eq!(
+        kube.experiment_weights(),
+        w(&[("baseline-predictor", 70), ("enhanced-predictor", 30)])
+    );
+    let traffic = app.get_json("/api/v1/traffic").await;
+    let d = &traffic["decisions"][0];
+    assert_eq!(d["decision"], "blocked", "{traffic:#}");
+    assert_eq!(d["reason"], reason);
+    app.stop().await;
+
+    // The file target, end to end.
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.yaml");
+    let original = "default: baseline-predictor\ncandidates:\n  - {name: baseline-predictor, weight: 70}\n  - {name: enhanced-predictor, weight: 30}\n";
+    std::fs::write(&weights, original).unwrap();
+    let mut s = settings(dir.path(), &kube, "{}");
+    s.traffic_targets = serde_yaml::from_str(&format!(
+        "financial-ab-test-experiment: {{kind: file, file: {{path: '{}'}}}}",
+        weights.display()
+    ))
+    .unwrap();
+    let app = spawn_app_with(s).await;
+    let id = post(&app, fixture("accuracy-firing-both-variants.json")).await;
+    drain(&app).await;
+    let run = rollback_run(&app, id).await;
+    assert_eq!(run["result"]["decision"], "blocked", "{run:#}");
+    assert_eq!(run["result"]["reason"], reason);
+    assert_eq!(std::fs::read_to_string(&weights).unwrap(), original);
+
+    // Once the baseline's alert resolves (same group, next notification),
+    // the candidate's alert may shift again.
+    let body = fixture("accuracy-firing-both-variants.json").replacen(
+        "\"status\": \"firing\",\n      \"labels\"",
+        "\"status\": \"resolved\",\n      \"labels\"",
+        1,
+    );
+    let id = post(&app, body).await;
+    drain(&app).await;
+    assert_eq!(
+        rollback_run(&app, id).await["result"]["decision"],
+        "shifted"
+    );
+    let file: Value = serde_yaml::from_str(&std::fs::read_to_string(&weights).unwrap()).unwrap();
+    assert_eq!(file["candidates"][1]["weight"], 0);
+    app.stop().await;
+}

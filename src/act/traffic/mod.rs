@@ -8,7 +8,8 @@
 //!   episode on the target, so a retry after a crash finds its own change;
 //! - weights stay within [min_weight, max_weight] and sum to 100; only the
 //!   alerting variant loses, only the destination gains, never onto the
-//!   alerting variant;
+//!   alerting variant, nor onto a variant that is itself firing the same
+//!   alert (blocked, whatever the guard says);
 //! - a guard over enrichment blocks the shift; a guard that cannot be
 //!   evaluated (enrichment failed) defers the run instead of shifting blind;
 //! - every decision is in the audit trail (`traffic_decisions`).
@@ -471,6 +472,15 @@ impl TrafficShift {
                 ));
             };
             let weights = policy::normalise(&snapshot.weights);
+            // Never onto a variant that is itself firing the same alert,
+            // whatever the guard says: both failing is a person's call.
+            if to != variant {
+                if let Some(reason) = self.destination_firing(ctx, experiment, &to) {
+                    let mut d = Decision::new("blocked", experiment, reason);
+                    d.before = Some(weights);
+                    return Verdict::Done(d);
+                }
+            }
             let bounds = Bounds {
                 step: c.step,
                 min_weight: c.min_weight,
@@ -712,6 +722,32 @@ impl TrafficShift {
         }
     }
 
+    /// Whether the destination variant fires the same alert: a firing alert
+    /// of this notification (after completion of a truncated one) with the
+    /// same `alertname`, the same experiment and `to` as its variant. With
+    /// Alertmanager grouping by `alertname` and the experiment label (as
+    /// `deploy/` does), every variant's alert is in the same notification.
+    fn destination_firing(
+        &self,
+        ctx: &ActionContext<'_>,
+        experiment: &str,
+        to: &str,
+    ) -> Option<String> {
+        let c = &self.config;
+        let alertname = ctx.alert().labels.get("alertname");
+        let firing = ctx.notification.alerts.iter().find(|a| {
+            a.status == AlertStatus::Firing
+                && a.labels.get("alertname") == alertname
+                && a.labels.get(&c.experiment_label).map(String::as_str) == Some(experiment)
+                && a.labels.get(&c.variant_label).map(String::as_str) == Some(to)
+        })?;
+        Some(format!(
+            "{to} is itself firing {} (alert {}): traffic never moves onto a firing variant",
+            alertname.map_or("the same alert", String::as_str),
+            firing.fingerprint
+        ))
+    }
+
     fn target_error(&self, experiment: &str, e: TargetError) -> Verdict {
         match e {
             TargetError::Permanent(m) => Verdict::Fail(Decision::new("failed", experiment, m)),
@@ -884,6 +920,65 @@ mod tests {
         let v: serde_json::Value =
             serde_yaml::from_str(&std::fs::read_to_string(&f.path).unwrap()).unwrap();
         v["candidates"][1]["weight"].as_u64().unwrap()
+    }
+
+    /// Runs the action for the enhanced variant's alert of the fixture where
+    /// both variants fire, with the baseline's alert in `baseline_status`.
+    async fn fire_both(f: &Fixture, baseline_status: &str) -> Value {
+        let body = include_str!("../../../tests/fixtures/accuracy-firing-both-variants.json")
+            .replacen(
+                "\"status\": \"firing\",\n      \"labels\"",
+                &format!("\"status\": \"{baseline_status}\",\n      \"labels\""),
+                1,
+            );
+        let n = crate::ingest::parse(body.as_bytes(), 10)
+            .unwrap()
+            .notification;
+        assert_eq!(n.alerts[1].labels["model_name"], "enhanced-predictor");
+        let context = Context::default();
+        let ctx = ActionContext {
+            notification_id: 1,
+            notification: &n,
+            alerts: vec![AlertInput {
+                alert: &n.alerts[1],
+                context: &context,
+                outcomes: Vec::new(),
+            }],
+            attempt: 1,
+            store: None,
+            metrics: None,
+        };
+        let plan = f.action.plan(&ctx).await;
+        let done = f.action.execute(&ctx).await.unwrap();
+        // The dry-run plan shows the same decision (a shift as `dry_run`).
+        let planned = if done["decision"] == "shifted" {
+            json!("dry_run")
+        } else {
+            done["decision"].clone()
+        };
+        assert_eq!(plan["decision"], planned);
+        assert_eq!(
+            plan["reason"] == done["reason"],
+            done["decision"] != "shifted"
+        );
+        done
+    }
+
+    #[tokio::test]
+    async fn never_onto_a_variant_firing_the_same_alert_whatever_the_guard() {
+        let f = fixture("{step: 30, cooldown: 0s, guard: 'true'}");
+        let d = fire_both(&f, "firing").await;
+        assert_eq!(d["decision"], "blocked");
+        assert_eq!(
+            d["reason"],
+            "baseline-predictor is itself firing ModelAccuracyDegraded (alert 5d376d2a43c31436): \
+             traffic never moves onto a firing variant"
+        );
+        assert_eq!(enhanced_weight(&f), 30, "weights untouched");
+        // The baseline's alert resolved in the same notification: shift.
+        let f = fixture("{step: 30, cooldown: 0s, guard: 'true'}");
+        assert_eq!(fire_both(&f, "resolved").await["decision"], "shifted");
+        assert_eq!(enhanced_weight(&f), 0);
     }
 
     #[tokio::test]
