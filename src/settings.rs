@@ -689,6 +689,23 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_have_defaults_and_are_checked() {
+        let s = Settings::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.server.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.server.max_connections, 512);
+        let msg = load("server: {max_connections: 0}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, "server.max_connections: must be at least 1");
+        let msg = load("server: {header_read_timeout: 0s}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, "server.header_read_timeout: must be greater than 0");
+    }
+
+    #[test]
     fn secrets_are_read_from_files_and_redacted_in_the_rendering() {
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens");
