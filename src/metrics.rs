@@ -123,7 +123,7 @@ pub struct Metrics {
     pub http_duration: Family<HttpLabels, Histogram>,
     /// HTTP connections open now.
     pub open_connections: Gauge,
-    /// Connections the server closed itself, by reason (header_timeout, idle_timeout, evicted).
+    /// Connections the server closed itself, by reason (header_timeout, idle_timeout, write_timeout, evicted).
     pub connections_closed: Family<ReasonLabels, Counter>,
     /// Prometheus queries sent by enrichment, by outcome (success, error, timeout).
     pub enrichment_queries: Family<OutcomeLabels, Counter>,

@@ -5,12 +5,13 @@
 //!   `header_read_timeout`, counted from its start or, when kept alive, from
 //!   the first byte of the next request.
 //! - A kept-alive connection with no request in progress is closed after
-//!   `idle_timeout`.
+//!   `idle_timeout`; so is one whose client does not take its answer.
 //! - At most `max_connections` are open. Past it, a new connection takes the
 //!   place of the one idle (or stuck sending its head) the longest; when every
 //!   connection is busy with a request, new ones wait in the listen backlog.
-//! - On shutdown the listener is dropped (new connections are refused), idle
-//!   connections close and in-flight requests finish.
+//! - On shutdown the listener is dropped (new connections are refused),
+//!   connections still waiting for a head close at once, in-flight requests
+//!   finish and then their connection closes.
 //!
 //! The request-body deadline (`body_read_timeout`) is enforced where a body is
 //! read (the webhook handler): only it knows when it wants the body.
@@ -51,7 +52,7 @@ pub struct Limits {
 }
 
 /// Why the server closed a connection itself (`http_connections_closed_total{reason}`).
-pub const CLOSE_REASONS: [&str; 3] = ["header_timeout", "idle_timeout", "evicted"];
+pub const CLOSE_REASONS: [&str; 4] = ["header_timeout", "idle_timeout", "write_timeout", "evicted"];
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains.
 /// Returns once every connection has closed.
@@ -192,6 +193,8 @@ struct ActivityState {
     /// When the head of the next request started to arrive (the connection's
     /// start, for its first request); `None` while only waiting.
     head_since: Option<Instant>,
+    /// When the handler produced the response being written; `None` before.
+    responding_since: Option<Instant>,
 }
 
 impl Activity {
@@ -202,6 +205,7 @@ impl Activity {
                 in_flight: 0,
                 idle_since: now,
                 head_since: Some(now),
+                responding_since: None,
             }),
             changed: Notify::new(),
             evict: Notify::new(),
@@ -231,14 +235,28 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// The handler answered; the response is being written.
+    fn begin_response(&self) {
+        self.lock().responding_since = Some(Instant::now());
+        self.changed.notify_one();
+    }
+
     fn end_request(&self) {
         let mut s = self.lock();
         s.in_flight = s.in_flight.saturating_sub(1);
+        s.responding_since = None;
         if s.in_flight == 0 {
             s.idle_since = Instant::now();
         }
         drop(s);
         self.changed.notify_one();
+    }
+
+    /// No request in progress and the next head not complete (or not begun
+    /// on a new connection).
+    fn reading_head(&self) -> bool {
+        let s = self.lock();
+        s.in_flight == 0 && s.head_since.is_some()
     }
 
     /// When the idle or head-reading period began; `None` while a request is in flight.
@@ -248,11 +266,15 @@ impl Activity {
     }
 
     /// The next deadline and the reason to close at it; `None` while a
-    /// request is in flight.
+    /// request is handled (its body and the store have their own limits).
     fn deadline(&self, limits: &Limits) -> Option<(Instant, &'static str)> {
         let s = self.lock();
         if s.in_flight > 0 {
-            return None;
+            // A client that does not take its answer holds the connection
+            // no longer than an idle one.
+            return s
+                .responding_since
+                .map(|since| (since + limits.idle_timeout, "write_timeout"));
         }
         Some(match s.head_since {
             Some(since) => (since + limits.header_read_timeout, "header_timeout"),
@@ -303,6 +325,7 @@ impl Connection {
                 // calling it without poll_ready is within the Service contract.
                 let response =
                     tower_service::Service::call(&mut router, request.map(Body::new)).await;
+                guard.0.begin_response();
                 response.map(|r| {
                     r.map(|body| Guarded {
                         inner: body,
@@ -333,6 +356,8 @@ impl Connection {
                     // Re-read: a request may have started since the deadline was taken.
                     if let Some((at, reason)) = self.activity.deadline(&self.limits) {
                         if at <= Instant::now() {
+                            // Dropping the connection mid-response (write_timeout) only
+                            // loses an answer the client was not reading.
                             tracing::debug!(reason, "Closing connection");
                             self.metrics.connection_closed(reason);
                             break;
@@ -348,11 +373,12 @@ impl Connection {
                     }
                 }
                 () = shutdown.cancelled(), if !draining => {
-                    // No request in progress (idle, or a head still arriving): close now.
-                    if self.activity.idle_since().is_some() {
+                    // A head still arriving (or none yet): nothing is owed, close now.
+                    if self.activity.reading_head() {
                         break;
                     }
-                    // Close after the response in progress.
+                    // Otherwise hyper closes once the response in progress
+                    // (or the last one, still being flushed) is written.
                     connection.as_mut().graceful_shutdown();
                     draining = true;
                 }

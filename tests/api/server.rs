@@ -408,3 +408,64 @@ async fn shutdown_finishes_a_request_in_flight() {
         .unwrap();
     assert_eq!(stored, 1);
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answer_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.worker.enabled = false;
+    settings.ingest.max_body_bytes = 32 * 1024 * 1024;
+    settings.server.idle_timeout = Duration::from_millis(300);
+    let app = spawn_app_with(settings).await;
+    // An answer larger than the socket buffers can hold (the server's send
+    // buffer grows to a few MiB; the client's receive buffer is kept small).
+    let mut big = fixture_json("accuracy-firing.json");
+    big["padding"] = Value::String("x".repeat(16 * 1024 * 1024));
+    let r = app.post_alerts(big.to_string()).await;
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /api/v1/notifications/{id} HTTP/1.1\r\nHost: router\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Not reading: the server gives up on it.
+    let closed = |text: &str| {
+        ["idle_timeout", "write_timeout"]
+            .iter()
+            .map(|reason| {
+                let series = format!("http_connections_closed_total{{reason=\"{reason}\"}} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        // A fresh client each time: a kept-alive one would itself go idle.
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if closed(&text) >= 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "));
+    assert!(answer.len() < 16 * 1024 * 1024, "cut short");
+    app.stop().await;
+}
