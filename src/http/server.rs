@@ -101,6 +101,8 @@ pub async fn serve(
         next_id += 1;
         let activity = Arc::new(Activity::new());
         live.insert(next_id, activity.clone());
+        // Decremented when the Connection drops, even if its task never ran.
+        metrics.open_connections.inc();
         let task = Connection {
             id: next_id,
             activity,
@@ -311,7 +313,6 @@ impl Connection {
         router: Router,
         shutdown: CancellationToken,
     ) {
-        self.metrics.open_connections.inc();
         let io = TokioIo::new(Tracked {
             inner: stream,
             activity: self.activity.clone(),
