@@ -80,6 +80,27 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// `reason` label of `http_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// The `method` label value of a request: one of the methods the API knows,
+/// else `other` (a client must not create series by inventing methods).
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
+    }
+}
+
 /// Every metric the router exports.
 pub struct Metrics {
     registry: Registry,
@@ -100,6 +121,10 @@ pub struct Metrics {
     pub template_errors: Family<ActionLabels, Counter>,
     /// HTTP request latency.
     pub http_duration: Family<HttpLabels, Histogram>,
+    /// HTTP connections open now.
+    pub open_connections: Gauge,
+    /// Connections the server closed itself, by reason (header_timeout, idle_timeout, write_timeout, evicted).
+    pub connections_closed: Family<ReasonLabels, Counter>,
     /// Prometheus queries sent by enrichment, by outcome (success, error, timeout).
     pub enrichment_queries: Family<OutcomeLabels, Counter>,
     /// Enrichment queries answered from the cache or a request already in flight.
@@ -196,6 +221,23 @@ impl Metrics {
             "HTTP request latency by method, route and status",
             http_duration.clone(),
         );
+        let open_connections = Gauge::default();
+        registry.register(
+            "http_open_connections",
+            "HTTP connections open now",
+            open_connections.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections the server closed itself, by reason",
+            connections_closed.clone(),
+        );
+        for reason in crate::http::server::CLOSE_REASONS {
+            let _ = connections_closed.get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            });
+        }
         let enrichment_queries = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "enrichment_queries",
@@ -227,6 +269,7 @@ impl Metrics {
             "malformed",
             "schema",
             "too_large",
+            "timeout",
             "unauthorized",
             "unavailable",
             "dry_run",
@@ -281,7 +324,18 @@ impl Metrics {
             action_duration,
             template_errors,
             http_duration,
+            open_connections,
+            connections_closed,
         }
+    }
+
+    /// Counts a connection the server closed itself.
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Creates the `action_runs_total` series of an action at 0 (and, for a

@@ -108,6 +108,18 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     #[serde(with = "duration")]
     pub grace_period: Duration,
+    /// Time a client has to send a complete request head (request line and
+    /// headers), from the connection's start or the first byte of the head.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send the whole request body, from the end of its head.
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request in progress is closed after this.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it, the longest-idle one makes room.
+    pub max_connections: usize,
 }
 
 /// `storage.*`
@@ -330,6 +342,21 @@ impl Settings {
                 errors.push(format!("{path}: {msg}"));
             }
         };
+        for (path, d) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.body_read_timeout", self.server.body_read_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+        ] {
+            check(!d.is_zero(), path, "must be greater than 0");
+        }
+        check(
+            self.server.max_connections >= 1,
+            "server.max_connections",
+            "must be at least 1",
+        );
         check(
             self.ingest.max_body_bytes >= 1024,
             "ingest.max_body_bytes",
@@ -665,6 +692,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(msg, "worker.concurrency: must be at least 1");
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_are_checked() {
+        let s = Settings::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.server.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.server.max_connections, 512);
+        let msg = load("server: {max_connections: 0}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, "server.max_connections: must be at least 1");
+        let msg = load("server: {header_read_timeout: 0s}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, "server.header_read_timeout: must be greater than 0");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct Application {
     worker: Worker,
     workers: usize,
     grace: Duration,
+    limits: http::server::Limits,
     targets: Arc<crate::act::traffic::Targets>,
     metrics: Arc<Metrics>,
     weights_poll: Duration,
@@ -95,6 +96,7 @@ impl Application {
             metrics,
             auth: Arc::new(Authenticator::new(&settings.auth)),
             ingest: Arc::new(settings.ingest.clone()),
+            body_read_timeout: settings.server.body_read_timeout,
             wake,
             targets: targets.clone(),
         };
@@ -114,6 +116,11 @@ impl Application {
                 0
             },
             grace: settings.server.grace_period,
+            limits: http::server::Limits {
+                header_read_timeout: settings.server.header_read_timeout,
+                idle_timeout: settings.server.idle_timeout,
+                max_connections: settings.server.max_connections,
+            },
             targets,
             metrics: state_metrics,
             weights_poll: settings.worker.weights_poll_interval,
@@ -158,17 +165,20 @@ impl Application {
             self.weights_poll,
             token.clone(),
         ));
-        let server_token = token.clone();
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { server_token.cancelled().await });
-        let mut server = tokio::spawn(async move { serve.await });
-        tracing::info!(address = %self.addr, workers = self.workers, "Listening");
+        let mut server = tokio::spawn(http::server::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            self.metrics.clone(),
+            token.clone(),
+        ));
+        tracing::info!(address = %self.addr, workers = self.workers, max_connections = self.limits.max_connections, "Listening");
 
         let server_ended_early = tokio::select! {
             _ = shutdown => false,
             result = &mut server => {
                 token.cancel();
-                result.context("server task panicked")?.context("server failed")?;
+                result.context("server task panicked")?;
                 true
             }
         };
@@ -194,30 +204,40 @@ impl Application {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called (not when first polled), so a signal sent right after the socket is
+/// bound already counts; call it inside the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            tokio::select! {
+                () = wait_for(term, "SIGTERM") => {},
+                () = wait_for(int, "SIGINT") => {},
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "Cannot listen for SIGINT");
+            tracing::error!(error = %e, "Cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for(signal: std::io::Result<tokio::signal::unix::Signal>, name: &str) {
+    match signal {
+        Ok(mut s) => {
+            s.recv().await;
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
     }
 }

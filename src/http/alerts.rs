@@ -7,22 +7,19 @@ use super::error::ApiError;
 use super::AppState;
 use crate::ingest;
 use crate::pipeline::now_ms;
-use crate::settings::IngestSettings;
 use crate::store::NewNotification;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn router(settings: &IngestSettings) -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/alerts",
-        post(receive).layer(DefaultBodyLimit::max(settings.max_body_bytes)),
-    )
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/alerts", post(receive))
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,14 +32,16 @@ struct IngestQuery {
 async fn receive(
     State(state): State<AppState>,
     query: Result<Query<IngestQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let outcome = receive_inner(&state, query, body).await;
+    let outcome = receive_inner(&state, query, &headers, body).await;
     let label = match &outcome {
         Ok((_, _, label)) => *label,
         Err(ApiError::BadRequest(_)) => "malformed",
         Err(ApiError::Unprocessable(_)) => "schema",
         Err(ApiError::TooLarge(_)) => "too_large",
+        Err(ApiError::RequestTimeout(_)) => "timeout",
         Err(ApiError::Unavailable { .. }) => "unavailable",
         Err(_) => "error",
     };
@@ -50,22 +49,55 @@ async fn receive(
     outcome.map(|(status, body, _)| (status, body))
 }
 
+/// Reads the whole body: at most `max` bytes, within `server.body_read_timeout`.
+///
+/// A declared `Content-Length` over the limit is refused before the body is
+/// touched, so a client that sent `Expect: 100-continue` gets 413 instead of
+/// "100 Continue" (hyper sends that only when the body is first read).
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let max = state.ingest.max_body_bytes;
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "request body is larger than {max} bytes (ingest.max_body_bytes)"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let collect = async {
+        let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+            if buf.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buf))
+    };
+    match tokio::time::timeout(state.body_read_timeout, collect).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} (server.body_read_timeout)",
+            humantime::format_duration(state.body_read_timeout)
+        ))),
+    }
+}
+
 async fn receive_inner(
     state: &AppState,
     query: Result<Query<IngestQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>, &'static str), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "request body is larger than {} bytes (ingest.max_body_bytes)",
-                state.ingest.max_body_bytes
-            ))
-        } else {
-            ApiError::BadRequest(e.body_text())
-        }
-    })?;
+    let body = read_body(state, headers, body).await?;
     let accepted = ingest::parse(&body, state.ingest.max_alerts)?;
     let n = &accepted.notification;
 

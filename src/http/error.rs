@@ -20,6 +20,13 @@ pub enum ApiError {
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, the method does not (the router adds `Allow`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 408: the request body did not arrive within `server.body_read_timeout`;
+    /// the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413: body over `ingest.max_body_bytes`, or too many alerts.
     #[error("{0}")]
     TooLarge(String),
@@ -41,6 +48,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +96,10 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unavailable { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::RequestTimeout(_) => {
+                // The rest of the body may still come: this connection is done.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::Unauthorized { basic } => {
                 headers.append(

@@ -7,6 +7,7 @@ mod dead_letters;
 pub mod error;
 mod health;
 mod notifications;
+pub mod server;
 mod traffic;
 
 use crate::metrics::{HttpLabels, Metrics};
@@ -14,9 +15,11 @@ use crate::pipeline::Pipeline;
 use crate::settings::IngestSettings;
 use crate::store::Store;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use error::ApiError;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
@@ -29,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<auth::Authenticator>,
     pub ingest: Arc<IngestSettings>,
+    /// `server.body_read_timeout`: a request body must arrive within this.
+    pub body_read_timeout: std::time::Duration,
     /// Poked after a notification is stored, so the worker starts at once.
     pub wake: Arc<Notify>,
     /// The traffic targets, for `GET /api/v1/traffic`.
@@ -38,7 +43,7 @@ pub struct AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .merge(alerts::router(&state.ingest))
+        .merge(alerts::router())
         .merge(notifications::router())
         .merge(traffic::router())
         .merge(dead_letters::router())
@@ -51,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(metrics)
         .merge(health::router())
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_latency,
@@ -60,7 +67,9 @@ pub fn router(state: AppState) -> Router {
 
 async fn record_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Bounded label values: a client can invent methods and paths, and each
+    // new value would be a new series kept forever.
+    let method = crate::metrics::method_label(request.method().as_str()).to_owned();
     // The route template, not the raw path: ids must not become label values.
     let path = request
         .extensions()
@@ -78,4 +87,26 @@ async fn record_latency(State(state): State<AppState>, request: Request, next: N
         })
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// 404 for a path no route serves, as JSON like every error.
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {:?} (routes: /api/v1/alerts, /api/v1/notifications, /api/v1/traffic, /api/v1/dead-letters, /healthz, /readyz, /metrics)",
+        clip(uri.path())
+    ))
+}
+
+/// 405 for a known path with a method it does not serve (axum adds `Allow`).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "method {:?} is not allowed on {:?} (the Allow header lists those that are)",
+        clip(method.as_str()),
+        clip(uri.path())
+    ))
+}
+
+/// At most 100 characters of client input echoed in an error.
+fn clip(s: &str) -> &str {
+    s.char_indices().nth(100).map_or(s, |(i, _)| &s[..i])
 }

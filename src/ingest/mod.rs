@@ -133,26 +133,34 @@ pub struct Accepted {
 
 /// Parses and validates a webhook body.
 pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(alert_list(body));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let mut notification: Notification = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let msg = strip_position(&inner.to_string());
-                if path == "." {
-                    IngestError::Schema(msg)
-                } else {
-                    IngestError::Schema(format!("{path}: {msg}"))
+    let mut notification: Notification =
+        serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let msg = strip_position(&inner.to_string());
+                    if path == "." {
+                        IngestError::Schema(msg)
+                    } else {
+                        IngestError::Schema(format!("{path}: {msg}"))
+                    }
                 }
+                _ => malformed(&inner),
             }
-            _ => IngestError::Malformed {
-                line: inner.line(),
-                column: inner.column(),
-                message: strip_position(&inner.to_string()),
-            },
-        }
+        })?;
+    // One document per request: `{...} xyz` or two concatenated documents
+    // are not a notification with something ignorable after it.
+    de.end().map_err(|e| IngestError::Malformed {
+        line: e.line(),
+        column: e.column(),
+        message: "unexpected data after the end of the JSON document (send exactly one notification per request)".into(),
     })?;
+    check_label_names(&notification)?;
     if notification.version != "4" {
         return Err(IngestError::Schema(format!(
             "version: expected \"4\" (Alertmanager webhook payload version 4), got {:?}",
@@ -178,6 +186,63 @@ pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
         notification,
         dedup_key,
     })
+}
+
+fn malformed(e: &serde_json::Error) -> IngestError {
+    IngestError::Malformed {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    }
+}
+
+/// A top-level array: malformed if it is not JSON, else the 422 that says
+/// what it looks like and what this endpoint takes.
+fn alert_list(body: &[u8]) -> IngestError {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let checked = serde::de::IgnoredAny::deserialize(&mut *de).and_then(|_| de.end());
+    if let Err(e) = checked {
+        return malformed(&e);
+    }
+    IngestError::Schema(
+        "the body is a JSON array, which looks like a Prometheus/Alertmanager API v2 alert list \
+         (what Prometheus posts to Alertmanager's /api/v2/alerts); this endpoint takes an \
+         Alertmanager webhook notification: a JSON object with \"version\": \"4\", \"receiver\", \
+         \"groupKey\", \"status\" and \"alerts\", sent by an Alertmanager receiver's \
+         webhook_configs (see \"Wiring Alertmanager\" in the README)"
+            .into(),
+    )
+}
+
+/// Label and annotation names must be non-empty and free of NUL. Any other
+/// UTF-8 is accepted: Alertmanager 0.27+ allows UTF-8 names (older versions
+/// only send `[a-zA-Z_][a-zA-Z0-9_]*`, a subset); JSON is UTF-8 already.
+fn check_label_names(n: &Notification) -> Result<(), IngestError> {
+    let check = |path: &str, set: &Labels, what: &str| -> Result<(), IngestError> {
+        for name in set.keys() {
+            if name.is_empty() {
+                return Err(IngestError::Schema(format!("{path}: empty {what} name")));
+            }
+            if name.contains('\0') {
+                return Err(IngestError::Schema(format!(
+                    "{path}: {what} name {name:?} contains a NUL character"
+                )));
+            }
+        }
+        Ok(())
+    };
+    check("groupLabels", &n.group_labels, "label")?;
+    check("commonLabels", &n.common_labels, "label")?;
+    check("commonAnnotations", &n.common_annotations, "annotation")?;
+    for (i, a) in n.alerts.iter().enumerate() {
+        check(&format!("alerts[{i}].labels"), &a.labels, "label")?;
+        check(
+            &format!("alerts[{i}].annotations"),
+            &a.annotations,
+            "annotation",
+        )?;
+    }
+    Ok(())
 }
 
 /// serde_json appends " at line L column C"; we report the position in our own words.
@@ -293,6 +358,89 @@ mod tests {
             err.to_string()
                 .starts_with("alerts[0].labels.x: invalid type"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn bytes_after_the_document_are_malformed() {
+        for tail in [" xyz", " {}", "{}", "\n[1]", " 1"] {
+            let body = format!("{}{tail}", FIRING.trim_end());
+            let err = parse(body.as_bytes(), 10).unwrap_err();
+            assert!(
+                matches!(&err, IngestError::Malformed { message, .. } if message.contains("after the end of the JSON document")),
+                "{tail:?}: {err:?}"
+            );
+        }
+        // Trailing whitespace is fine.
+        assert!(parse(format!("{FIRING}\n\n  ").as_bytes(), 10).is_ok());
+    }
+
+    #[test]
+    fn top_level_array_is_named_for_what_it_is() {
+        let list =
+            serde_json::json!([{"labels": {"alertname": "X"}, "annotations": {}}]).to_string();
+        let err = parse(list.as_bytes(), 10).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, IngestError::Schema(_)), "{err:?}");
+        assert!(
+            msg.contains("Prometheus/Alertmanager API v2 alert list"),
+            "{msg}"
+        );
+        assert!(msg.contains("\"version\": \"4\""), "{msg}");
+        assert!(msg.contains("Wiring Alertmanager"), "{msg}");
+        // Not JSON at all is still malformed, with its position.
+        assert!(matches!(
+            parse(b"  [1, 2", 10).unwrap_err(),
+            IngestError::Malformed { line: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn empty_or_nul_label_names_are_refused_utf8_names_accepted() {
+        let err = parse(&with(|v| v["alerts"][0]["labels"][""] = "x".into()), 10).unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::Schema("alerts[0].labels: empty label name".into())
+        );
+        let err = parse(
+            &with(|v| v["alerts"][0]["labels"]["a\u{0}b"] = "x".into()),
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::Schema(
+                "alerts[0].labels: label name \"a\\0b\" contains a NUL character".into()
+            )
+        );
+        let err = parse(&with(|v| v["commonLabels"][""] = "x".into()), 10).unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::Schema("commonLabels: empty label name".into())
+        );
+        let err = parse(
+            &with(|v| v["alerts"][0]["annotations"][""] = "x".into()),
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::Schema("alerts[0].annotations: empty annotation name".into())
+        );
+        // Alertmanager 0.27+ sends UTF-8 label names.
+        assert!(parse(
+            &with(|v| v["alerts"][0]["labels"]["modèle.名前 x"] = "x".into()),
+            10
+        )
+        .is_ok());
+        // A lone surrogate is not UTF-8: malformed.
+        let body = FIRING.replacen("\"labels\": {", "\"labels\": {\"\\ud800\": \"x\", ", 1);
+        assert!(
+            matches!(
+                parse(body.as_bytes(), 10).unwrap_err(),
+                IngestError::Malformed { .. }
+            ),
+            "{body}"
         );
     }
 

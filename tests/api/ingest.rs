@@ -130,7 +130,7 @@ async fn each_class_of_bad_input_gets_its_status_and_stores_nothing() {
         "alerts: must not be empty",
     )
     .await;
-    assert_refused(&app, b"[1, 2]".to_vec(), 422, "invalid type").await;
+    assert_refused(&app, b"[1, 2]".to_vec(), 422, "a JSON array").await;
     assert_refused(
         &app,
         mutated(|v| {
@@ -160,6 +160,76 @@ async fn each_class_of_bad_input_gets_its_status_and_stores_nothing() {
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn trailing_data_bad_label_names_and_alert_lists_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(test_settings(dir.path())).await;
+    let one = fixture("accuracy-firing.json");
+
+    let mut junk = one.trim_end().as_bytes().to_vec();
+    junk.extend_from_slice(b" xyz");
+    assert_refused(&app, junk, 400, "after the end of the JSON document").await;
+    assert_refused(
+        &app,
+        format!("{}{}", one.trim_end(), one).into_bytes(),
+        400,
+        "after the end of the JSON document",
+    )
+    .await;
+    assert_refused(
+        &app,
+        mutated(|v| v["alerts"][0]["labels"][""] = json!("x")),
+        422,
+        "alerts[0].labels: empty label name",
+    )
+    .await;
+    assert_refused(
+        &app,
+        mutated(|v| v["alerts"][1]["labels"]["model\u{0}name"] = json!("x")),
+        422,
+        "alerts[1].labels: label name \"model\\0name\" contains a NUL character",
+    )
+    .await;
+    // What Prometheus posts to Alertmanager's /api/v2/alerts.
+    let list = json!([{
+        "labels": {"alertname": "ModelAccuracyDegraded", "model_name": "enhanced-predictor"},
+        "annotations": {"summary": "accuracy dropped"},
+        "startsAt": "2026-11-27T01:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph"
+    }]);
+    let r = app.post_alerts(list.to_string()).await;
+    assert_eq!(r.status(), 422);
+    let error = r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for needle in [
+        "Prometheus/Alertmanager API v2 alert list",
+        "Alertmanager webhook notification",
+        "\"version\": \"4\"",
+        "webhook_configs",
+        "Wiring Alertmanager",
+    ] {
+        assert!(
+            error.contains(needle),
+            "{error:?} should mention {needle:?}"
+        );
+    }
+    // A label name in UTF-8, as Alertmanager 0.27+ may send, is fine.
+    let r = app
+        .post_alerts(mutated(|v| {
+            v["alerts"][0]["labels"]["modèle.nom"] = json!("x")
+        }))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.notification_count().await,
+        1,
+        "only the valid one stored"
+    );
     app.stop().await;
 }
 

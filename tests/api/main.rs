@@ -17,5 +17,6 @@ mod ingest;
 mod notifications;
 mod outbound;
 mod routing;
+mod server;
 mod traffic;
 mod worker;

@@ -400,6 +400,13 @@ async fn unknown_experiment_or_variant_fails_with_the_reason_and_guesses_nothing
         );
     }
     assert_eq!(kube.patches().len(), 0);
+    // An experiment named by an alert but not configured is no label value.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("other-experiment"), "{metrics}");
+    assert!(
+        metrics.contains("traffic_shifts_total{target=\"unknown\",outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 

@@ -768,10 +768,17 @@ impl TrafficShift {
     }
 
     async fn record(&self, ctx: &ActionContext<'_>, episode: &str, d: &Decision) {
+        // The target comes from an alert label: only configured targets
+        // become label values (an alert must not create series at will).
+        let target = if self.targets.get(&d.target).is_some() {
+            d.target.clone()
+        } else {
+            "unknown".to_owned()
+        };
         self.metrics
             .traffic_shifts
             .get_or_create(&ShiftLabels {
-                target: d.target.clone(),
+                target,
                 outcome: d.decision.to_owned(),
             })
             .inc();
