@@ -117,6 +117,15 @@ pub struct StorageSettings {
     pub path: PathBuf,
     #[serde(with = "duration")]
     pub busy_timeout: Duration,
+    /// Finished notifications (and their action runs) older than this are pruned.
+    #[serde(with = "duration")]
+    pub retention: Duration,
+    /// Notifications holding a dead letter are kept this long (unless replayed).
+    #[serde(with = "duration")]
+    pub dead_letter_retention: Duration,
+    /// How often the pruner runs.
+    #[serde(with = "duration")]
+    pub prune_interval: Duration,
 }
 
 /// `auth.*`
@@ -379,6 +388,21 @@ impl Settings {
             !self.storage.path.as_os_str().is_empty(),
             "storage.path",
             "must not be empty",
+        );
+        check(
+            !self.storage.retention.is_zero(),
+            "storage.retention",
+            "must be greater than 0",
+        );
+        check(
+            self.storage.dead_letter_retention >= self.storage.retention,
+            "storage.dead_letter_retention",
+            "must not be shorter than storage.retention",
+        );
+        check(
+            !self.storage.prune_interval.is_zero(),
+            "storage.prune_interval",
+            "must be greater than 0",
         );
         for (i, token) in self.auth.bearer_tokens.iter().enumerate() {
             check(
