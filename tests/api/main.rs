@@ -15,5 +15,6 @@ mod fake_kube;
 mod ingest;
 mod notifications;
 mod routing;
+mod storage;
 mod traffic;
 mod worker;
