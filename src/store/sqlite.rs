@@ -219,8 +219,9 @@ impl StoreOptions {
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The WAL file is cut back to this size when a checkpoint resets it
-/// (`journal_size_limit`); idle periods truncate it to zero.
-const WAL_SIZE_LIMIT: i64 = 16 << 20;
+/// (`journal_size_limit`). Over it, or after an idle second, the
+/// checkpointer truncates it to zero.
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
 /// Notifications (or decisions, or chat threads) deleted per write job: small
 /// enough that a pruning job adds little to the group commit it shares.
@@ -415,8 +416,11 @@ impl SqliteStore {
 
 /// Starts the thread that checkpoints the WAL every [`CHECKPOINT_INTERVAL`]
 /// until the returned sender is dropped. PASSIVE while commits happen (never
-/// blocks the writer); when a whole interval passed without a commit, a
-/// TRUNCATE checkpoint empties the WAL file, so it stays small at rest.
+/// blocks the writer). Under steady load a PASSIVE checkpoint rarely catches
+/// the very last frame, so SQLite never restarts the WAL from its beginning
+/// and the file grows: when it is over [`WAL_SIZE_LIMIT`], or a whole
+/// interval passed without a commit, a TRUNCATE checkpoint (most frames
+/// already copied by PASSIVE: a short hold on the write lock) empties it.
 fn spawn_checkpointer(
     path: &Path,
     commits: Arc<AtomicU64>,
@@ -441,16 +445,24 @@ fn spawn_checkpointer(
                 let now = commits.load(Ordering::Relaxed);
                 let idle = now == seen;
                 seen = now;
-                let mode = if idle && wal_frames > 0 {
+                let wal_size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                let mode = if (idle && wal_frames > 0) || wal_size > WAL_SIZE_LIMIT as u64 {
                     "TRUNCATE"
                 } else {
                     "PASSIVE"
                 };
                 // (busy, frames in the WAL, frames checkpointed)
                 match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-                    r.get::<_, i64>(1)
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
                 }) {
-                    Ok(frames) => wal_frames = if mode == "TRUNCATE" { 0 } else { frames },
+                    // Busy: readers kept it from finishing; try again next tick.
+                    Ok((busy, frames)) => {
+                        wal_frames = if mode == "TRUNCATE" && busy == 0 {
+                            0
+                        } else {
+                            frames.max(1)
+                        }
+                    }
                     Err(e) if Fault::of(&e).is_some() => {
                         tracing::debug!(error = %e, "WAL checkpoint failed (storage fault)")
                     }
