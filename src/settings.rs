@@ -686,6 +686,30 @@ mod tests {
     }
 
     #[test]
+    fn retention_defaults_and_bounds() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.storage.retention, Duration::from_secs(120 * 3600));
+        assert_eq!(
+            s.storage.dead_letter_retention,
+            Duration::from_secs(720 * 3600)
+        );
+        let msg = load(
+            "storage: {retention: 48h, dead_letter_retention: 24h}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            msg,
+            "storage.dead_letter_retention: must not be shorter than storage.retention"
+        );
+        let msg = load("storage: {retention: 0s}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, "storage.retention: must be greater than 0");
+    }
+
+    #[test]
     fn secrets_are_read_from_files_and_redacted_in_the_rendering() {
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens");
