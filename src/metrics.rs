@@ -148,6 +148,27 @@ pub struct StoreMetrics {
     pub commit_duration: Histogram,
     /// Writes sharing one commit.
     pub batch_jobs: Histogram,
+    // --- storage health, size and retention (store) ---
+    /// 1 while the store commits writes, 0 while a storage fault refuses them.
+    pub writable: Gauge,
+    /// Size of the database file, and of its write-ahead log.
+    pub database_bytes: Gauge,
+    pub wal_bytes: Gauge,
+    /// Rows per kind (notifications, action_runs, dead_letters, traffic_decisions, chat_threads).
+    pub rows: Family<KindLabels, Gauge>,
+    /// Age of the oldest row the retention applies to, per kind (notifications, dead_letters).
+    pub oldest_row_age: Family<KindLabels, Gauge>,
+    /// The configured retention per kind, for alerting on a pruner that falls behind.
+    pub retention: Family<KindLabels, Gauge>,
+    /// Pruning passes, and rows deleted by them per kind.
+    pub prune_runs: Counter,
+    pub pruned_rows: Family<KindLabels, Counter>,
+}
+
+/// `kind` label of the store's row metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
 }
 
 impl Default for StoreMetrics {
@@ -155,6 +176,14 @@ impl Default for StoreMetrics {
         Self {
             commit_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             batch_jobs: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            writable: Gauge::default(),
+            database_bytes: Gauge::default(),
+            wal_bytes: Gauge::default(),
+            rows: Family::default(),
+            oldest_row_age: Family::default(),
+            retention: Family::default(),
+            prune_runs: Counter::default(),
+            pruned_rows: Family::default(),
         }
     }
 }
@@ -294,6 +323,47 @@ impl Metrics {
             "store_batch_jobs",
             "Writes sharing one commit of the store",
             store.batch_jobs.clone(),
+        );
+        // Storage health, size and retention.
+        registry.register(
+            "store_writable",
+            "1 while the store commits writes, 0 while a storage fault (file gone, disk full, read-only, I/O error) refuses them",
+            store.writable.clone(),
+        );
+        registry.register(
+            "store_database_bytes",
+            "Size of the SQLite database file",
+            store.database_bytes.clone(),
+        );
+        registry.register(
+            "store_wal_bytes",
+            "Size of the SQLite write-ahead log",
+            store.wal_bytes.clone(),
+        );
+        registry.register(
+            "store_rows",
+            "Rows in the store per kind",
+            store.rows.clone(),
+        );
+        registry.register(
+            "store_oldest_row_age_seconds",
+            "Age of the oldest row the retention applies to, per kind",
+            store.oldest_row_age.clone(),
+        );
+        registry.register(
+            "store_retention_seconds",
+            "Configured retention per kind (storage.retention, storage.dead_letter_retention)",
+            store.retention.clone(),
+        );
+        registry.register(
+            "store_prune_runs",
+            "Pruning passes of the store",
+            store.prune_runs.clone(),
+        );
+        registry.register(
+            "store_pruned_rows",
+            "Rows deleted by pruning per kind",
+            store.pruned_rows.clone(),
         );
         let traffic_weight = Family::<WeightLabels, Gauge>::default();
         registry.register(

@@ -129,6 +129,15 @@ pub struct StorageSettings {
     pub path: PathBuf,
     #[serde(with = "duration")]
     pub busy_timeout: Duration,
+    /// Finished notifications (and their action runs) older than this are pruned.
+    #[serde(with = "duration")]
+    pub retention: Duration,
+    /// Notifications holding a dead letter are kept this long (unless replayed).
+    #[serde(with = "duration")]
+    pub dead_letter_retention: Duration,
+    /// How often the pruner runs.
+    #[serde(with = "duration")]
+    pub prune_interval: Duration,
 }
 
 /// `auth.*`
@@ -406,6 +415,21 @@ impl Settings {
             !self.storage.path.as_os_str().is_empty(),
             "storage.path",
             "must not be empty",
+        );
+        check(
+            !self.storage.retention.is_zero(),
+            "storage.retention",
+            "must be greater than 0",
+        );
+        check(
+            self.storage.dead_letter_retention >= self.storage.retention,
+            "storage.dead_letter_retention",
+            "must not be shorter than storage.retention",
+        );
+        check(
+            !self.storage.prune_interval.is_zero(),
+            "storage.prune_interval",
+            "must be greater than 0",
         );
         for (i, token) in self.auth.bearer_tokens.iter().enumerate() {
             check(
@@ -709,6 +733,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(msg, "server.header_read_timeout: must be greater than 0");
+    }
+
+    #[test]
+    fn retention_defaults_and_bounds() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.storage.retention, Duration::from_secs(120 * 3600));
+        assert_eq!(
+            s.storage.dead_letter_retention,
+            Duration::from_secs(720 * 3600)
+        );
+        let msg = load(
+            "storage: {retention: 48h, dead_letter_retention: 24h}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            msg,
+            "storage.dead_letter_retention: must not be shorter than storage.retention"
+        );
+        let msg = load("storage: {retention: 0s}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, "storage.retention: must be greater than 0");
     }
 
     #[test]

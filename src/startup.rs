@@ -6,7 +6,7 @@ use crate::http::{self, auth::Authenticator, AppState};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Planner, RetryPolicy};
 use crate::settings::Settings;
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, StoreOptions};
 use crate::worker::Worker;
 use anyhow::Context;
 use std::future::Future;
@@ -47,10 +47,15 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(
+            SqliteStore::open_with(
                 &settings.storage.path,
-                settings.storage.busy_timeout,
-                settings.ingest.dedup_window,
+                StoreOptions {
+                    busy_timeout: settings.storage.busy_timeout,
+                    dedup_window: settings.ingest.dedup_window,
+                    retention: settings.storage.retention,
+                    dead_letter_retention: settings.storage.dead_letter_retention,
+                    prune_interval: Some(settings.storage.prune_interval),
+                },
                 metrics.store.clone(),
             )
             .with_context(|| format!("opening store {}", settings.storage.path.display()))?,

@@ -67,6 +67,10 @@ impl Worker {
             match self.try_execute_task().await {
                 Ok(Outcome::Completed) => continue,
                 Ok(Outcome::Empty) => {}
+                // Logged once by the store when the fault starts.
+                Err(e @ StoreError::Storage { .. }) => {
+                    tracing::debug!(error = %e, "Worker step failed")
+                }
                 Err(e) => tracing::error!(error = %e, "Worker step failed"),
             }
             tokio::select! {

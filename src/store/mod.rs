@@ -4,12 +4,14 @@
 //! `FOR UPDATE SKIP LOCKED` for multi-replica HA); [`SqliteStore`] is the one
 //! we ship. All timestamps are Unix milliseconds.
 
+mod health;
 mod sqlite;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use sqlite::SqliteStore;
+pub use health::{Fault, MIN_FREE_BYTES};
+pub use sqlite::{PruneReport, SqliteStore, StoreOptions};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +25,21 @@ pub enum StoreError {
     /// The store has been shut down.
     #[error("store is closed")]
     Closed,
+    /// The storage itself failed: the file is gone, the disk is full, the
+    /// file is read-only, or an I/O error. Logged once by the store.
+    #[error("store unavailable ({}): {message}", fault.as_str())]
+    Storage { fault: Fault, message: String },
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
+        match Fault::of(&e) {
+            Some(fault) => StoreError::Storage {
+                fault,
+                message: e.to_string(),
+            },
+            None => StoreError::Unavailable(e.to_string()),
+        }
     }
 }
 

@@ -7,11 +7,12 @@
 //! fsync per batch, not per request. Reads use a separate connection, which
 //! WAL lets proceed while the writer works.
 
+use super::health::{free_bytes, wal_path, FileIdentity, Health};
 use super::*;
-use crate::metrics::StoreMetrics;
+use crate::metrics::{KindLabels, StoreMetrics};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,6 +121,9 @@ where
     fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Completion {
         let TypedJob { f, tx } = *self;
         let result = in_savepoint(conn, || f(conn, state));
+        if let Err(StoreError::Storage { fault, message }) = &result {
+            state.batch_fault = Some((*fault, message.clone()));
+        }
         Box::new(move |committed: Result<(), StoreError>| {
             // The caller may have gone away (request cancelled): nothing to tell.
             let _ = tx.send(committed.and(result));
@@ -144,6 +148,8 @@ struct WriterState {
     /// Keys added by the batch in progress (forgotten again if it fails to commit).
     batch_added: Vec<[u8; 32]>,
     dedup_window_ms: i64,
+    /// A storage fault a job of the batch in progress ran into.
+    batch_fault: Option<(Fault, String)>,
 }
 
 impl WriterState {
@@ -171,21 +177,93 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     reader: Arc<Mutex<Connection>>,
     pending: Arc<AtomicU64>,
+    path: PathBuf,
+    options: StoreOptions,
+    metrics: StoreMetrics,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Dropping it stops the pruner thread (if any).
+    _pruner: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// How the store is run.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long a write waits for a lock held by another process.
+    pub busy_timeout: Duration,
+    /// Redeliveries within this window are recognised (and their rows never pruned).
+    pub dedup_window: Duration,
+    /// Finished notifications older than this are pruned.
+    pub retention: Duration,
+    /// Notifications holding a dead letter are kept this long unless replayed.
+    pub dead_letter_retention: Duration,
+    /// How often the background pruner runs; `None`: no background pruner
+    /// ([`SqliteStore::prune`] still works).
+    pub prune_interval: Option<Duration>,
+}
+
+impl StoreOptions {
+    /// Alertmanager's 120 h retention, 30 days for dead letters, no background pruner.
+    pub fn new(busy_timeout: Duration, dedup_window: Duration) -> Self {
+        Self {
+            busy_timeout,
+            dedup_window,
+            retention: Duration::from_secs(120 * 3600),
+            dead_letter_retention: Duration::from_secs(720 * 3600),
+            prune_interval: None,
+        }
+    }
 }
 
 /// How often the WAL is checkpointed, off the commit path.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The WAL file is cut back to this size when a checkpoint resets it
+/// (`journal_size_limit`). Over it, or after an idle second, the
+/// checkpointer truncates it to zero.
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
+
+/// Notifications (or decisions, or chat threads) deleted per write job: small
+/// enough that a pruning job adds little to the group commit it shares.
+const PRUNE_BATCH: i64 = 200;
+
+/// Pages returned to the filesystem per write job after pruning (1 MiB).
+const VACUUM_PAGES: i64 = 256;
+
+/// Shifts and restores are kept at least this long, whatever the retention:
+/// a target's cooldown and hourly limit count them.
+const SHIFT_MIN_KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// What one pruning pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub notifications: u64,
+    pub action_runs: u64,
+    pub traffic_decisions: u64,
+    pub chat_threads: u64,
+    /// Pages given back to the filesystem.
+    pub vacuumed_pages: u64,
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, with default
+    /// retention and no background pruner.
     pub fn open(
         path: &Path,
         busy_timeout: Duration,
         dedup_window: Duration,
         metrics: StoreMetrics,
     ) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::new(busy_timeout, dedup_window), metrics)
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open_with(
+        path: &Path,
+        options: StoreOptions,
+        metrics: StoreMetrics,
+    ) -> Result<Self, StoreError> {
+        let busy_timeout = options.busy_timeout;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
@@ -193,6 +271,18 @@ impl SqliteStore {
         }
         let writer = Connection::open(path)?;
         writer.busy_timeout(busy_timeout)?;
+        // Freed pages can go back to the filesystem after pruning. Takes effect
+        // for a new file when its first table is created; an existing file
+        // needs one VACUUM (below).
+        let auto_vacuum: i64 = writer.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        let fresh: bool = writer.query_row(
+            "SELECT COUNT(*) = 0 FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        if auto_vacuum != 2 {
+            writer.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         writer.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before we answer 200, power loss included.
         writer.pragma_update(None, "synchronous", "FULL")?;
@@ -201,7 +291,11 @@ impl SqliteStore {
         // writer they would stall every commit behind them, so a separate
         // connection does them (PASSIVE: never blocks writers).
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         writer.execute_batch(SCHEMA)?;
+        if auto_vacuum != 2 && !fresh {
+            migrate_auto_vacuum(&writer, path);
+        }
         let pending: u64 = writer.query_row(
             "SELECT COUNT(*) FROM notifications WHERE state = 'pending'",
             [],
@@ -212,7 +306,8 @@ impl SqliteStore {
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
             batch_added: Vec::new(),
-            dedup_window_ms: dedup_window.as_millis() as i64,
+            dedup_window_ms: options.dedup_window.as_millis() as i64,
+            batch_fault: None,
         };
         load_recent(&writer, &mut state)?;
         state.batch_added.clear();
@@ -221,21 +316,72 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(busy_timeout)?;
+        let identity = FileIdentity::capture(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot stat {}: {e}", path.display())))?;
 
         let shared_pending = Arc::new(AtomicU64::new(pending));
+        let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
         let published = shared_pending.clone();
+        let ctx = WriterContext {
+            health: Arc::new(Health::new(metrics.clone())),
+            identity,
+            path: path.to_owned(),
+            commits: commits.clone(),
+        };
+        let writer_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer, rx, state, published, metrics))
+            .spawn(move || writer_loop(writer, rx, state, published, writer_metrics, ctx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
-        let checkpointer = spawn_checkpointer(path, busy_timeout)?;
+        let checkpointer = spawn_checkpointer(path, commits, metrics.clone())?;
+        for (kind, keep) in [
+            ("notifications", options.retention),
+            ("dead_letters", options.dead_letter_retention),
+        ] {
+            metrics
+                .retention
+                .get_or_create(&KindLabels { kind })
+                .set(keep.as_secs() as i64);
+        }
+        let pruner = match options.prune_interval {
+            Some(every) => Some(spawn_pruner(
+                path,
+                every,
+                tx.clone(),
+                options.clone(),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
         Ok(Self {
             jobs: tx,
             reader: Arc::new(Mutex::new(reader)),
             pending: shared_pending,
+            path: path.to_owned(),
+            options,
+            metrics,
             _checkpointer: checkpointer,
+            _pruner: pruner,
         })
+    }
+
+    /// Deletes what the retention allows as of `now` (ms), in small batches
+    /// through the writer, then gives freed pages back to the filesystem. The
+    /// background pruner calls this every `prune_interval`; tests call it
+    /// with the time they want.
+    pub async fn prune(&self, now: i64) -> Result<PruneReport, StoreError> {
+        let jobs = self.jobs.clone();
+        let options = self.options.clone();
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || prune_pass(&jobs, &options, now, &metrics))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("prune task failed: {e}")))?
+    }
+
+    /// The database file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Runs `f` in the writer's next transaction; resolves once it is committed.
@@ -269,29 +415,377 @@ impl SqliteStore {
 }
 
 /// Starts the thread that checkpoints the WAL every [`CHECKPOINT_INTERVAL`]
-/// until the returned sender is dropped.
+/// until the returned sender is dropped. PASSIVE while commits happen (never
+/// blocks the writer). Under steady load a PASSIVE checkpoint rarely catches
+/// the very last frame, so SQLite never restarts the WAL from its beginning
+/// and the file grows: when it is over [`WAL_SIZE_LIMIT`], or a whole
+/// interval passed without a commit, a TRUNCATE checkpoint (most frames
+/// already copied by PASSIVE: a short hold on the write lock) empties it.
 fn spawn_checkpointer(
     path: &Path,
-    busy_timeout: Duration,
+    commits: Arc<AtomicU64>,
+    metrics: StoreMetrics,
 ) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(busy_timeout)?;
+    // TRUNCATE waits for readers while holding the write lock: a short wait,
+    // then try again at the next idle tick, rather than stall a commit.
+    conn.busy_timeout(Duration::from_millis(50))?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    let db_path = path.to_owned();
+    let wal = wal_path(path);
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
+            let mut seen = commits.load(Ordering::Relaxed);
+            let mut wal_frames = 0i64;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(CHECKPOINT_INTERVAL)
             {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                let now = commits.load(Ordering::Relaxed);
+                let idle = now == seen;
+                seen = now;
+                let wal_size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                let mode = if (idle && wal_frames > 0) || wal_size > WAL_SIZE_LIMIT as u64 {
+                    "TRUNCATE"
+                } else {
+                    "PASSIVE"
+                };
+                // (busy, frames in the WAL, frames checkpointed)
+                match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                }) {
+                    // Busy: readers kept it from finishing; try again next tick.
+                    Ok((busy, frames)) => {
+                        wal_frames = if mode == "TRUNCATE" && busy == 0 {
+                            0
+                        } else {
+                            frames.max(1)
+                        }
+                    }
+                    Err(e) if Fault::of(&e).is_some() => {
+                        tracing::debug!(error = %e, "WAL checkpoint failed (storage fault)")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
                 }
+                let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as i64).unwrap_or(0);
+                metrics.database_bytes.set(size(&db_path));
+                metrics.wal_bytes.set(size(&wal));
             }
             // Leave a small WAL behind on a clean stop.
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         })
         .map_err(|e| StoreError::Unavailable(format!("cannot start checkpoint thread: {e}")))?;
     Ok(stop)
+}
+
+/// Turns on incremental vacuum for a database created without it: one full
+/// VACUUM (it rewrites the file; needs about its size free again). If that
+/// fails, pruning still works: freed pages are reused, the file just does
+/// not shrink.
+fn migrate_auto_vacuum(conn: &Connection, path: &Path) {
+    let started = std::time::Instant::now();
+    match conn.execute_batch("VACUUM") {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "Database rewritten once with auto_vacuum=INCREMENTAL: pruned space now goes back to the filesystem"
+        ),
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            error = %e,
+            "Cannot VACUUM the database to turn on incremental vacuum (needs free space about the size of the file); pruned space is reused but the file does not shrink; will try again at the next start"
+        ),
+    }
+}
+
+/// Starts the thread that prunes every `every` until the returned sender is dropped.
+fn spawn_pruner(
+    path: &Path,
+    every: Duration,
+    jobs: mpsc::Sender<Job>,
+    options: StoreOptions,
+    metrics: StoreMetrics,
+) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+    let reader = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    reader.busy_timeout(options.busy_timeout)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("store-pruner".into())
+        .spawn(move || loop {
+            match prune_pass(&jobs, &options, now_ms(), &metrics) {
+                Ok(r) if r != PruneReport::default() => tracing::info!(
+                    notifications = r.notifications,
+                    action_runs = r.action_runs,
+                    traffic_decisions = r.traffic_decisions,
+                    chat_threads = r.chat_threads,
+                    vacuumed_pages = r.vacuumed_pages,
+                    "Pruned expired rows"
+                ),
+                Ok(_) => {}
+                // Logged once by the store's health.
+                Err(StoreError::Storage { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, "Pruning failed; will retry"),
+            }
+            if let Err(e) = refresh_gauges(&reader, now_ms(), &metrics) {
+                tracing::debug!(error = %e, "Cannot read store row counts");
+            }
+            match stopped.recv_timeout(every) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => break,
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start pruner thread: {e}")))?;
+    Ok(stop)
+}
+
+/// Runs `f` in the writer's next transaction from a plain thread.
+fn write_blocking<T, F>(jobs: &mpsc::Sender<Job>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(TypedJob { f, tx });
+    jobs.blocking_send(job).map_err(|_| StoreError::Closed)?;
+    rx.blocking_recv().map_err(|_| StoreError::Closed)?
+}
+
+/// One pruning pass as of `now`: each kind in batches of [`PRUNE_BATCH`],
+/// each batch its own write job (so ingest commits interleave), then
+/// incremental vacuum in steps of [`VACUUM_PAGES`].
+///
+/// What is kept:
+/// - notifications not done (the inbox), and any received within the dedup window;
+/// - done notifications finished within `retention`;
+/// - done notifications with a dead run in their latest round (a dead letter)
+///   finished within `dead_letter_retention`; a replay makes a new round, so
+///   a replayed one that then succeeds follows `retention` again;
+/// - traffic decisions made within `retention`; a shift or restore also for
+///   at least [`SHIFT_MIN_KEEP_MS`] (cooldowns and the hourly limit count
+///   them) and for as long as its episode had any decision within `retention`
+///   (an alert still firing is re-notified every repeat_interval; its
+///   episode's shift is what makes the next notification a no-op and what a
+///   later `restore` puts back);
+/// - chat threads: resolved ones updated within `retention`, open ones
+///   (their group may still get a notification to thread under) updated
+///   within `dead_letter_retention`.
+fn prune_pass(
+    jobs: &mpsc::Sender<Job>,
+    options: &StoreOptions,
+    now: i64,
+    metrics: &StoreMetrics,
+) -> Result<PruneReport, StoreError> {
+    let retention = options.retention.as_millis() as i64;
+    let dedup = options.dedup_window.as_millis() as i64;
+    let dead_keep = options.dead_letter_retention.as_millis() as i64;
+    let done_cutoff = now - retention;
+    let received_cutoff = now - retention.max(dedup);
+    let dead_cutoff = now - dead_keep;
+    let shift_cutoff = now - retention.max(SHIFT_MIN_KEEP_MS);
+    let mut report = PruneReport::default();
+    metrics.prune_runs.inc();
+
+    // Notifications (with their runs), oldest first, in id windows.
+    let mut cursor = 0i64;
+    loop {
+        let (deleted, runs, next) = write_blocking(jobs, move |conn, _| {
+            let window = scan_window(
+                conn,
+                "SELECT id, received_at FROM notifications WHERE id > ?1 ORDER BY id LIMIT ?2",
+                cursor,
+                received_cutoff,
+            )?;
+            let Some(end) = window else {
+                return Ok((0u64, 0u64, None));
+            };
+            let ids: Vec<i64> = conn
+                .prepare_cached(
+                    "SELECT id FROM notifications n WHERE id > ?1 AND id <= ?2 \
+                     AND state = 'done' AND received_at < ?3 AND processed_at < ?4 \
+                     AND (processed_at < ?5 OR NOT EXISTS (SELECT 1 FROM action_runs r \
+                       WHERE r.notification_id = n.id AND r.round = n.round \
+                       AND r.status = 'dead'))",
+                )?
+                .query_map(
+                    params![cursor, end, received_cutoff, done_cutoff, dead_cutoff],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<_, _>>()?;
+            let mut runs = 0u64;
+            let mut delete_runs =
+                conn.prepare_cached("DELETE FROM action_runs WHERE notification_id = ?1")?;
+            let mut delete = conn.prepare_cached("DELETE FROM notifications WHERE id = ?1")?;
+            for id in &ids {
+                runs += delete_runs.execute([id])? as u64;
+                delete.execute([id])?;
+            }
+            Ok((ids.len() as u64, runs, Some(end)))
+        })?;
+        report.notifications += deleted;
+        report.action_runs += runs;
+        match next {
+            Some(end) => cursor = end,
+            None => break,
+        }
+    }
+
+    // Traffic decisions.
+    let mut cursor = 0i64;
+    loop {
+        let (deleted, next) = write_blocking(jobs, move |conn, _| {
+            let window = scan_window(
+                conn,
+                "SELECT id, at FROM traffic_decisions WHERE id > ?1 ORDER BY id LIMIT ?2",
+                cursor,
+                done_cutoff,
+            )?;
+            let Some(end) = window else {
+                return Ok((0u64, None));
+            };
+            let deleted = conn
+                .prepare_cached(
+                    "DELETE FROM traffic_decisions WHERE id > ?1 AND id <= ?2 AND at < ?3 \
+                     AND (decision NOT IN ('shifted', 'restored') \
+                       OR (at < ?4 AND NOT EXISTS (SELECT 1 FROM traffic_decisions e \
+                         WHERE e.episode = traffic_decisions.episode AND e.at >= ?3)))",
+                )?
+                .execute(params![cursor, end, done_cutoff, shift_cutoff])?;
+            Ok((deleted as u64, Some(end)))
+        })?;
+        report.traffic_decisions += deleted;
+        match next {
+            Some(end) => cursor = end,
+            None => break,
+        }
+    }
+
+    // Chat threads (one row per group: a small table).
+    loop {
+        let deleted = write_blocking(jobs, move |conn, _| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM chat_threads WHERE rowid IN (SELECT rowid FROM chat_threads \
+                     WHERE (resolved = 1 AND updated_at < ?1) OR updated_at < ?2 LIMIT ?3)",
+                )?
+                .execute(params![done_cutoff, dead_cutoff, PRUNE_BATCH])? as u64)
+        })?;
+        report.chat_threads += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+
+    // Space back to the filesystem, a step at a time.
+    if report != PruneReport::default() {
+        loop {
+            let freed = write_blocking(jobs, |conn, _| {
+                let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+                if free == 0 {
+                    return Ok(0i64);
+                }
+                // Each step of the statement frees one page: step it to the end.
+                let mut stmt =
+                    conn.prepare_cached(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+                let left: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+                Ok(free - left)
+            })?;
+            report.vacuumed_pages += freed.max(0) as u64;
+            if freed < VACUUM_PAGES {
+                break;
+            }
+        }
+    }
+    for (kind, n) in [
+        ("notifications", report.notifications),
+        ("action_runs", report.action_runs),
+        ("traffic_decisions", report.traffic_decisions),
+        ("chat_threads", report.chat_threads),
+    ] {
+        if n > 0 {
+            metrics
+                .pruned_rows
+                .get_or_create(&KindLabels { kind })
+                .inc_by(n);
+        }
+    }
+    Ok(report)
+}
+
+/// The last id of the next window of at most [`PRUNE_BATCH`] rows after
+/// `cursor` whose time (second column) is before `cutoff`; `None` when there
+/// is none (rows are scanned in id order, which is time order).
+fn scan_window(
+    conn: &Connection,
+    sql: &str,
+    cursor: i64,
+    cutoff: i64,
+) -> Result<Option<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![cursor, PRUNE_BATCH])?;
+    let mut end = None;
+    while let Some(row) = rows.next()? {
+        let at: i64 = row.get(1)?;
+        if at >= cutoff {
+            break;
+        }
+        end = Some(row.get::<_, i64>(0)?);
+    }
+    Ok(end)
+}
+
+/// Rows per kind and the age of the oldest row the retention applies to.
+fn refresh_gauges(conn: &Connection, now: i64, metrics: &StoreMetrics) -> Result<(), StoreError> {
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    for (kind, sql) in [
+        ("notifications", "SELECT COUNT(*) FROM notifications"),
+        ("action_runs", "SELECT COUNT(*) FROM action_runs"),
+        (
+            "traffic_decisions",
+            "SELECT COUNT(*) FROM traffic_decisions",
+        ),
+        ("chat_threads", "SELECT COUNT(*) FROM chat_threads"),
+        (
+            "dead_letters",
+            "SELECT COUNT(*) FROM action_runs r JOIN notifications n ON n.id = r.notification_id \
+             WHERE r.status = 'dead' AND r.round = n.round",
+        ),
+    ] {
+        metrics
+            .rows
+            .get_or_create(&KindLabels { kind })
+            .set(count(sql)?);
+    }
+    // Done and not holding a dead letter: the oldest such row is the first in id order.
+    let oldest: Option<i64> = conn
+        .query_row(
+            "SELECT received_at FROM notifications n WHERE state = 'done' AND NOT EXISTS \
+             (SELECT 1 FROM action_runs r WHERE r.notification_id = n.id AND r.round = n.round \
+              AND r.status = 'dead') ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let oldest_dead: Option<i64> = conn.query_row(
+        "SELECT MIN(n.processed_at) FROM action_runs r JOIN notifications n \
+         ON n.id = r.notification_id WHERE r.status = 'dead' AND r.round = n.round \
+         AND n.state = 'done'",
+        [],
+        |r| r.get(0),
+    )?;
+    for (kind, at) in [("notifications", oldest), ("dead_letters", oldest_dead)] {
+        let age = at.map(|at| ((now - at) / 1000).max(0)).unwrap_or(0);
+        metrics
+            .oldest_row_age
+            .get_or_create(&KindLabels { kind })
+            .set(age);
+    }
+    Ok(())
 }
 
 /// Reloads the dedup keys of the notifications still inside the window.
@@ -326,11 +820,38 @@ fn in_savepoint<T>(
 ) -> Result<T, StoreError> {
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let result = f();
+    // After SQLITE_FULL or an I/O error SQLite may have rolled back the whole
+    // transaction (and the savepoint with it): then the job's own error is
+    // the one to report, and the writer fails the rest of the batch.
+    if conn.is_autocommit() {
+        return result;
+    }
     if result.is_err() {
         conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
     }
     conn.prepare_cached("RELEASE job")?.execute([])?;
     result
+}
+
+/// What the writer thread needs besides the connection and its state.
+struct WriterContext {
+    health: Arc<Health>,
+    /// The file as opened, compared with the path after each commit.
+    identity: FileIdentity,
+    path: PathBuf,
+    /// Commits so far (the checkpointer truncates the WAL when it stands still).
+    commits: Arc<AtomicU64>,
+}
+
+/// The same error again, for each caller of a batch.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Storage { fault, message } => StoreError::Storage {
+            fault: *fault,
+            message: message.clone(),
+        },
+        other => StoreError::Unavailable(other.to_string()),
+    }
 }
 
 fn writer_loop(
@@ -339,6 +860,7 @@ fn writer_loop(
     mut state: WriterState,
     published: Arc<AtomicU64>,
     metrics: StoreMetrics,
+    mut ctx: WriterContext,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -349,40 +871,97 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        // The file is gone: nothing written now would survive a restart.
+        if let Some((Fault::Gone, message)) = ctx.health.current() {
+            for job in batch.drain(..) {
+                job.fail(Health::error(Fault::Gone, &message));
+            }
+            continue;
+        }
         let started = std::time::Instant::now();
         metrics.batch_jobs.observe(batch.len() as f64);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!(error = %e, "Store write failed: cannot begin transaction");
+            let error = StoreError::from(e);
+            match &error {
+                StoreError::Storage { fault, message } => ctx.health.fail(*fault, message),
+                other => {
+                    tracing::error!(error = %other, "Store write failed: cannot begin transaction")
+                }
+            }
             for job in batch.drain(..) {
-                job.fail(StoreError::Unavailable(e.to_string()));
+                job.fail(copy_error(&error));
             }
             continue;
         }
         let before = state.pending;
-        let completions: Vec<Completion> = batch
-            .drain(..)
-            .map(|job| job.run(&conn, &mut state))
-            .collect();
-        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        state.batch_fault = None;
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            if conn.is_autocommit() {
+                // SQLite rolled the transaction back (disk full, I/O error):
+                // nothing more of this batch can commit.
+                let (fault, message) = state.batch_fault.clone().unwrap_or((
+                    Fault::Io,
+                    "the transaction was rolled back by SQLite".to_owned(),
+                ));
+                job.fail(Health::error(fault, &message));
+            } else {
+                completions.push(job.run(&conn, &mut state));
+            }
+        }
+        let mut committed = if conn.is_autocommit() {
+            let (fault, message) = state.batch_fault.clone().unwrap_or((
+                Fault::Io,
+                "the transaction was rolled back by SQLite".to_owned(),
+            ));
+            Err(Health::error(fault, &message))
+        } else {
+            conn.execute_batch("COMMIT").map_err(StoreError::from)
+        };
         if let Err(e) = &committed {
-            tracing::error!(error = %e, "Store write failed: commit");
-            let _ = conn.execute_batch("ROLLBACK");
+            if !matches!(e, StoreError::Storage { .. }) {
+                tracing::error!(error = %e, "Store write failed: commit");
+            }
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
             state.pending = before;
+        }
+        // Committed, but to the file at the path? (Two stats.)
+        if committed.is_ok() {
+            if let Err(message) = ctx.identity.check() {
+                committed = Err(Health::error(Fault::Gone, &message));
+            }
         }
         metrics
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
+        match (&committed, state.batch_fault.take()) {
+            (Err(StoreError::Storage { fault, message }), _) => ctx.health.fail(*fault, message),
+            (_, Some((fault, message))) => ctx.health.fail(fault, &message),
+            (Ok(()), None) => {
+                if let Some((fault, _)) = ctx.health.current() {
+                    let room = fault != Fault::Full
+                        || free_bytes(&ctx.path).is_none_or(|b| b >= MIN_FREE_BYTES);
+                    if room {
+                        ctx.health.clear();
+                    }
+                }
+            }
+            (Err(_), None) => {}
+        }
         if committed.is_err() {
             for key in std::mem::take(&mut state.batch_added) {
                 state.recent.remove(&key);
             }
         }
         state.batch_added.clear();
+        ctx.commits.fetch_add(1, Ordering::Relaxed);
         published.store(state.pending, Ordering::Relaxed);
         for done in completions {
             done(match &committed {
                 Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Unavailable(e.to_string())),
+                Err(e) => Err(copy_error(e)),
             });
         }
     }
@@ -946,11 +1525,542 @@ impl Store for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.write(|conn, _| {
+        let path = self.path.clone();
+        self.write(move |conn, _| {
+            if let Some(free) = free_bytes(&path).filter(|b| *b < MIN_FREE_BYTES) {
+                return Err(Health::error(
+                    Fault::Full,
+                    &format!(
+                        "{free} bytes free on the volume of {} (at least {MIN_FREE_BYTES} needed)",
+                        path.display()
+                    ),
+                ));
+            }
+            // A write the size of a notification, rolled back: a database at
+            // its page limit fails here even when the one-page heartbeat fits.
+            conn.execute_batch("SAVEPOINT probe")?;
+            let probe = conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('probe', zeroblob(65536))",
+                [],
+            );
+            if let Err(e) = probe {
+                // SQLITE_FULL may have rolled back the whole transaction.
+                if !conn.is_autocommit() {
+                    conn.execute_batch("ROLLBACK TO probe; RELEASE probe")?;
+                }
+                return Err(e.into());
+            }
+            conn.execute_batch("ROLLBACK TO probe; RELEASE probe")?;
             conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'heartbeat'")?
                 .execute([now_ms().to_string()])?;
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3600 * 1000;
+    const T0: i64 = 1_800_000_000_000;
+
+    fn open(dir: &Path) -> SqliteStore {
+        let mut o = StoreOptions::new(Duration::from_secs(1), Duration::from_secs(300));
+        o.retention = Duration::from_secs(2 * 3600);
+        o.dead_letter_retention = Duration::from_secs(48 * 3600);
+        SqliteStore::open_with(&dir.join("r.db"), o, StoreMetrics::default()).unwrap()
+    }
+
+    /// Stores a notification received at `at` whose one run ends `outcome` at `at + 1`.
+    async fn finished(s: &SqliteStore, at: i64, dead: bool) -> i64 {
+        let key: [u8; 32] = sha2_like(at);
+        let id = s
+            .insert_notification(
+                NewNotification {
+                    received_at: at,
+                    dedup_key: key,
+                    receiver: "r",
+                    status: "firing",
+                    group_key: &format!("g{at}"),
+                    alert_count: 1,
+                    alertnames: vec!["A"],
+                    payload: "{}",
+                },
+                u64::MAX,
+            )
+            .await
+            .unwrap()
+            .id;
+        let c = s.claim(at, 1000).await.unwrap().unwrap();
+        assert_eq!(c.id, id);
+        let runs = s
+            .ensure_runs(
+                id,
+                0,
+                vec![PlannedRun {
+                    fingerprint: "f".into(),
+                    action: "log".into(),
+                    action_type: "log".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        let outcome = if dead {
+            RunOutcome::Dead { error: "no".into() }
+        } else {
+            RunOutcome::Succeeded {
+                result: serde_json::json!({}),
+            }
+        };
+        s.record_attempt(RunAttempt {
+            run_id: runs[0].id,
+            started_at: at,
+            finished_at: at + 1,
+            outcome,
+            context: None,
+        })
+        .await
+        .unwrap();
+        s.settle(id, 0, at + 1).await.unwrap();
+        id
+    }
+
+    fn sha2_like(n: i64) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&n.to_le_bytes());
+        k
+    }
+
+    async fn exists(s: &SqliteStore, id: i64) -> bool {
+        s.get(id).await.unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_inbox_recent_rows_and_dead_letters_until_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let old = finished(&s, T0, false).await;
+        let old_dead = finished(&s, T0 + 1, true).await;
+        let recent = finished(&s, T0 + 3 * H, false).await;
+
+        let r = s.prune(T0 + 4 * H).await.unwrap();
+        assert_eq!((r.notifications, r.action_runs), (1, 1));
+        assert!(!exists(&s, old).await);
+        assert!(
+            exists(&s, old_dead).await,
+            "a dead letter outlives retention"
+        );
+        assert!(exists(&s, recent).await, "within retention");
+        assert_eq!(s.dead_letter_count().await.unwrap(), 1);
+
+        // A replay that succeeds makes it an ordinary finished notification.
+        s.replay(old_dead, T0 + 4 * H).await.unwrap();
+        let c = s.claim(T0 + 4 * H, 1000).await.unwrap().unwrap();
+        let runs = s
+            .ensure_runs(
+                c.id,
+                c.round,
+                vec![PlannedRun {
+                    fingerprint: "f".into(),
+                    action: "log".into(),
+                    action_type: "log".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        s.record_attempt(RunAttempt {
+            run_id: runs[0].id,
+            started_at: T0 + 4 * H,
+            finished_at: T0 + 4 * H,
+            outcome: RunOutcome::Succeeded {
+                result: serde_json::json!({}),
+            },
+            context: None,
+        })
+        .await
+        .unwrap();
+        s.settle(c.id, c.round, T0 + 4 * H).await.unwrap();
+        assert_eq!(c.id, old_dead);
+        s.prune(T0 + 5 * H).await.unwrap();
+        assert!(
+            exists(&s, old_dead).await,
+            "finished again within retention"
+        );
+        // Received long ago, never processed: still in the inbox.
+        let waiting = s
+            .insert_notification(
+                NewNotification {
+                    received_at: T0 + 2,
+                    dedup_key: [9; 32],
+                    receiver: "r",
+                    status: "firing",
+                    group_key: "w",
+                    alert_count: 1,
+                    alertnames: vec!["A"],
+                    payload: "{}",
+                },
+                u64::MAX,
+            )
+            .await
+            .unwrap()
+            .id;
+        s.prune(T0 + 7 * H).await.unwrap();
+        assert!(!exists(&s, old_dead).await, "replayed, then past retention");
+        assert!(exists(&s, waiting).await, "the inbox is never pruned");
+    }
+
+    #[tokio::test]
+    async fn an_unreplayed_dead_letter_goes_after_its_own_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let dead = finished(&s, T0, true).await;
+        s.prune(T0 + 47 * H).await.unwrap();
+        assert!(exists(&s, dead).await);
+        s.prune(T0 + 49 * H).await.unwrap();
+        assert!(!exists(&s, dead).await);
+        assert_eq!(s.dead_letter_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn pruning_many_rows_goes_in_batches_and_gives_space_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let big = "x".repeat(4000);
+        for i in 0..1000i64 {
+            s.insert_notification(
+                NewNotification {
+                    received_at: T0 + i,
+                    dedup_key: sha2_like(i),
+                    receiver: "r",
+                    status: "firing",
+                    group_key: "g",
+                    alert_count: 1,
+                    alertnames: vec!["A"],
+                    payload: &big,
+                },
+                u64::MAX,
+            )
+            .await
+            .unwrap();
+        }
+        // Mark them done without runs.
+        s.write(|conn, state| {
+            conn.execute(
+                "UPDATE notifications SET state = 'done', processed_at = received_at",
+                [],
+            )?;
+            state.pending = 0;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        async fn pages(s: &SqliteStore) -> Result<i64, StoreError> {
+            s.write(|conn, _| Ok(conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))?))
+                .await
+        }
+        let before = pages(&s).await.unwrap();
+        let r = s.prune(T0 + 10 * H).await.unwrap();
+        assert_eq!(r.notifications, 1000);
+        assert!(r.vacuumed_pages > 900, "{r:?}");
+        let after = pages(&s).await.unwrap();
+        assert!(after < before / 10, "{before} pages before, {after} after");
+    }
+
+    fn decision(at: i64, episode: &str, decision: &str) -> TrafficDecision {
+        TrafficDecision {
+            id: 0,
+            at,
+            action: "rollback".into(),
+            target: "exp".into(),
+            episode: episode.into(),
+            fingerprint: "f".into(),
+            notification_id: 1,
+            decision: decision.into(),
+            before: None,
+            after: None,
+            reason: String::new(),
+        }
+    }
+
+    async fn decisions_of(s: &SqliteStore, episode: &str) -> Vec<String> {
+        s.decisions(DecisionQuery {
+            episode: Some(episode.into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.decision)
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn a_shift_is_kept_while_its_episode_is_heard_of_and_for_a_week_at_least() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        // Episode a: shifted at T0, re-notified (noop) every 4 h for 10 days.
+        // Episode b: shifted and resolved (held) at T0.
+        s.record_decision(decision(T0, "a", "shifted"))
+            .await
+            .unwrap();
+        s.record_decision(decision(T0, "b", "shifted"))
+            .await
+            .unwrap();
+        s.record_decision(decision(T0 + 1, "b", "held"))
+            .await
+            .unwrap();
+        for i in 1..=60 {
+            s.record_decision(decision(T0 + i * 4 * H, "a", "noop"))
+                .await
+                .unwrap();
+        }
+        let now = T0 + 240 * H + 1;
+        s.prune(now).await.unwrap();
+        let a = decisions_of(&s, "a").await;
+        assert!(a.contains(&"shifted".to_owned()), "episode a still firing");
+        assert_eq!(a.len(), 1 + 1, "old noops go, the shift stays: {a:?}");
+        assert!(
+            decisions_of(&s, "b").await.is_empty(),
+            "b resolved 10 days ago"
+        );
+
+        // A shift 3 days old is kept for the week even with nothing heard since.
+        let s2dir = tempfile::tempdir().unwrap();
+        let s2 = open(s2dir.path());
+        s2.record_decision(decision(T0, "c", "shifted"))
+            .await
+            .unwrap();
+        s2.record_decision(decision(T0, "c", "cooldown"))
+            .await
+            .unwrap();
+        s2.prune(T0 + 72 * H).await.unwrap();
+        assert_eq!(decisions_of(&s2, "c").await, vec!["shifted"]);
+        s2.prune(T0 + 169 * H).await.unwrap();
+        assert!(decisions_of(&s2, "c").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn chat_threads_open_ones_outlive_resolved_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let thread = |group: &str, resolved: bool| ChatThread {
+            key: ChatThreadKey {
+                action: "slack".into(),
+                channel: "#c".into(),
+                group_key: group.into(),
+            },
+            channel_id: "C1".into(),
+            message_id: "1.2".into(),
+            resolved,
+            updated_at: T0,
+        };
+        s.save_chat_thread(thread("open", false)).await.unwrap();
+        s.save_chat_thread(thread("closed", true)).await.unwrap();
+        let found = |g: &str| s.chat_thread(thread(g, false).key);
+        s.prune(T0 + 3 * H).await.unwrap();
+        assert!(found("open").await.unwrap().is_some());
+        assert!(found("closed").await.unwrap().is_none());
+        s.prune(T0 + 49 * H).await.unwrap();
+        assert!(found("open").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_existing_database_is_migrated_to_incremental_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            let v: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+            assert_eq!(v, 0);
+        }
+        let s = SqliteStore::open(
+            &path,
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+            StoreMetrics::default(),
+        )
+        .unwrap();
+        let v = s
+            .write(|c, _| Ok(c.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(v, 2);
+        // And a fresh one is created with it.
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let fresh = open(fresh_dir.path());
+        let v = fresh
+            .write(|c, _| Ok(c.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(v, 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_database_is_not_ready_until_it_has_room_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.check_writable().await.unwrap();
+        // The database may not grow any more: SQLITE_FULL, as on a full disk.
+        s.write(|c, _| {
+            let n: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(&format!("PRAGMA max_page_count = {n}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let body = "x".repeat(20_000);
+        let insert = |k: u8| {
+            s.insert_notification(
+                NewNotification {
+                    received_at: T0,
+                    dedup_key: [k; 32],
+                    receiver: "r",
+                    status: "firing",
+                    group_key: "g",
+                    alert_count: 1,
+                    alertnames: vec!["A"],
+                    payload: &body,
+                },
+                u64::MAX,
+            )
+        };
+        let e = insert(1).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Storage {
+                    fault: Fault::Full,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = s.check_writable().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Storage {
+                    fault: Fault::Full,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(s.metrics.writable.get(), 0);
+        s.write(|c, _| {
+            c.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        s.check_writable().await.unwrap();
+        assert_eq!(s.metrics.writable.get(), 1);
+        insert(2).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_only_database_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.write(|c, _| Ok(c.execute_batch("PRAGMA query_only = ON")?))
+            .await
+            .unwrap();
+        let e = s.check_writable().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Storage {
+                    fault: Fault::ReadOnly,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(s.metrics.writable.get(), 0);
+        let e = s.release_leases().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Storage {
+                    fault: Fault::ReadOnly,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_database_file_refuses_every_write_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.check_writable().await.unwrap();
+        std::fs::remove_file(dir.path().join("r.db")).unwrap();
+        let e = s.check_writable().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Storage {
+                    fault: Fault::Gone,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("r.db"), "{e}");
+        // Even once something is at the path again.
+        std::fs::write(dir.path().join("r.db"), b"").unwrap();
+        let e = s.check_writable().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Storage {
+                    fault: Fault::Gone,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_wal_is_truncated_when_idle() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = rt.block_on(async {
+            let s = open(dir.path());
+            let body = "y".repeat(100_000);
+            for i in 0..50u8 {
+                s.insert_notification(
+                    NewNotification {
+                        received_at: T0,
+                        dedup_key: [i; 32],
+                        receiver: "r",
+                        status: "firing",
+                        group_key: "g",
+                        alert_count: 1,
+                        alertnames: vec!["A"],
+                        payload: &body,
+                    },
+                    u64::MAX,
+                )
+                .await
+                .unwrap();
+            }
+            s
+        });
+        let wal = wal_path(&dir.path().join("r.db"));
+        assert!(std::fs::metadata(&wal).unwrap().len() > 1_000_000);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&wal).unwrap().len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "WAL never truncated");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(s);
     }
 }

@@ -18,5 +18,6 @@ mod notifications;
 mod outbound;
 mod routing;
 mod server;
+mod storage;
 mod traffic;
 mod worker;

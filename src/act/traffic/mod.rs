@@ -853,6 +853,7 @@ mod tests {
 
     struct Fixture {
         action: TrafficShift,
+        store: Arc<SqliteStore>,
         now: Arc<AtomicI64>,
         path: std::path::PathBuf,
         _dir: tempfile::TempDir,
@@ -862,14 +863,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weights.yaml");
         std::fs::write(&path, "default: baseline-predictor\ncandidates: [{name: baseline-predictor, weight: 70}, {name: enhanced-predictor, weight: 30}]\n").unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(
-                &dir.path().join("r.db"),
-                Duration::from_secs(1),
-                Duration::from_secs(300),
-                Default::default(),
-            )
-            .unwrap(),
+        // A one-minute retention: the pruning test prunes at the fixture's clock.
+        let mut options =
+            crate::store::StoreOptions::new(Duration::from_secs(1), Duration::from_secs(60));
+        options.retention = Duration::from_secs(60);
+        options.dead_letter_retention = Duration::from_secs(60);
+        let store = Arc::new(
+            SqliteStore::open_with(&dir.path().join("r.db"), options, Default::default()).unwrap(),
         );
         let targets = Targets::build(
             &serde_yaml::from_str(&format!(
@@ -885,12 +885,13 @@ mod tests {
             "rollback",
             serde_yaml::from_str(yaml).unwrap(),
             Arc::new(targets),
-            Some(store),
+            Some(store.clone() as Arc<dyn Store>),
             Arc::new(Metrics::new()),
             Arc::new(move || clock_now.load(Ordering::SeqCst)),
         );
         Fixture {
             action,
+            store,
             now,
             path,
             _dir: dir,
@@ -899,7 +900,18 @@ mod tests {
 
     /// Runs the action for a firing alert whose episode starts at `hour`.
     async fn fire(f: &Fixture, hour: u32) -> String {
-        let body = include_str!("../../../tests/fixtures/accuracy-firing.json").replace(
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json");
+        run(f, body, hour).await
+    }
+
+    /// Runs the action for the resolved alert of the episode that started at `hour`.
+    async fn resolve(f: &Fixture, hour: u32) -> String {
+        let body = include_str!("../../../tests/fixtures/accuracy-resolved.json");
+        run(f, body, hour).await
+    }
+
+    async fn run(f: &Fixture, body: &str, hour: u32) -> String {
+        let body = body.replace(
             "2026-11-27T01:02:34.255Z",
             &format!("2026-11-27T{hour:02}:00:00Z"),
         );
@@ -1022,5 +1034,74 @@ mod tests {
         f.now.store(T0 + 15 * 60_000, Ordering::SeqCst);
         assert_eq!(fire(&f, 1).await, "shifted", "same episode, next step due");
         assert_eq!(enhanced_weight(&f), 10);
+    }
+
+    /// Pruning (with a one-minute retention) at every step of the clock: the
+    /// episode, the cooldown, the hourly limit and `restore` still see the
+    /// shifts they depend on.
+    #[tokio::test]
+    async fn pruning_keeps_what_episodes_cooldowns_limits_and_restore_need() {
+        let f = fixture("{step: 10, cooldown: 10m, max_shifts_per_hour: 2, on_resolve: restore}");
+        let at = |f: &Fixture, minutes: i64| {
+            f.now.store(T0 + minutes * 60_000, Ordering::SeqCst);
+        };
+        let prune = |f: &Fixture| {
+            let now = f.now.load(Ordering::SeqCst);
+            let store = f.store.clone();
+            async move { store.prune(now).await.unwrap() }
+        };
+        let start = enhanced_weight(&f);
+        assert_eq!(fire(&f, 1).await, "shifted");
+        let after_first = enhanced_weight(&f);
+        assert!(after_first < start);
+        at(&f, 5);
+        prune(&f).await;
+        assert_eq!(
+            fire(&f, 1).await,
+            "noop",
+            "the episode's shift survived pruning"
+        );
+        assert_eq!(
+            fire(&f, 2).await,
+            "cooldown",
+            "the cooldown's shift survived pruning"
+        );
+        at(&f, 20);
+        let pruned = prune(&f).await;
+        assert!(
+            pruned.traffic_decisions >= 2,
+            "the noop and cooldown rows went: {pruned:?}"
+        );
+        assert_eq!(fire(&f, 2).await, "shifted");
+        let after_second = enhanced_weight(&f);
+        at(&f, 40);
+        prune(&f).await;
+        assert_eq!(
+            fire(&f, 3).await,
+            "rate_limited",
+            "both shifts of the hour still count"
+        );
+        at(&f, 50);
+        prune(&f).await;
+        assert_eq!(
+            resolve(&f, 2).await,
+            "restored",
+            "restore found the saved weights"
+        );
+        assert_eq!(enhanced_weight(&f), after_first);
+        assert!(after_second < after_first);
+
+        // Eight days later, nothing heard of these episodes: all of it goes.
+        at(&f, 8 * 24 * 60);
+        prune(&f).await;
+        let left = f
+            .store
+            .decisions(DecisionQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

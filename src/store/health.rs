@@ -1,0 +1,221 @@
+//! Storage health: does a commit still reach a file that will be there after
+//! a restart?
+//!
+//! Faults come from two places: SQLite's error codes (`SQLITE_FULL`,
+//! `SQLITE_READONLY`, `SQLITE_IOERR*`, `SQLITE_CANTOPEN`) and a check of the
+//! file's identity after each commit. An unlinked or replaced database file
+//! still takes commits through the open descriptor, so SQLite reports success
+//! for writes that are gone at the next restart: comparing the device and
+//! inode of the path with those seen at open catches it for the price of two
+//! `stat` calls per group commit.
+//!
+//! A fault is logged once, when it starts (and once when it clears), not per
+//! request. While it lasts every write and `/readyz` answer 503.
+//!
+//! - `full`, `read_only`, `io`: cleared by the next commit that succeeds (for
+//!   `full`, only once the volume has [`MIN_FREE_BYTES`] free again, so a tiny
+//!   heartbeat that happens to fit does not make `/readyz` say 200 while
+//!   notifications still fail).
+//! - `gone` (the file or its directory was deleted or replaced): sticky until
+//!   restart. Reopening at the path would answer 200 again, but every
+//!   notification acknowledged before and not yet processed lives only in the
+//!   deleted file this process still holds open and is lost at the next
+//!   restart anyway; and a recreated directory may sit on a filesystem that
+//!   does not persist (a volume that was unmounted). Refusing writes keeps
+//!   Alertmanager retrying (it holds the notifications) and says why; a restart
+//!   opens whatever is at the path then.
+
+use super::StoreError;
+use crate::metrics::StoreMetrics;
+use rusqlite::ErrorCode;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Below this much free space on the database's volume `/readyz` answers 503
+/// and a `full` fault does not clear: room for a few maximal notifications
+/// (`ingest.max_body_bytes` defaults to 1 MiB) and the checkpoint that moves
+/// them into the database file.
+pub const MIN_FREE_BYTES: u64 = 4 << 20;
+
+/// What is wrong with the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The database file or its directory was deleted or replaced.
+    Gone,
+    /// No space left (or the database hit its page limit).
+    Full,
+    /// The file or filesystem refuses writes.
+    ReadOnly,
+    /// Any other I/O error from the disk.
+    Io,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Gone => "gone",
+            Fault::Full => "full",
+            Fault::ReadOnly => "read_only",
+            Fault::Io => "io",
+        }
+    }
+
+    /// The storage fault behind a SQLite error, if it is one.
+    pub fn of(e: &rusqlite::Error) -> Option<Fault> {
+        let rusqlite::Error::SqliteFailure(f, _) = e else {
+            return None;
+        };
+        match f.code {
+            ErrorCode::DiskFull => Some(Fault::Full),
+            // SQLITE_READONLY_DBMOVED: SQLite noticed the file was moved or unlinked.
+            ErrorCode::ReadOnly if f.extended_code == rusqlite::ffi::SQLITE_READONLY_DBMOVED => {
+                Some(Fault::Gone)
+            }
+            ErrorCode::ReadOnly => Some(Fault::ReadOnly),
+            ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => Some(Fault::Io),
+            _ => None,
+        }
+    }
+}
+
+/// The current fault, shared by the writer thread (which sets and clears it)
+/// and the metrics.
+pub struct Health {
+    current: Mutex<Option<(Fault, String)>>,
+    metrics: StoreMetrics,
+}
+
+impl Health {
+    pub fn new(metrics: StoreMetrics) -> Self {
+        metrics.writable.set(1);
+        Self {
+            current: Mutex::new(None),
+            metrics,
+        }
+    }
+
+    /// The fault in force, if any.
+    pub fn current(&self) -> Option<(Fault, String)> {
+        self.current.lock().map(|c| c.clone()).unwrap_or(None)
+    }
+
+    /// Records a fault; logs when it starts or changes kind. `gone` stays.
+    pub fn fail(&self, fault: Fault, message: &str) {
+        let Ok(mut current) = self.current.lock() else {
+            return;
+        };
+        match current.as_ref() {
+            Some((Fault::Gone, _)) => return,
+            Some((f, _)) if *f == fault => return,
+            _ => {}
+        }
+        let remedy = match fault {
+            Fault::Gone => "writes are refused until the router is restarted",
+            _ => "writes are refused until it clears",
+        };
+        tracing::error!(
+            fault = fault.as_str(),
+            error = %message,
+            "Storage fault: {remedy}; POST /api/v1/alerts and /readyz answer 503"
+        );
+        *current = Some((fault, message.to_owned()));
+        self.metrics.writable.set(0);
+    }
+
+    /// Clears a fault that is not sticky; logs when it does.
+    pub fn clear(&self) {
+        let Ok(mut current) = self.current.lock() else {
+            return;
+        };
+        if let Some((fault, _)) = current.as_ref() {
+            if *fault == Fault::Gone {
+                return;
+            }
+            tracing::info!(
+                fault = fault.as_str(),
+                "Storage fault cleared: the store commits writes again"
+            );
+            *current = None;
+            self.metrics.writable.set(1);
+        }
+    }
+
+    /// The error callers get while `fault` lasts.
+    pub fn error(fault: Fault, message: &str) -> StoreError {
+        StoreError::Storage {
+            fault,
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// Device and inode of a file.
+type Id = (u64, u64);
+
+fn id_of(path: &Path) -> std::io::Result<Id> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// The identity of the database file and its WAL as opened.
+pub struct FileIdentity {
+    db_path: PathBuf,
+    wal_path: PathBuf,
+    db: Id,
+    wal: Option<Id>,
+}
+
+impl FileIdentity {
+    /// Remembers what `path` (and its `-wal`) are now.
+    pub fn capture(path: &Path) -> std::io::Result<Self> {
+        let wal_path = wal_path(path);
+        Ok(Self {
+            db: id_of(path)?,
+            wal: id_of(&wal_path).ok(),
+            db_path: path.to_owned(),
+            wal_path,
+        })
+    }
+
+    /// Err when the path no longer names the file this process writes to.
+    pub fn check(&mut self) -> Result<(), String> {
+        match id_of(&self.db_path) {
+            Ok(id) if id == self.db => {}
+            Ok(_) => return Err(format!("the database file {} was replaced while the router was running: commits go to the old file, which is gone at the next restart", self.db_path.display())),
+            Err(e) => return Err(format!("the database file {} is gone ({e}) while the router was running: commits would not survive a restart", self.db_path.display())),
+        }
+        match (id_of(&self.wal_path), self.wal) {
+            (Ok(id), Some(seen)) if id == seen => Ok(()),
+            (Ok(id), None) => {
+                self.wal = Some(id);
+                Ok(())
+            }
+            (Ok(_), Some(_)) => Err(format!(
+                "the write-ahead log {} was replaced while the router was running",
+                self.wal_path.display()
+            )),
+            (Err(e), _) => Err(format!(
+                "the write-ahead log {} is gone ({e}) while the router was running: commits would not survive a restart",
+                self.wal_path.display()
+            )),
+        }
+    }
+}
+
+/// `<db>-wal`.
+pub fn wal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+/// Bytes available to unprivileged writers on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
