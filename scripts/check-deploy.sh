@@ -202,6 +202,10 @@ else
   fi
 fi
 
+# The deployment docs' shell steps (Secret recipe, token check, "check that it
+# works" changes nothing, the self-test only logs).
+py_checks docs "$BIN"
+
 # ---------------------------------------------------------------------------
 # Every overlay
 

@@ -14,6 +14,11 @@ Subcommands (all paths relative to the repository root, which is the cwd):
   sources                      copies under deploy/ vs their sources (alert rules,
                                dashboards), the Experiment example, the Dockerfile
   sync                         rewrite those copies from their sources
+  docs [ROUTER_BIN]            the shell steps of README.md and deploy/README.md: the
+                               Secret recipe run offline (no whitespace around the token),
+                               the token check run against good and bad tokens, no
+                               command that posts a real alert except the self-test,
+                               and the self-test routed to log-only actions
   mutate IN OUT                write IN with one unknown spec field added (negative control)
   amconfig OUT                 the plain Alertmanager snippet merged into a minimal
                                alertmanager.yml (for amtool); prints
@@ -55,6 +60,12 @@ CONTAINER = "router"
 WEBHOOK_PATH = "/api/v1/alerts"
 # Self-alerts of the router are not routed to the router.
 SELF_ALERT_COMPONENT = "alert-router"
+# The deployment's self-test alert (deploy/README.md, "Check that it works"):
+# not a rule; routed by Alertmanager to the router, which only logs it.
+SELF_TEST_ALERT = "MLOpsAlertRouterSelfTest"
+SELF_TEST_PAYLOAD = Path("deploy/examples/self-test-alert.json")
+# Documents (and the section, None = all) whose shell blocks a user runs against the cluster.
+DEPLOY_DOCS = [(Path("README.md"), "## Deploy to Kubernetes"), (Path("deploy/README.md"), None)]
 # kube-prometheus-stack release: its Prometheus selects these by label.
 RELEASE_LABEL = ("release", "prometheus-stack")
 
@@ -610,11 +621,12 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
                            if (x.get("labels") or {}).get("component") != SELF_ALERT_COMPONENT})
             selfs = sorted({x["alert"] for x in rules
                             if (x.get("labels") or {}).get("component") == SELF_ALERT_COMPONENT})
+            want = sorted(set(want) | {SELF_TEST_ALERT})
             missing = sorted(set(want) - set(routed))
             extra = sorted(set(routed) - set(want))
             r.check(not missing and not extra,
-                    f"AlertmanagerConfig routes exactly the {len(want)} MLOps alerts of the rules "
-                    f"({len(selfs)} router self-alerts excluded)",
+                    f"AlertmanagerConfig routes exactly the {len(want) - 1} MLOps alerts of the rules "
+                    f"and {SELF_TEST_ALERT} ({len(selfs)} router self-alerts excluded)",
                     "AlertmanagerConfig alertname matcher drifted from the rules: "
                     + (f"not routed: {missing} " if missing else "")
                     + (f"routed but not in the rules (or self-alerts): {extra}" if extra else ""))
@@ -966,6 +978,148 @@ def cmd_sync() -> int:
 
 
 # --------------------------------------------------------------------------
+# docs: the shell steps of the deployment docs, run or inspected offline
+
+
+def sh_blocks(path: Path, section: str | None) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    if section is not None:
+        start = text.find(section + "\n")
+        if start < 0:
+            raise LookupError(f"{path}: no section {section!r}")
+        end = text.find("\n## ", start + len(section))
+        text = text[start:end if end >= 0 else None]
+    return re.findall(r"(?ms)^```(?:sh|bash|console)\n(.*?)^```", text)
+
+
+def sh_commands(block: str) -> list[str]:
+    """One string per command: continuation lines joined, comment lines dropped."""
+    out, cur = [], []
+    for line in block.splitlines():
+        s = line.rstrip()
+        if not cur and s.lstrip().startswith("#"):
+            continue
+        if s.endswith("\\"):
+            cur.append(s[:-1].strip())
+            continue
+        cur.append(s.strip())
+        cmd = " ".join(cur).strip()
+        if cmd:
+            out.append(cmd)
+        cur = []
+    if cur:
+        out.append(" ".join(cur).strip())
+    return out
+
+
+def run_sh(script: str, cwd: Path, stdin: bytes = b"") -> tuple[int, str]:
+    import subprocess
+    p = subprocess.run(["bash", "-c", script], cwd=cwd, input=stdin, capture_output=True, timeout=60)
+    return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+
+def cmd_docs(router_bin: str | None) -> int:
+    import tempfile
+    r = Report()
+    secret_recipes, verifications = 0, 0
+    for doc, section in DEPLOY_DOCS:
+        for block in sh_blocks(doc, section):
+            cmds = sh_commands(block)
+            # 1. The Secret recipe: run what it does before `kubectl create secret`.
+            i = next((n for n, c in enumerate(cmds) if "create secret generic mlops-alert-router-auth" in c), None)
+            if i is not None:
+                secret_recipes += 1
+                with tempfile.TemporaryDirectory() as d:
+                    rc, out = run_sh("set -e\n" + "\n".join(cmds[:i]), Path(d))
+                    tok = Path(d, "alertmanager_token")
+                    if rc != 0 or not tok.exists():
+                        r.fail(f"{doc}: the Secret recipe failed before kubectl (exit {rc}): {out.strip()[:200]}")
+                    else:
+                        raw = tok.read_bytes()
+                        lines = [x.strip() for x in Path(d, "bearer_tokens").read_text().splitlines()] \
+                            if Path(d, "bearer_tokens").exists() else []
+                        r.check(bool(raw) and raw == raw.strip() and raw.decode() in lines,
+                                f"{doc}: the Secret recipe writes alertmanager_token without surrounding "
+                                f"whitespace, as one of the bearer_tokens lines",
+                                f"{doc}: the Secret recipe writes alertmanager_token as {len(raw)} bytes ending "
+                                f"{raw[-1:]!r}: the operator copies it verbatim into the Authorization header "
+                                f"(a trailing newline makes Alertmanager's request invalid)")
+            # 2. The token verification: reads the Secret without $(...), and works.
+            for c in cmds:
+                if "{.data.alertmanager_token}" not in c or "$(" in c:
+                    continue
+                verifications += 1
+                results = {}
+                for label, value in (("good", b"tok-123"), ("trailing newline", b"tok-123\n"),
+                                     ("trailing space", b"tok-123 ")):
+                    b64 = base64.b64encode(value).decode()
+                    stub = f"kubectl() {{ printf %s {b64}; }}\n"
+                    with tempfile.TemporaryDirectory() as d:
+                        results[label] = run_sh(stub + c, Path(d))
+                good_rc = results["good"][0]
+                bad_ok = [k for k, (rc, _) in results.items() if k != "good" and rc == 0]
+                r.check(good_rc == 0 and not bad_ok,
+                        f"{doc}: the token check accepts a clean token and rejects a trailing newline or space",
+                        f"{doc}: the token check `{c[:80]}...` "
+                        + (f"rejects a clean token ({results['good'][1].strip()[:120]}) " if good_rc else "")
+                        + (f"accepts a token with {', '.join(bad_ok)}" if bad_ok else ""))
+            # 3. "Check that it works" changes nothing.
+            for c in cmds:
+                if "curl" in c and "/api/v1/alerts" in c and re.search(r"(--data|-d\s|-X\s*POST|-F\s)", c):
+                    r.check("dry_run=true" in c or str(SELF_TEST_PAYLOAD) in c,
+                            f"{doc}: `curl ... /api/v1/alerts` posts a dry run or the self-test",
+                            f"{doc}: `{c[:140]}` posts an alert for real: use ?dry_run=true or {SELF_TEST_PAYLOAD}")
+                if "curl" in c and "/replay" in c:
+                    r.check("dry_run=true" in c, f"{doc}: a replay is a dry run",
+                            f"{doc}: `{c[:140]}` replays for real: add ?dry_run=true")
+                if re.search(r"\bamtool\b.*\balert add\b", c):
+                    r.check(re.search(rf"alert add\s+(alertname=)?{SELF_TEST_ALERT}\b", c) is not None,
+                            f"{doc}: `amtool alert add` adds only {SELF_TEST_ALERT}",
+                            f"{doc}: `{c[:140]}` adds an alert other than {SELF_TEST_ALERT}")
+    r.check(secret_recipes >= 1, f"{secret_recipes} Secret recipes run",
+            f"no Secret recipe (`kubectl -n monitoring create secret generic mlops-alert-router-auth`) in "
+            f"{', '.join(str(d) for d, _ in DEPLOY_DOCS)}")
+    r.check(verifications >= secret_recipes,
+            f"{verifications} token checks read the Secret's bytes without $(...)",
+            f"{verifications} token check(s) for {secret_recipes} Secret recipes: each doc with a recipe must "
+            f"show how to check `.data.alertmanager_token` byte for byte (not through $(...))")
+
+    # 4. The self-test routes to log-only actions in the deployed config.
+    payload = json.loads(SELF_TEST_PAYLOAD.read_text(encoding="utf-8"))
+    labels = payload["alerts"][0]["labels"]
+    r.check(labels.get("alertname") == SELF_TEST_ALERT, f"{SELF_TEST_PAYLOAD} is alert {SELF_TEST_ALERT}",
+            f"{SELF_TEST_PAYLOAD} must carry alertname={SELF_TEST_ALERT}")
+    if not router_bin:
+        r.skip("no router binary: the self-test's route not resolved")
+        return 1 if r.failed else 0
+    import subprocess
+    cfg_path = Path("deploy/base/config.yaml")
+    # Secret files do not exist here: drop auth (routing does not depend on it).
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    cfg.pop("auth", None)
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d, "config.yaml")
+        f.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        # Labels an operator could add must not make it page or shift traffic either.
+        hostile = dict(labels, severity="critical", model_name="enhanced-predictor", component="infrastructure")
+        for lab in (labels, hostile):
+            p = subprocess.run([router_bin, "routes", "test", "--config", str(f)]
+                               + [f"{k}={v}" for k, v in lab.items()], capture_output=True, text=True,
+                               env={"PATH": os.environ.get("PATH", ""), "HOME": d})
+            if p.returncode != 0:
+                r.fail(f"routes test for the self-test failed: {p.stderr.strip()[:300]}")
+                continue
+            acts = [a for a in p.stdout.strip().split(",") if a]
+            actions = cfg.get("actions") or {}
+            not_log = [a for a in acts if (actions.get(a) or {}).get("type", "log" if a == "log" else None) != "log"]
+            r.check(bool(acts) and not not_log,
+                    f"{cfg_path}: {SELF_TEST_ALERT} ({', '.join(f'{k}={v}' for k, v in sorted(lab.items()))}) "
+                    f"routes to log-only actions {acts}",
+                    f"{cfg_path}: {SELF_TEST_ALERT} routes to {acts}; not log-only: {not_log}")
+    return 1 if r.failed else 0
+
+
+# --------------------------------------------------------------------------
 # mutate: negative control for the schemas
 
 
@@ -996,6 +1150,7 @@ def cmd_amconfig(out: Path) -> int:
         labels = rule.get("labels") or {}
         want = "default-for-amtool" if labels.get("component") == SELF_ALERT_COMPONENT else router
         print(f"{rule['alert']}\t{want}")
+    print(f"{SELF_TEST_ALERT}\t{router}")
     return 0
 
 
@@ -1015,6 +1170,8 @@ def main(argv: list[str]) -> int:
             return cmd_sources()
         if cmd == "sync":
             return cmd_sync()
+        if cmd == "docs":
+            return cmd_docs(args[0] if args else None)
         if cmd == "mutate":
             return cmd_mutate(Path(args[0]), Path(args[1]))
         if cmd == "amconfig":
