@@ -314,6 +314,106 @@ def alert_rules(rule_doc: dict) -> list[dict]:
 
 
 # --------------------------------------------------------------------------
+# NetworkPolicy egress vs the destinations the config calls
+
+# Services of kube-prometheus-stack (release prometheus-stack): the labels of
+# the pods behind them and service port -> pod port (a NetworkPolicy sees the
+# pod's port, after the Service's DNAT).
+KNOWN_SERVICES = {
+    ("prometheus-operated", "monitoring"): ({"app.kubernetes.io/name": "prometheus"}, {9090: 9090}),
+    ("prometheus-stack-kube-prom-prometheus", "monitoring"): ({"app.kubernetes.io/name": "prometheus"}, {9090: 9090}),
+    ("alertmanager-operated", "monitoring"): ({"app.kubernetes.io/name": "alertmanager"}, {9093: 9093}),
+    ("prometheus-stack-kube-prom-alertmanager", "monitoring"):
+        ({"app.kubernetes.io/name": "alertmanager"}, {9093: 9093}),
+    ("prometheus-stack-grafana", "monitoring"): ({"app.kubernetes.io/name": "grafana"}, {80: 3000}),
+}
+KUBE_TARGET_KINDS = {"seldon_experiment", "istio_virtual_service"}
+# The in-cluster API server: Service port 443, endpoints usually on 6443 (or 443).
+KUBE_API_PORTS = (443, 6443)
+
+
+def called_destinations(cfg: dict) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(config key, URL, ports) of everything the router connects to."""
+    out = []
+
+    def port_of(url: str) -> int:
+        u = urlsplit(url)
+        return u.port or (443 if u.scheme == "https" else 80)
+
+    def add(where: str, url: str) -> None:
+        out.append((where, url, (port_of(url),)))
+
+    if (cfg.get("prometheus") or {}).get("url"):
+        add("prometheus.url", cfg["prometheus"]["url"])
+    if (cfg.get("alertmanager") or {}).get("url"):
+        add("alertmanager.url", cfg["alertmanager"]["url"])
+    for name, act in sorted((cfg.get("actions") or {}).items()):
+        if not isinstance(act, dict) or act.get("type") in (None, "log", "traffic_shift"):
+            continue
+        if act.get("url"):
+            add(f"actions.{name}.url", str(act["url"]))
+        elif act.get("url_file"):
+            # The URL is a secret: assume an HTTPS service outside the cluster.
+            add(f"actions.{name}.url_file (an external HTTPS URL)", "https://external.invalid")
+        elif act.get("type") == "slack":
+            add(f"actions.{name} (Slack Web API)", str(act.get("api_url") or "https://slack.com/api"))
+    kube = [n for n, tgt in sorted((cfg.get("traffic_targets") or {}).items())
+            if isinstance(tgt, dict) and tgt.get("kind") in KUBE_TARGET_KINDS]
+    if kube:
+        api = (cfg.get("kubernetes") or {}).get("api_url")
+        where = f"traffic_targets {', '.join(kube)} (Kubernetes API)"
+        if api:
+            add(where, str(api))
+        else:
+            out.append((where, "https://kubernetes.default.svc", KUBE_API_PORTS))
+    return out
+
+
+def in_cluster(host: str) -> tuple[str, str] | None:
+    """(service, namespace) of `svc.ns.svc[.cluster.local]`, else None (outside the cluster)."""
+    m = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?\.?", host)
+    if not m or (m.group(1), m.group(2)) == ("kubernetes", "default"):
+        return None
+    return m.group(1), m.group(2)
+
+
+def egress_gap(nps: list[dict], policy_ns: str, host: str, port: int) -> str | None:
+    """None if one egress rule of `nps` lets the router reach host:port, else why not."""
+    svc = in_cluster(host)
+    pod_labels, port_map = KNOWN_SERVICES.get(svc, (None, {})) if svc else (None, {})
+    pod_port = port_map.get(port, port)
+    for np in nps:
+        for rule in np["spec"].get("egress") or []:
+            ports = [p.get("port") for p in rule.get("ports") or []]
+            if ports and pod_port not in ports:
+                continue
+            peers = rule.get("to")
+            if not peers:
+                return None
+            for peer in peers:
+                if "ipBlock" in peer:
+                    # An address range: only trusted for destinations outside the cluster.
+                    if svc is None and peer["ipBlock"].get("cidr") in ("0.0.0.0/0", "::/0"):
+                        return None
+                    continue
+                if svc is None:
+                    continue
+                nsel = peer.get("namespaceSelector")
+                if nsel is None:
+                    peer_ns_ok = svc[1] == policy_ns
+                else:
+                    want = (nsel.get("matchLabels") or {}).get("kubernetes.io/metadata.name")
+                    peer_ns_ok = (not nsel) or want == svc[1]
+                if not peer_ns_ok:
+                    continue
+                psel = (peer.get("podSelector") or {}).get("matchLabels") or {}
+                if pod_labels is None or all(pod_labels.get(k) == v for k, v in psel.items()):
+                    return None
+    where = f"Service {svc[0]} in {svc[1]}, pod port {pod_port}" if svc else f"port {pod_port} outside the cluster"
+    return f"no egress rule allows {where}"
+
+
+# --------------------------------------------------------------------------
 # split
 
 
@@ -694,6 +794,27 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
                   f"from {sorted(allowed)} (want exactly alertmanager, prometheus), DNS egress {dns}")
     r.check(np_ok, f"NetworkPolicy: ingress on port {lport} only from alertmanager and prometheus pods; egress incl. DNS",
             np_why)
+
+    # --- NetworkPolicy egress: every host:port the config calls is allowed
+    router_nps = [np for np in nps
+                  if all(tmpl_labels.get(k) == v for k, v in
+                         ((np["spec"].get("podSelector") or {}).get("matchLabels") or {}).items())
+                  and "Egress" in (np["spec"].get("policyTypes") or [])]
+    if not router_nps:
+        r.skip("no egress NetworkPolicy selects the router pod: every destination is allowed")
+    else:
+        missing_egress, allowed_egress = [], []
+        for where, url, ports_needed in called_destinations(cfg):
+            u = urlsplit(url)
+            host = u.hostname or ""
+            for port in ports_needed:
+                why = egress_gap(router_nps, ns, host, port)
+                (missing_egress if why else allowed_egress).append(
+                    f"{where} -> {host}:{port}" + (f" ({why})" if why else ""))
+        r.check(not missing_egress,
+                f"NetworkPolicy egress allows every destination the config calls: {'; '.join(allowed_egress)}",
+                "NetworkPolicy egress blocks destinations the config calls (requests would time out "
+                "into dead letters): " + "; ".join(missing_egress))
 
     # --- ServiceMonitor scrapes this Service's /metrics, with the job name the rules use
     sms = find(docs, "ServiceMonitor")
