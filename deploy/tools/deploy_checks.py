@@ -66,6 +66,8 @@ SELF_TEST_ALERT = "MLOpsAlertRouterSelfTest"
 SELF_TEST_PAYLOAD = Path("deploy/examples/self-test-alert.json")
 # Documents (and the section, None = all) whose shell blocks a user runs against the cluster.
 DEPLOY_DOCS = [(Path("README.md"), "## Deploy to Kubernetes"), (Path("deploy/README.md"), None)]
+# Namespace of kube-prometheus-stack's Alertmanager.
+ALERTMANAGER_NAMESPACE = "monitoring"
 # kube-prometheus-stack release: its Prometheus selects these by label.
 RELEASE_LABEL = ("release", "prometheus-stack")
 
@@ -693,6 +695,12 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
                     f"AlertmanagerConfig sendResolved, maxAlerts {max_alerts} <= router ingest.max_alerts {limit}",
                     f"AlertmanagerConfig needs sendResolved: true and 0 < maxAlerts ({max_alerts}) <= the router's "
                     f"ingest.max_alerts ({limit}; above it is a 413, never retried)")
+        r.check(amc["metadata"].get("namespace") == ALERTMANAGER_NAMESPACE,
+                f"AlertmanagerConfig lives in the Alertmanager's namespace {ALERTMANAGER_NAMESPACE} "
+                f"(OnNamespaceExceptForAlertmanagerNamespace leaves its route unscoped)",
+                f"AlertmanagerConfig is in namespace {amc['metadata'].get('namespace')!r}, not the "
+                f"Alertmanager's {ALERTMANAGER_NAMESPACE!r}: the operator would add a namespace matcher "
+                f"and no MLOps alert would match")
         r.check(route.get("groupBy") == ["alertname", "experiment"],
                 "AlertmanagerConfig groups by [alertname, experiment]",
                 f"AlertmanagerConfig groupBy is {route.get('groupBy')}, expected [alertname, experiment]")
@@ -1197,6 +1205,20 @@ def cmd_docs(router_bin: str | None) -> int:
                     r.check(re.search(rf"alert add\s+(alertname=)?{SELF_TEST_ALERT}\b", c) is not None,
                             f"{doc}: `amtool alert add` adds only {SELF_TEST_ALERT}",
                             f"{doc}: `{c[:140]}` adds an alert other than {SELF_TEST_ALERT}")
+    # 5. The matcher strategy: never `None` (it unscopes every team's AlertmanagerConfig).
+    texts = [d for d, _ in DEPLOY_DOCS] + sorted(Path("deploy").rglob("*.yaml"))
+    unscoping = []
+    for f in texts:
+        s = f.read_text(encoding="utf-8")
+        for m in re.finditer(r"alertmanagerConfigMatcherStrategy(?:\.type)?\W{0,20}(?:type\W{0,5})?(\w+)", s):
+            if m.group(1) != "OnNamespaceExceptForAlertmanagerNamespace":
+                unscoping.append(f"{f}: alertmanagerConfigMatcherStrategy {m.group(1)}")
+    r.check(not unscoping,
+            "the docs and manifests ask for alertmanagerConfigMatcherStrategy "
+            "OnNamespaceExceptForAlertmanagerNamespace (never None)",
+            "alertmanagerConfigMatcherStrategy must be OnNamespaceExceptForAlertmanagerNamespace "
+            "(None removes every team's namespace scoping): " + "; ".join(unscoping))
+
     r.check(secret_recipes >= 1, f"{secret_recipes} Secret recipes run",
             f"no Secret recipe (`kubectl -n monitoring create secret generic mlops-alert-router-auth`) in "
             f"{', '.join(str(d) for d, _ in DEPLOY_DOCS)}")
