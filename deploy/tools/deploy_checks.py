@@ -3,9 +3,14 @@
 
 Subcommands (all paths relative to the repository root, which is the cwd):
 
-  split RENDERED OUTDIR        split `kubectl kustomize` output into built-in
+  crd-schemas OUTDIR           check the vendored CRDs under deploy/crds against
+                               deploy/crds/sources.yaml (sha256) and write one strict
+                               JSON Schema per served version and kind to OUTDIR
+  split RENDERED OUTDIR SCHEMAS
+                               split `kubectl kustomize` output into built-in
                                kinds (OUTDIR/builtin.yaml) and one file per custom
                                resource; prints "file<TAB>kind<TAB>name<TAB>schema"
+                               (schema from SCHEMAS, written by crd-schemas; "-" if none)
   runtime RENDERED OUTDIR      what the router pod would read: the ConfigMap'd
                                config file, the Secret files (example values) and
                                the container's literal env; writes OUTDIR/config.yaml,
@@ -19,7 +24,9 @@ Subcommands (all paths relative to the repository root, which is the cwd):
                                the token check run against good and bad tokens, no
                                command that posts a real alert except the self-test,
                                and the self-test routed to log-only actions
-  mutate IN OUT                write IN with one unknown spec field added (negative control)
+  mutate IN OUT [PATH=JSON]    write IN with one unknown spec field added, or with the
+                               dotted PATH (list indexes as numbers) set to JSON
+                               (negative controls)
   amconfig OUT                 the plain Alertmanager snippet merged into a minimal
                                alertmanager.yml (for amtool); prints
                                "alertname<TAB>expected receiver" per alert of the rules
@@ -71,13 +78,17 @@ ALERTMANAGER_NAMESPACE = "monitoring"
 # kube-prometheus-stack release: its Prometheus selects these by label.
 RELEASE_LABEL = ("release", "prometheus-stack")
 
-CUSTOM_SCHEMAS = {
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "deploy/schemas/prometheusrule.schema.json",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "deploy/schemas/servicemonitor.schema.json",
-    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): "deploy/schemas/alertmanagerconfig.schema.json",
-    ("mlops.seldon.io/v1alpha1", "Experiment"): "deploy/schemas/experiment.schema.json",
-}
-CUSTOM_GROUPS = {"monitoring.coreos.com", "mlops.seldon.io"}
+# Official CRDs, vendored byte for byte (deploy/crds/README.md); each is turned
+# into one JSON Schema per served version by `crd-schemas`.
+CRDS_DIR = Path("deploy/crds")
+CRDS_SOURCES = CRDS_DIR / "sources.yaml"
+
+
+def schema_file_name(api_version: str, kind: str) -> str:
+    return f"{api_version.replace('/', '_')}_{kind}.schema.json"
+
+
+CUSTOM_GROUPS = {"monitoring.coreos.com", "mlops.seldon.io", "networking.istio.io"}
 
 # --------------------------------------------------------------------------
 # Reporting
@@ -416,10 +427,107 @@ def egress_gap(nps: list[dict], policy_ns: str, host: str, port: int) -> str | N
 
 
 # --------------------------------------------------------------------------
+# crd-schemas: the vendored official CRDs as strict JSON Schemas
+
+
+class _CrdLoader(yaml.SafeLoader):
+    """PyYAML reads a bare `=` (an enum value in prometheus-operator's CRDs) as
+    the YAML 1.1 `value` type; it is the string "="."""
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+# openAPIV3Schema keywords with no JSON Schema meaning here (documentation,
+# CEL, list/map semantics, Kubernetes formats that differ from JSON Schema's).
+_DROP = {"description", "format", "default", "example", "externalDocs", "x-kubernetes-validations",
+         "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
+         "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string",
+         "x-kubernetes-preserve-unknown-fields", "nullable"}
+
+
+def openapi_to_jsonschema(s: dict) -> dict:
+    """A structural CRD schema as JSON Schema, strict like `kubectl apply`'s default
+    server-side field validation: an object with `properties` and without
+    x-kubernetes-preserve-unknown-fields rejects unknown fields."""
+    out: dict = {}
+    for k, v in s.items():
+        if k in _DROP:
+            continue
+        if k == "properties":
+            out[k] = {name: openapi_to_jsonschema(sub) for name, sub in v.items()}
+        elif k in ("items", "not") and isinstance(v, dict):
+            out[k] = openapi_to_jsonschema(v)
+        elif k == "additionalProperties" and isinstance(v, dict):
+            out[k] = openapi_to_jsonschema(v)
+        elif k in ("anyOf", "oneOf", "allOf"):
+            out[k] = [openapi_to_jsonschema(x) for x in v]
+        elif k == "pattern" and "(?i)" in v:
+            # RE2 allows an inline flag mid-pattern, JSON Schema's ECMA regexes do
+            # not: such patterns (a few mute-time-interval fields) are not checked.
+            continue
+        else:
+            out[k] = v
+    if s.get("x-kubernetes-int-or-string"):
+        out["type"] = ["integer", "string"]
+    if s.get("nullable") and "type" in out:
+        out["type"] = (out["type"] if isinstance(out["type"], list) else [out["type"]]) + ["null"]
+    if (out.get("type") == "object" and "properties" in out and "additionalProperties" not in out
+            and not s.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def cmd_crd_schemas(outdir: Path) -> int:
+    import hashlib
+    r = Report()
+    outdir.mkdir(parents=True, exist_ok=True)
+    sources = yaml.safe_load(CRDS_SOURCES.read_text(encoding="utf-8")) or []
+    listed = {str(CRDS_DIR / s["file"]) for s in sources}
+    present = {str(f) for f in CRDS_DIR.rglob("*.yaml") if f != CRDS_SOURCES}
+    r.check(listed == present, f"{CRDS_SOURCES} lists exactly the {len(present)} vendored CRDs",
+            f"{CRDS_SOURCES} and {CRDS_DIR} disagree: not listed {sorted(present - listed)}, "
+            f"missing {sorted(listed - present)}")
+    written = []
+    for s in sources:
+        f = CRDS_DIR / s["file"]
+        if not f.exists():
+            continue
+        missing = [k for k in ("repository", "path", "tag", "commit", "licence", "sha256") if not s.get(k)]
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        if not r.check(not missing and digest == s.get("sha256"),
+                       f"{f}: official CRD from {s.get('repository')} {s.get('tag')} ({s.get('licence')}), sha256 matches",
+                       f"{f}: " + (f"source entry lacks {missing}; " if missing else "")
+                       + (f"sha256 {digest} != {s.get('sha256')} in {CRDS_SOURCES} (edited by hand?)"
+                          if digest != s.get("sha256") else "")):
+            continue
+        crd = yaml.load(f.read_text(encoding="utf-8"), Loader=_CrdLoader)
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            if not v.get("served", True):
+                continue
+            api = f"{group}/{v['name']}"
+            schema = openapi_to_jsonschema(v["schema"]["openAPIV3Schema"])
+            schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+            schema["title"] = f"{kind} {api} from {s['repository']} {s['tag']} ({s['file']})"
+            schema.setdefault("required", [])
+            for req in ("apiVersion", "kind"):
+                if req not in schema["required"]:
+                    schema["required"].append(req)
+            schema["properties"]["apiVersion"] = {"const": api}
+            schema["properties"]["kind"] = {"const": kind}
+            # The API server validates metadata itself; a CRD need not declare it.
+            schema["properties"].setdefault("metadata", {"type": "object"})
+            (outdir / schema_file_name(api, kind)).write_text(json.dumps(schema, indent=1), encoding="utf-8")
+            written.append(f"{kind} {api}")
+    r.check(bool(written), f"JSON Schemas written for {', '.join(written)}", "no CRD schema written")
+    return 1 if r.failed else 0
+
+
+# --------------------------------------------------------------------------
 # split
 
 
-def cmd_split(rendered: Path, outdir: Path) -> int:
+def cmd_split(rendered: Path, outdir: Path, schemas: Path) -> int:
     docs = load_docs(rendered)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "cr").mkdir(exist_ok=True)
@@ -431,7 +539,8 @@ def cmd_split(rendered: Path, outdir: Path) -> int:
             name = d.get("metadata", {}).get("name", "unnamed")
             f = outdir / "cr" / f"{i:02d}-{d.get('kind', 'Unknown').lower()}-{name}.yaml"
             f.write_text(yaml.safe_dump(d, sort_keys=False), encoding="utf-8")
-            schema = CUSTOM_SCHEMAS.get((api, d.get("kind")), "-")
+            sf = schemas / schema_file_name(api, d.get("kind", ""))
+            schema = str(sf) if sf.exists() else "-"
             print(f"{f}\t{d.get('kind')}\t{ident(d)}\t{schema}")
         else:
             builtin.append(d)
@@ -1206,7 +1315,8 @@ def cmd_docs(router_bin: str | None) -> int:
                             f"{doc}: `amtool alert add` adds only {SELF_TEST_ALERT}",
                             f"{doc}: `{c[:140]}` adds an alert other than {SELF_TEST_ALERT}")
     # 5. The matcher strategy: never `None` (it unscopes every team's AlertmanagerConfig).
-    texts = [d for d, _ in DEPLOY_DOCS] + sorted(Path("deploy").rglob("*.yaml"))
+    texts = [d for d, _ in DEPLOY_DOCS] + sorted(f for f in Path("deploy").rglob("*.yaml")
+                                                 if CRDS_DIR not in f.parents)
     unscoping = []
     for f in texts:
         s = f.read_text(encoding="utf-8")
@@ -1266,9 +1376,17 @@ def cmd_docs(router_bin: str | None) -> int:
 # mutate: negative control for the schemas
 
 
-def cmd_mutate(src: Path, dst: Path) -> int:
+def cmd_mutate(src: Path, dst: Path, setting: str | None = None) -> int:
     doc = load_docs(src)[0]
-    doc.setdefault("spec", {})["unknownFieldForNegativeControl"] = True
+    if setting is None:
+        doc.setdefault("spec", {})["unknownFieldForNegativeControl"] = True
+    else:
+        path, value = setting.split("=", 1)
+        keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+        node = doc
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = json.loads(value)
     dst.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return 0
 
@@ -1304,7 +1422,9 @@ def main(argv: list[str]) -> int:
     cmd, args = argv[1], argv[2:]
     try:
         if cmd == "split":
-            return cmd_split(Path(args[0]), Path(args[1]))
+            return cmd_split(Path(args[0]), Path(args[1]), Path(args[2]))
+        if cmd == "crd-schemas":
+            return cmd_crd_schemas(Path(args[0]))
         if cmd == "runtime":
             return cmd_runtime(Path(args[0]), Path(args[1]))
         if cmd == "consistency":
@@ -1316,7 +1436,7 @@ def main(argv: list[str]) -> int:
         if cmd == "docs":
             return cmd_docs(args[0] if args else None)
         if cmd == "mutate":
-            return cmd_mutate(Path(args[0]), Path(args[1]))
+            return cmd_mutate(Path(args[0]), Path(args[1]), args[2] if len(args) > 2 else None)
         if cmd == "amconfig":
             return cmd_amconfig(Path(args[0]))
     except (LookupError, KeyError, ValueError, OSError, yaml.YAMLError) as e:
