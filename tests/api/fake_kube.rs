@@ -22,6 +22,9 @@ pub struct KubeState {
     pub interfere: Option<Value>,
     /// Every PATCH body received, in order.
     pub patches: Vec<Value>,
+    /// Answer the next PATCH with this status code and message (a 422 from
+    /// schema validation or an admission webhook), changing nothing.
+    pub reject: Option<(u16, String)>,
     pub version: u64,
 }
 
@@ -111,6 +114,9 @@ async fn patch_object(
         if let Some(obj) = state.objects.get_mut(&k) {
             json_patch::merge(obj, &change);
         }
+    }
+    if let Some((code, message)) = state.reject.take() {
+        return status(code, "Invalid", message);
     }
     let Some(current) = state.objects.get(&k).cloned() else {
         return status(404, "NotFound", format!("{} {:?} not found", p.3, p.4));
