@@ -1169,7 +1169,8 @@ def cmd_sources() -> int:
     else:
         text = DOCKERFILE.read_text(encoding="utf-8")
         stages = re.findall(r"(?im)^FROM\s+(\S+)", text)
-        final = stages[-1] if stages else ""
+        unpinned = [s for s in stages if not re.search(r"@sha256:[0-9a-f]{64}$", s)]
+        final = re.sub(r"@sha256:[0-9a-f]{64}$", "", stages[-1]) if stages else ""
         want_lines = {
             'ENTRYPOINT ["/mlops-alert-router"]': r'(?m)^ENTRYPOINT \["/mlops-alert-router"\]\s*$',
             'CMD ["serve","--config","/etc/mlops-alert-router/config.yaml"]':
@@ -1180,11 +1181,16 @@ def cmd_sources() -> int:
         problems = missing[:]
         if len(stages) < 2:
             problems.append("not multi-stage")
+        if unpinned:
+            problems.append(f"base images not pinned by digest (@sha256:...): {unpinned}")
+        if not re.search(r"(?m)^\s*(ENV|ARG)\b.*CARGO_PROFILE_RELEASE_DEBUG=(0|false|none)\b", text):
+            problems.append("the build stage must set CARGO_PROFILE_RELEASE_DEBUG=0 (no debuginfo in the image)")
         if not (final.startswith("gcr.io/distroless/") and final.endswith(":nonroot") or final == "scratch"):
             problems.append(f"final image {final!r} is not distroless :nonroot or scratch")
         if not users or users[-1].split(":")[0] not in ("nonroot", "65532"):
             problems.append("last USER is not nonroot/65532 (the Deployment runs as 65532)")
-        r.check(not problems, "Dockerfile: multi-stage, distroless nonroot, ENTRYPOINT/CMD as the Deployment expects",
+        r.check(not problems, "Dockerfile: multi-stage, bases pinned by digest, no debuginfo, distroless nonroot, "
+                "ENTRYPOINT/CMD as the Deployment expects",
                 "Dockerfile: " + "; ".join(problems))
     if DOCKERIGNORE.exists():
         lines = [x.strip() for x in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()]
