@@ -912,6 +912,12 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
     r.check(np_ok, f"NetworkPolicy: ingress on port {lport} only from alertmanager and prometheus pods; egress incl. DNS",
             np_why)
 
+    # --- messages link to the dashboard only with grafana.url
+    gurl = (cfg.get("grafana") or {}).get("url")
+    r.check(bool(gurl) and urlsplit(str(gurl)).scheme in ("http", "https"),
+            f"grafana.url {gurl} set: messages carry a dashboard link",
+            "grafana.url is not set in the deployed config: chat messages and pages carry no dashboard link")
+
     # --- NetworkPolicy egress: every host:port the config calls is allowed
     router_nps = [np for np in nps
                   if all(tmpl_labels.get(k) == v for k, v in
