@@ -13,6 +13,7 @@ mod durability;
 mod enrichment;
 mod fake_kube;
 mod ingest;
+mod kube_tls;
 mod notifications;
 mod routing;
 mod traffic;

@@ -306,9 +306,26 @@ impl KubeWeights {
                     _ => TargetError::Transient(msg),
                 }
             }
-            other => TargetError::Transient(format!("{what}: {other}")),
+            // The whole source chain: "client error (Connect)" alone hides
+            // the cause (a TLS certificate error, a refused connection).
+            other => TargetError::Transient(format!("{what}: {}", error_chain(&other))),
         }
     }
+}
+
+/// `e: source: source...`, each message once.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        next = s.source();
+    }
+    out
 }
 
 #[async_trait]
