@@ -918,6 +918,23 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
             f"grafana.url {gurl} set: messages carry a dashboard link",
             "grafana.url is not set in the deployed config: chat messages and pages carry no dashboard link")
 
+    # --- the PrometheusRule's links: absolute, on the Grafana the config links to
+    if rdoc is not None:
+        bad_links = []
+        for x in alert_rules(rdoc):
+            ann = x.get("annotations") or {}
+            du, rb = str(ann.get("dashboard_url", "")), str(ann.get("runbook_url", ""))
+            if du and not (gurl and du.startswith(str(gurl).rstrip("/") + "/d/")):
+                bad_links.append(f"{x['alert']} dashboard_url {du}")
+            if rb and not re.match(r"https?://", rb):
+                bad_links.append(f"{x['alert']} runbook_url {rb}")
+        r.check(not bad_links,
+                f"PrometheusRule links: dashboard_url on grafana.url {gurl}, absolute runbook_url",
+                "PrometheusRule links do not match the deployed config (set grafana_url in "
+                "alerts/rulegen.yaml to grafana.url, then rulegen.py generate and "
+                "check-deploy.sh --sync): " + "; ".join(bad_links[:5])
+                + (f" (+{len(bad_links) - 5} more)" if len(bad_links) > 5 else ""))
+
     # --- NetworkPolicy egress: every host:port the config calls is allowed
     router_nps = [np for np in nps
                   if all(tmpl_labels.get(k) == v for k, v in
