@@ -56,7 +56,9 @@ PROMETHEUS_MADE="up ALERTS"
 # (the model servers' panels of ab-testing.json, as in alerts/rules/infrastructure.yaml).
 CLUSTER_MADE="container_cpu_usage_seconds_total container_memory_working_set_bytes
   container_cpu_cfs_throttled_periods_total container_cpu_cfs_periods_total
-  kube_pod_container_resource_limits kube_deployment_status_replicas_available kube_deployment_spec_replicas"
+  kube_pod_container_resource_limits kube_deployment_status_replicas_available kube_deployment_spec_replicas
+  kube_pod_container_resource_requests kube_statefulset_status_replicas_ready kube_statefulset_replicas
+  kube_pod_info container_network_receive_bytes_total container_network_transmit_bytes_total"
 # Router metrics alert-router.json must show (a histogram by its _bucket series).
 ROUTER_REQUIRED="up notifications_received_total alerts_received_total inbox_depth dead_letters
   action_runs_total action_duration_seconds_bucket http_request_duration_seconds_bucket
@@ -337,8 +339,12 @@ def cmd_static():
         dsv = vs.get("datasource", {})
         if dsv.get("type") != "datasource" or dsv.get("query") != "prometheus":
             bad.append("variable `datasource` must be of type datasource, query prometheus")
-        elif "${DS_PROMETHEUS}" not in json.dumps(dsv.get("current", {})):
-            bad.append("variable `datasource` should default to ${DS_PROMETHEUS}")
+        elif "${" in json.dumps(dsv.get("current", {})):
+            # The Grafana sidecar of kube-prometheus-stack loads the JSON as is
+            # (no __inputs substitution): a `${DS_PROMETHEUS}` current value
+            # names no datasource. Empty: Grafana takes the default Prometheus.
+            bad.append("variable `datasource` must not default to a ${...} placeholder "
+                       "(unresolved under the Grafana sidecar): leave `current` empty")
         if "experiment" in vs and "label_values(ab_test_requests_total" not in var_query(vs["experiment"]).replace(" ", ""):
             bad.append("variable `experiment` must be label_values(ab_test_requests_total, experiment)")
         ids = []
@@ -356,6 +362,19 @@ def cmd_static():
         for a in d.get("annotations", {}).get("list", []):
             if a.get("expr") and (a.get("datasource") or {}).get("uid") != "${datasource}":
                 bad.append(f"annotation {a.get('name')!r}: datasource is not ${{datasource}}")
+            # Shift annotations mark real changes only: not noop, cooldown, dry_run...
+            for sel in re.findall(r"traffic_shifts_total\{([^}]*)\}", a.get("expr") or ""):
+                if 'outcome=~"shifted|restored"' not in sel:
+                    bad.append(f"annotation {a.get('name')!r}: traffic_shifts_total{{{sel}}} must select "
+                               'outcome=~"shifted|restored" (other decisions change no weight)')
+        # Panels about firing alerts must not hide the infrastructure alerts
+        # (they have no experiment label).
+        for p in all_panels(d.get("panels")):
+            for t in p.get("targets") or []:
+                e = t.get("expr") or ""
+                if "ALERTS{" in e and "experiment=~" in e and 'component="infrastructure"' not in e:
+                    bad.append(f"panel {p.get('id')} {p.get('title')!r}: ALERTS filtered on experiment "
+                               "hides the infrastructure alerts (no experiment label)")
         for name, v in vs.items():
             if v.get("type") == "query" and (v.get("datasource") or {}).get("uid") != "${datasource}":
                 bad.append(f"variable {name!r}: datasource is not ${{datasource}}")

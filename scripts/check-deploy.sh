@@ -11,7 +11,8 @@
 #   - built-in kinds validate with `kubernetes-validate --strict` against the
 #     Kubernetes versions in K8S_VERSIONS;
 #   - custom resources (PrometheusRule, ServiceMonitor, AlertmanagerConfig)
-#     validate with check-jsonschema against deploy/schemas/;
+#     validate with check-jsonschema against the official CRDs vendored under
+#     deploy/crds/ (turned into strict JSON Schemas);
 #   - `mlops-alert-router check-config` accepts the config the pod would read: the
 #     rendered ConfigMap, the container's env overrides, and the Secret files
 #     (example values from deploy/base/secret.example.yaml);
@@ -111,30 +112,49 @@ fi
 # ---------------------------------------------------------------------------
 # Schemas, examples, sources
 
-if out=$("$CJ" --check-metaschema deploy/schemas/*.schema.json 2>&1); then
-  pass "deploy/schemas/*.schema.json are valid JSON Schemas"
+# The official CRDs (deploy/crds, vendored with their source) as strict JSON Schemas.
+SCHEMAS=$tmp/schemas
+py_checks crd-schemas "$SCHEMAS"
+if out=$("$CJ" --check-metaschema "$SCHEMAS"/*.schema.json deploy/schemas/*.schema.json 2>&1); then
+  pass "the JSON Schemas from deploy/crds and deploy/schemas/*.schema.json are valid JSON Schemas"
 else
-  fail "deploy/schemas: invalid JSON Schema"; indent <<<"$out"
+  fail "invalid JSON Schema"; indent <<<"$out"
 fi
 
 # schema-check FILE SCHEMA LABEL
 schema_check() {
   local out
   if out=$("$CJ" --schemafile "$2" "$1" 2>&1); then
-    pass "$3 valid against $2"
+    pass "$3 valid against $(basename "$2")"
   else
-    fail "$3 invalid against $2"; indent <<<"$out"
+    fail "$3 invalid against $(basename "$2")"; indent <<<"$out"
   fi
 }
 
-schema_check deploy/examples/experiment.yaml deploy/schemas/experiment.schema.json "Experiment example"
-if ! "$PY" deploy/tools/deploy_checks.py mutate deploy/examples/experiment.yaml "$tmp/experiment-negative.yaml"; then
-  fail "Experiment example: cannot build the negative control"
-elif "$CJ" --schemafile deploy/schemas/experiment.schema.json "$tmp/experiment-negative.yaml" >/dev/null 2>&1; then
-  fail "deploy/schemas/experiment.schema.json accepts an unknown spec field: not strict"
-else
-  pass "deploy/schemas/experiment.schema.json rejects an unknown spec field (negative control)"
-fi
+# negative-check FILE SCHEMA LABEL [PATH=JSON]: the mutated FILE must be rejected.
+negative_check() {
+  local neg=$tmp/negative-$RANDOM.yaml
+  if ! "$PY" deploy/tools/deploy_checks.py mutate "$1" "$neg" ${4:+"$4"}; then
+    fail "$3: cannot build the negative control"
+  elif "$CJ" --schemafile "$2" "$neg" >/dev/null 2>&1; then
+    fail "$(basename "$2") accepts $3: not strict"
+  else
+    pass "$(basename "$2") rejects $3 (negative control)"
+  fi
+}
+
+EXP_SCHEMA=$SCHEMAS/mlops.seldon.io_v1alpha1_Experiment.schema.json
+schema_check deploy/examples/experiment.yaml "$EXP_SCHEMA" "Experiment example"
+negative_check deploy/examples/experiment.yaml "$EXP_SCHEMA" "an Experiment with an unknown spec field"
+negative_check deploy/examples/experiment.yaml "$EXP_SCHEMA" "an Experiment candidate weight as a string" \
+  'spec.candidates.0.weight="70"'
+for vs in deploy/examples/virtualservice*.yaml; do
+  [[ -f $vs ]] || continue
+  api=$(sed -n 's/^apiVersion: *//p' "$vs" | head -1)
+  VS_SCHEMA=$SCHEMAS/${api//\//_}_VirtualService.schema.json
+  schema_check "$vs" "$VS_SCHEMA" "VirtualService example $vs"
+  negative_check "$vs" "$VS_SCHEMA" "a VirtualService with an unknown spec field"
+done
 schema_check deploy/alertmanager/webhook-receiver.yaml deploy/schemas/alertmanager-webhook-snippet.schema.json \
   "plain Alertmanager snippet"
 
@@ -202,6 +222,10 @@ else
   fi
 fi
 
+# The deployment docs' shell steps (Secret recipe, token check, "check that it
+# works" changes nothing, the self-test only logs).
+py_checks docs "$BIN"
+
 # ---------------------------------------------------------------------------
 # Every overlay
 
@@ -221,7 +245,7 @@ for ov in "${overlays[@]}"; do
   fi
   pass "$ov: kubectl kustomize renders $(grep -c '^kind: ' "$dir/rendered.yaml") objects"
 
-  if ! crs=$("$PY" deploy/tools/deploy_checks.py split "$dir/rendered.yaml" "$dir" 2>&1); then
+  if ! crs=$("$PY" deploy/tools/deploy_checks.py split "$dir/rendered.yaml" "$dir" "$SCHEMAS" 2>&1); then
     fail "$ov: cannot split the rendered output"; indent <<<"$crs"
     continue
   fi
@@ -243,19 +267,19 @@ for ov in "${overlays[@]}"; do
   while IFS=$'\t' read -r file kind id schema; do
     [[ -n $file ]] || continue
     if [[ $schema == "-" ]]; then
-      fail "$ov: $id: no schema for kind $kind under deploy/schemas (add one)"
+      fail "$ov: $id: no official CRD for kind $kind under deploy/crds (vendor it, see deploy/crds/README.md)"
       continue
     fi
     schema_check "$file" "$schema" "$ov: $id"
-    # Negative control, once per schema: an unknown spec field must be rejected.
+    # Negative controls, once per schema: an unknown spec field must be rejected;
+    # and the AlertmanagerConfig webhook's httpConfig.enableHttp2, a field only
+    # operators >= v0.86 know (the vendored CRD is the oldest supported, v0.84).
     if [[ -z ${negative_done[$schema]:-} ]]; then
       negative_done[$schema]=1
-      if ! "$PY" deploy/tools/deploy_checks.py mutate "$file" "$dir/negative.yaml"; then
-        fail "$ov: $id: cannot build the negative control"
-      elif "$CJ" --schemafile "$schema" "$dir/negative.yaml" >/dev/null 2>&1; then
-        fail "$schema accepts an unknown spec field: not strict"
-      else
-        pass "$schema rejects an unknown spec field (negative control)"
+      negative_check "$file" "$schema" "$kind with an unknown spec field"
+      if [[ $kind == AlertmanagerConfig ]]; then
+        negative_check "$file" "$schema" "webhookConfigs[].httpConfig.enableHttp2 (operator >= v0.86 only)" \
+          'spec.receivers.0.webhookConfigs.0.httpConfig.enableHttp2=true'
       fi
     fi
   done <<<"$crs"

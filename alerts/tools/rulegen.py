@@ -6,7 +6,10 @@ source. From them this tool generates:
 
   alerts/mlops-alert-rules.yaml  the PrometheusRule for kube-prometheus-stack
                                  (spec.groups == the plain files' groups, in
-                                 file-name order)
+                                 file-name order, with the links of
+                                 alerts/rulegen.yaml: runbook_base replaces the
+                                 sources' runbook URL base, grafana_url is put
+                                 in front of every relative /d/... dashboard_url)
   alerts/e2e/<file>.yaml         the same rules for the end-to-end test: every
                                  `for` shortened to 10s, every range window
                                  ([5m], [15m], ...) and offset to 30s,
@@ -63,6 +66,9 @@ E2E_GROUP_INTERVAL = "5s"
 RUNBOOK_BASE = (
     "https://github.com/mlops-alert-router/mlops-alert-router/blob/main/alerts/RUNBOOK.md#"
 )
+# Parameters of the generated PrometheusRule: where its links point. The
+# sources (and their unit tests) keep RUNBOOK_BASE and relative /d/... paths.
+PARAMS_PATH = os.path.join(ALERTS_DIR, "rulegen.yaml")
 SEVERITIES = {"critical", "warning", "info"}
 COMPONENTS = {"model-performance", "traffic", "business", "infrastructure", "alert-router"}
 REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url", "dashboard_url")
@@ -134,6 +140,47 @@ def source_groups():
         doc = load_yaml(path) or {}
         groups.extend(doc.get("groups") or [])
     return groups
+
+
+def load_params():
+    """alerts/rulegen.yaml: runbook_base (absolute URL of RUNBOOK.md, ending in #)
+    and grafana_url (absolute, or empty: dashboard links stay relative)."""
+    params = {"runbook_base": RUNBOOK_BASE, "grafana_url": ""}
+    if os.path.exists(PARAMS_PATH):
+        params.update(load_yaml(PARAMS_PATH) or {})
+    unknown = sorted(set(params) - {"runbook_base", "grafana_url"})
+    if unknown:
+        raise SystemExit(f"{PARAMS_PATH}: unknown keys {unknown}")
+    rb, gu = str(params["runbook_base"] or ""), str(params["grafana_url"] or "")
+    if not re.fullmatch(r"https?://[^\s]+#", rb):
+        raise SystemExit(f"{PARAMS_PATH}: runbook_base must be an http(s) URL ending in '#', got {rb!r}")
+    if gu and not re.fullmatch(r"https?://[^\s#?]+", gu):
+        raise SystemExit(f"{PARAMS_PATH}: grafana_url must be empty or an http(s) URL, got {gu!r}")
+    return {"runbook_base": rb, "grafana_url": gu.rstrip("/")}
+
+
+def with_params(groups, params):
+    """The groups with their links from the parameters (a new object)."""
+    out = []
+    for g in groups:
+        g2 = dict(g)
+        rules = []
+        for rule in g.get("rules") or []:
+            r = dict(rule)
+            ann = dict(r.get("annotations") or {})
+            rb = ann.get("runbook_url")
+            if isinstance(rb, str) and rb.startswith(RUNBOOK_BASE):
+                ann["runbook_url"] = params["runbook_base"] + rb[len(RUNBOOK_BASE):]
+            du = ann.get("dashboard_url")
+            if isinstance(du, str) and du.startswith("/d/") and params["grafana_url"]:
+                ann["dashboard_url"] = params["grafana_url"] + du
+            if ann:
+                r["annotations"] = ann
+            rules.append(r)
+        if "rules" in g:
+            g2["rules"] = rules
+        out.append(g2)
+    return out
 
 
 def promrule(groups):
@@ -231,7 +278,7 @@ def diff_groups(actual, expected, what):
 
 
 def cmd_generate():
-    groups = source_groups()
+    groups = with_params(source_groups(), load_params())
     with open(PROMRULE_PATH, "w", encoding="utf-8") as f:
         f.write(GENERATED_HEADER.format(source="*.yaml"))
         f.write(dump(promrule(groups)))
@@ -268,7 +315,9 @@ def cmd_check_promrule():
         if (meta.get("labels") or {}).get(k) != v:
             problems.append(f"PrometheusRule: metadata.labels.{k} is not {v}")
     problems += diff_groups(
-        (doc.get("spec") or {}).get("groups"), source_groups(), "PrometheusRule drifted from alerts/rules"
+        (doc.get("spec") or {}).get("groups"),
+        with_params(source_groups(), load_params()),
+        "PrometheusRule drifted from alerts/rules (with alerts/rulegen.yaml)",
     )
     for p in problems:
         print(p)

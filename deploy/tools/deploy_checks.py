@@ -3,9 +3,14 @@
 
 Subcommands (all paths relative to the repository root, which is the cwd):
 
-  split RENDERED OUTDIR        split `kubectl kustomize` output into built-in
+  crd-schemas OUTDIR           check the vendored CRDs under deploy/crds against
+                               deploy/crds/sources.yaml (sha256) and write one strict
+                               JSON Schema per served version and kind to OUTDIR
+  split RENDERED OUTDIR SCHEMAS
+                               split `kubectl kustomize` output into built-in
                                kinds (OUTDIR/builtin.yaml) and one file per custom
                                resource; prints "file<TAB>kind<TAB>name<TAB>schema"
+                               (schema from SCHEMAS, written by crd-schemas; "-" if none)
   runtime RENDERED OUTDIR      what the router pod would read: the ConfigMap'd
                                config file, the Secret files (example values) and
                                the container's literal env; writes OUTDIR/config.yaml,
@@ -14,7 +19,14 @@ Subcommands (all paths relative to the repository root, which is the cwd):
   sources                      copies under deploy/ vs their sources (alert rules,
                                dashboards), the Experiment example, the Dockerfile
   sync                         rewrite those copies from their sources
-  mutate IN OUT                write IN with one unknown spec field added (negative control)
+  docs [ROUTER_BIN]            the shell steps of README.md and deploy/README.md: the
+                               Secret recipe run offline (no whitespace around the token),
+                               the token check run against good and bad tokens, no
+                               command that posts a real alert except the self-test,
+                               and the self-test routed to log-only actions
+  mutate IN OUT [PATH=JSON]    write IN with one unknown spec field added, or with the
+                               dotted PATH (list indexes as numbers) set to JSON
+                               (negative controls)
   amconfig OUT                 the plain Alertmanager snippet merged into a minimal
                                alertmanager.yml (for amtool); prints
                                "alertname<TAB>expected receiver" per alert of the rules
@@ -55,16 +67,28 @@ CONTAINER = "router"
 WEBHOOK_PATH = "/api/v1/alerts"
 # Self-alerts of the router are not routed to the router.
 SELF_ALERT_COMPONENT = "alert-router"
+# The deployment's self-test alert (deploy/README.md, "Check that it works"):
+# not a rule; routed by Alertmanager to the router, which only logs it.
+SELF_TEST_ALERT = "MLOpsAlertRouterSelfTest"
+SELF_TEST_PAYLOAD = Path("deploy/examples/self-test-alert.json")
+# Documents (and the section, None = all) whose shell blocks a user runs against the cluster.
+DEPLOY_DOCS = [(Path("README.md"), "## Deploy to Kubernetes"), (Path("deploy/README.md"), None)]
+# Namespace of kube-prometheus-stack's Alertmanager.
+ALERTMANAGER_NAMESPACE = "monitoring"
 # kube-prometheus-stack release: its Prometheus selects these by label.
 RELEASE_LABEL = ("release", "prometheus-stack")
 
-CUSTOM_SCHEMAS = {
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "deploy/schemas/prometheusrule.schema.json",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "deploy/schemas/servicemonitor.schema.json",
-    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): "deploy/schemas/alertmanagerconfig.schema.json",
-    ("mlops.seldon.io/v1alpha1", "Experiment"): "deploy/schemas/experiment.schema.json",
-}
-CUSTOM_GROUPS = {"monitoring.coreos.com", "mlops.seldon.io"}
+# Official CRDs, vendored byte for byte (deploy/crds/README.md); each is turned
+# into one JSON Schema per served version by `crd-schemas`.
+CRDS_DIR = Path("deploy/crds")
+CRDS_SOURCES = CRDS_DIR / "sources.yaml"
+
+
+def schema_file_name(api_version: str, kind: str) -> str:
+    return f"{api_version.replace('/', '_')}_{kind}.schema.json"
+
+
+CUSTOM_GROUPS = {"monitoring.coreos.com", "mlops.seldon.io", "networking.istio.io"}
 
 # --------------------------------------------------------------------------
 # Reporting
@@ -303,10 +327,207 @@ def alert_rules(rule_doc: dict) -> list[dict]:
 
 
 # --------------------------------------------------------------------------
+# NetworkPolicy egress vs the destinations the config calls
+
+# Services of kube-prometheus-stack (release prometheus-stack): the labels of
+# the pods behind them and service port -> pod port (a NetworkPolicy sees the
+# pod's port, after the Service's DNAT).
+KNOWN_SERVICES = {
+    ("prometheus-operated", "monitoring"): ({"app.kubernetes.io/name": "prometheus"}, {9090: 9090}),
+    ("prometheus-stack-kube-prom-prometheus", "monitoring"): ({"app.kubernetes.io/name": "prometheus"}, {9090: 9090}),
+    ("alertmanager-operated", "monitoring"): ({"app.kubernetes.io/name": "alertmanager"}, {9093: 9093}),
+    ("prometheus-stack-kube-prom-alertmanager", "monitoring"):
+        ({"app.kubernetes.io/name": "alertmanager"}, {9093: 9093}),
+    ("prometheus-stack-grafana", "monitoring"): ({"app.kubernetes.io/name": "grafana"}, {80: 3000}),
+}
+KUBE_TARGET_KINDS = {"seldon_experiment", "istio_virtual_service"}
+# The in-cluster API server: Service port 443, endpoints usually on 6443 (or 443).
+KUBE_API_PORTS = (443, 6443)
+
+
+def called_destinations(cfg: dict) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(config key, URL, ports) of everything the router connects to."""
+    out = []
+
+    def port_of(url: str) -> int:
+        u = urlsplit(url)
+        return u.port or (443 if u.scheme == "https" else 80)
+
+    def add(where: str, url: str) -> None:
+        out.append((where, url, (port_of(url),)))
+
+    if (cfg.get("prometheus") or {}).get("url"):
+        add("prometheus.url", cfg["prometheus"]["url"])
+    if (cfg.get("alertmanager") or {}).get("url"):
+        add("alertmanager.url", cfg["alertmanager"]["url"])
+    for name, act in sorted((cfg.get("actions") or {}).items()):
+        if not isinstance(act, dict) or act.get("type") in (None, "log", "traffic_shift"):
+            continue
+        if act.get("url"):
+            add(f"actions.{name}.url", str(act["url"]))
+        elif act.get("url_file"):
+            # The URL is a secret: assume an HTTPS service outside the cluster.
+            add(f"actions.{name}.url_file (an external HTTPS URL)", "https://external.invalid")
+        elif act.get("type") == "slack":
+            add(f"actions.{name} (Slack Web API)", str(act.get("api_url") or "https://slack.com/api"))
+    kube = [n for n, tgt in sorted((cfg.get("traffic_targets") or {}).items())
+            if isinstance(tgt, dict) and tgt.get("kind") in KUBE_TARGET_KINDS]
+    if kube:
+        api = (cfg.get("kubernetes") or {}).get("api_url")
+        where = f"traffic_targets {', '.join(kube)} (Kubernetes API)"
+        if api:
+            add(where, str(api))
+        else:
+            out.append((where, "https://kubernetes.default.svc", KUBE_API_PORTS))
+    return out
+
+
+def in_cluster(host: str) -> tuple[str, str] | None:
+    """(service, namespace) of `svc.ns.svc[.cluster.local]`, else None (outside the cluster)."""
+    m = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?\.?", host)
+    if not m or (m.group(1), m.group(2)) == ("kubernetes", "default"):
+        return None
+    return m.group(1), m.group(2)
+
+
+def egress_gap(nps: list[dict], policy_ns: str, host: str, port: int) -> str | None:
+    """None if one egress rule of `nps` lets the router reach host:port, else why not."""
+    svc = in_cluster(host)
+    pod_labels, port_map = KNOWN_SERVICES.get(svc, (None, {})) if svc else (None, {})
+    pod_port = port_map.get(port, port)
+    for np in nps:
+        for rule in np["spec"].get("egress") or []:
+            ports = [p.get("port") for p in rule.get("ports") or []]
+            if ports and pod_port not in ports:
+                continue
+            peers = rule.get("to")
+            if not peers:
+                return None
+            for peer in peers:
+                if "ipBlock" in peer:
+                    # An address range: only trusted for destinations outside the cluster.
+                    if svc is None and peer["ipBlock"].get("cidr") in ("0.0.0.0/0", "::/0"):
+                        return None
+                    continue
+                if svc is None:
+                    continue
+                nsel = peer.get("namespaceSelector")
+                if nsel is None:
+                    peer_ns_ok = svc[1] == policy_ns
+                else:
+                    want = (nsel.get("matchLabels") or {}).get("kubernetes.io/metadata.name")
+                    peer_ns_ok = (not nsel) or want == svc[1]
+                if not peer_ns_ok:
+                    continue
+                psel = (peer.get("podSelector") or {}).get("matchLabels") or {}
+                if pod_labels is None or all(pod_labels.get(k) == v for k, v in psel.items()):
+                    return None
+    where = f"Service {svc[0]} in {svc[1]}, pod port {pod_port}" if svc else f"port {pod_port} outside the cluster"
+    return f"no egress rule allows {where}"
+
+
+# --------------------------------------------------------------------------
+# crd-schemas: the vendored official CRDs as strict JSON Schemas
+
+
+class _CrdLoader(yaml.SafeLoader):
+    """PyYAML reads a bare `=` (an enum value in prometheus-operator's CRDs) as
+    the YAML 1.1 `value` type; it is the string "="."""
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+# openAPIV3Schema keywords with no JSON Schema meaning here (documentation,
+# CEL, list/map semantics, Kubernetes formats that differ from JSON Schema's).
+_DROP = {"description", "format", "default", "example", "externalDocs", "x-kubernetes-validations",
+         "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
+         "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string",
+         "x-kubernetes-preserve-unknown-fields", "nullable"}
+
+
+def openapi_to_jsonschema(s: dict) -> dict:
+    """A structural CRD schema as JSON Schema, strict like `kubectl apply`'s default
+    server-side field validation: an object with `properties` and without
+    x-kubernetes-preserve-unknown-fields rejects unknown fields."""
+    out: dict = {}
+    for k, v in s.items():
+        if k in _DROP:
+            continue
+        if k == "properties":
+            out[k] = {name: openapi_to_jsonschema(sub) for name, sub in v.items()}
+        elif k in ("items", "not") and isinstance(v, dict):
+            out[k] = openapi_to_jsonschema(v)
+        elif k == "additionalProperties" and isinstance(v, dict):
+            out[k] = openapi_to_jsonschema(v)
+        elif k in ("anyOf", "oneOf", "allOf"):
+            out[k] = [openapi_to_jsonschema(x) for x in v]
+        elif k == "pattern" and "(?i)" in v:
+            # RE2 allows an inline flag mid-pattern, JSON Schema's ECMA regexes do
+            # not: such patterns (a few mute-time-interval fields) are not checked.
+            continue
+        else:
+            out[k] = v
+    if s.get("x-kubernetes-int-or-string"):
+        out["type"] = ["integer", "string"]
+    if s.get("nullable") and "type" in out:
+        out["type"] = (out["type"] if isinstance(out["type"], list) else [out["type"]]) + ["null"]
+    if (out.get("type") == "object" and "properties" in out and "additionalProperties" not in out
+            and not s.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def cmd_crd_schemas(outdir: Path) -> int:
+    import hashlib
+    r = Report()
+    outdir.mkdir(parents=True, exist_ok=True)
+    sources = yaml.safe_load(CRDS_SOURCES.read_text(encoding="utf-8")) or []
+    listed = {str(CRDS_DIR / s["file"]) for s in sources}
+    present = {str(f) for f in CRDS_DIR.rglob("*.yaml") if f != CRDS_SOURCES}
+    r.check(listed == present, f"{CRDS_SOURCES} lists exactly the {len(present)} vendored CRDs",
+            f"{CRDS_SOURCES} and {CRDS_DIR} disagree: not listed {sorted(present - listed)}, "
+            f"missing {sorted(listed - present)}")
+    written = []
+    for s in sources:
+        f = CRDS_DIR / s["file"]
+        if not f.exists():
+            continue
+        missing = [k for k in ("repository", "path", "tag", "commit", "licence", "sha256") if not s.get(k)]
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        if not r.check(not missing and digest == s.get("sha256"),
+                       f"{f}: official CRD from {s.get('repository')} {s.get('tag')} ({s.get('licence')}), sha256 matches",
+                       f"{f}: " + (f"source entry lacks {missing}; " if missing else "")
+                       + (f"sha256 {digest} != {s.get('sha256')} in {CRDS_SOURCES} (edited by hand?)"
+                          if digest != s.get("sha256") else "")):
+            continue
+        crd = yaml.load(f.read_text(encoding="utf-8"), Loader=_CrdLoader)
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            if not v.get("served", True):
+                continue
+            api = f"{group}/{v['name']}"
+            schema = openapi_to_jsonschema(v["schema"]["openAPIV3Schema"])
+            schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+            schema["title"] = f"{kind} {api} from {s['repository']} {s['tag']} ({s['file']})"
+            schema.setdefault("required", [])
+            for req in ("apiVersion", "kind"):
+                if req not in schema["required"]:
+                    schema["required"].append(req)
+            schema["properties"]["apiVersion"] = {"const": api}
+            schema["properties"]["kind"] = {"const": kind}
+            # The API server validates metadata itself; a CRD need not declare it.
+            schema["properties"].setdefault("metadata", {"type": "object"})
+            (outdir / schema_file_name(api, kind)).write_text(json.dumps(schema, indent=1), encoding="utf-8")
+            written.append(f"{kind} {api}")
+    r.check(bool(written), f"JSON Schemas written for {', '.join(written)}", "no CRD schema written")
+    return 1 if r.failed else 0
+
+
+# --------------------------------------------------------------------------
 # split
 
 
-def cmd_split(rendered: Path, outdir: Path) -> int:
+def cmd_split(rendered: Path, outdir: Path, schemas: Path) -> int:
     docs = load_docs(rendered)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "cr").mkdir(exist_ok=True)
@@ -318,7 +539,8 @@ def cmd_split(rendered: Path, outdir: Path) -> int:
             name = d.get("metadata", {}).get("name", "unnamed")
             f = outdir / "cr" / f"{i:02d}-{d.get('kind', 'Unknown').lower()}-{name}.yaml"
             f.write_text(yaml.safe_dump(d, sort_keys=False), encoding="utf-8")
-            schema = CUSTOM_SCHEMAS.get((api, d.get("kind")), "-")
+            sf = schemas / schema_file_name(api, d.get("kind", ""))
+            schema = str(sf) if sf.exists() else "-"
             print(f"{f}\t{d.get('kind')}\t{ident(d)}\t{schema}")
         else:
             builtin.append(d)
@@ -582,6 +804,12 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
                     f"AlertmanagerConfig sendResolved, maxAlerts {max_alerts} <= router ingest.max_alerts {limit}",
                     f"AlertmanagerConfig needs sendResolved: true and 0 < maxAlerts ({max_alerts}) <= the router's "
                     f"ingest.max_alerts ({limit}; above it is a 413, never retried)")
+        r.check(amc["metadata"].get("namespace") == ALERTMANAGER_NAMESPACE,
+                f"AlertmanagerConfig lives in the Alertmanager's namespace {ALERTMANAGER_NAMESPACE} "
+                f"(OnNamespaceExceptForAlertmanagerNamespace leaves its route unscoped)",
+                f"AlertmanagerConfig is in namespace {amc['metadata'].get('namespace')!r}, not the "
+                f"Alertmanager's {ALERTMANAGER_NAMESPACE!r}: the operator would add a namespace matcher "
+                f"and no MLOps alert would match")
         r.check(route.get("groupBy") == ["alertname", "experiment"],
                 "AlertmanagerConfig groups by [alertname, experiment]",
                 f"AlertmanagerConfig groupBy is {route.get('groupBy')}, expected [alertname, experiment]")
@@ -610,11 +838,12 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
                            if (x.get("labels") or {}).get("component") != SELF_ALERT_COMPONENT})
             selfs = sorted({x["alert"] for x in rules
                             if (x.get("labels") or {}).get("component") == SELF_ALERT_COMPONENT})
+            want = sorted(set(want) | {SELF_TEST_ALERT})
             missing = sorted(set(want) - set(routed))
             extra = sorted(set(routed) - set(want))
             r.check(not missing and not extra,
-                    f"AlertmanagerConfig routes exactly the {len(want)} MLOps alerts of the rules "
-                    f"({len(selfs)} router self-alerts excluded)",
+                    f"AlertmanagerConfig routes exactly the {len(want) - 1} MLOps alerts of the rules "
+                    f"and {SELF_TEST_ALERT} ({len(selfs)} router self-alerts excluded)",
                     "AlertmanagerConfig alertname matcher drifted from the rules: "
                     + (f"not routed: {missing} " if missing else "")
                     + (f"routed but not in the rules (or self-alerts): {extra}" if extra else ""))
@@ -682,6 +911,50 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
                   f"from {sorted(allowed)} (want exactly alertmanager, prometheus), DNS egress {dns}")
     r.check(np_ok, f"NetworkPolicy: ingress on port {lport} only from alertmanager and prometheus pods; egress incl. DNS",
             np_why)
+
+    # --- messages link to the dashboard only with grafana.url
+    gurl = (cfg.get("grafana") or {}).get("url")
+    r.check(bool(gurl) and urlsplit(str(gurl)).scheme in ("http", "https"),
+            f"grafana.url {gurl} set: messages carry a dashboard link",
+            "grafana.url is not set in the deployed config: chat messages and pages carry no dashboard link")
+
+    # --- the PrometheusRule's links: absolute, on the Grafana the config links to
+    if rdoc is not None:
+        bad_links = []
+        for x in alert_rules(rdoc):
+            ann = x.get("annotations") or {}
+            du, rb = str(ann.get("dashboard_url", "")), str(ann.get("runbook_url", ""))
+            if du and not (gurl and du.startswith(str(gurl).rstrip("/") + "/d/")):
+                bad_links.append(f"{x['alert']} dashboard_url {du}")
+            if rb and not re.match(r"https?://", rb):
+                bad_links.append(f"{x['alert']} runbook_url {rb}")
+        r.check(not bad_links,
+                f"PrometheusRule links: dashboard_url on grafana.url {gurl}, absolute runbook_url",
+                "PrometheusRule links do not match the deployed config (set grafana_url in "
+                "alerts/rulegen.yaml to grafana.url, then rulegen.py generate and "
+                "check-deploy.sh --sync): " + "; ".join(bad_links[:5])
+                + (f" (+{len(bad_links) - 5} more)" if len(bad_links) > 5 else ""))
+
+    # --- NetworkPolicy egress: every host:port the config calls is allowed
+    router_nps = [np for np in nps
+                  if all(tmpl_labels.get(k) == v for k, v in
+                         ((np["spec"].get("podSelector") or {}).get("matchLabels") or {}).items())
+                  and "Egress" in (np["spec"].get("policyTypes") or [])]
+    if not router_nps:
+        r.skip("no egress NetworkPolicy selects the router pod: every destination is allowed")
+    else:
+        missing_egress, allowed_egress = [], []
+        for where, url, ports_needed in called_destinations(cfg):
+            u = urlsplit(url)
+            host = u.hostname or ""
+            for port in ports_needed:
+                why = egress_gap(router_nps, ns, host, port)
+                (missing_egress if why else allowed_egress).append(
+                    f"{where} -> {host}:{port}" + (f" ({why})" if why else ""))
+        r.check(not missing_egress,
+                f"NetworkPolicy egress allows every destination the config calls: {'; '.join(allowed_egress)}",
+                "NetworkPolicy egress blocks destinations the config calls (requests would time out "
+                "into dead letters): " + "; ".join(missing_egress))
 
     # --- ServiceMonitor scrapes this Service's /metrics, with the job name the rules use
     sms = find(docs, "ServiceMonitor")
@@ -919,7 +1192,8 @@ def cmd_sources() -> int:
     else:
         text = DOCKERFILE.read_text(encoding="utf-8")
         stages = re.findall(r"(?im)^FROM\s+(\S+)", text)
-        final = stages[-1] if stages else ""
+        unpinned = [s for s in stages if not re.search(r"@sha256:[0-9a-f]{64}$", s)]
+        final = re.sub(r"@sha256:[0-9a-f]{64}$", "", stages[-1]) if stages else ""
         want_lines = {
             'ENTRYPOINT ["/mlops-alert-router"]': r'(?m)^ENTRYPOINT \["/mlops-alert-router"\]\s*$',
             'CMD ["serve","--config","/etc/mlops-alert-router/config.yaml"]':
@@ -930,11 +1204,16 @@ def cmd_sources() -> int:
         problems = missing[:]
         if len(stages) < 2:
             problems.append("not multi-stage")
+        if unpinned:
+            problems.append(f"base images not pinned by digest (@sha256:...): {unpinned}")
+        if not re.search(r"(?m)^\s*(ENV|ARG)\b.*CARGO_PROFILE_RELEASE_DEBUG=(0|false|none)\b", text):
+            problems.append("the build stage must set CARGO_PROFILE_RELEASE_DEBUG=0 (no debuginfo in the image)")
         if not (final.startswith("gcr.io/distroless/") and final.endswith(":nonroot") or final == "scratch"):
             problems.append(f"final image {final!r} is not distroless :nonroot or scratch")
         if not users or users[-1].split(":")[0] not in ("nonroot", "65532"):
             problems.append("last USER is not nonroot/65532 (the Deployment runs as 65532)")
-        r.check(not problems, "Dockerfile: multi-stage, distroless nonroot, ENTRYPOINT/CMD as the Deployment expects",
+        r.check(not problems, "Dockerfile: multi-stage, bases pinned by digest, no debuginfo, distroless nonroot, "
+                "ENTRYPOINT/CMD as the Deployment expects",
                 "Dockerfile: " + "; ".join(problems))
     if DOCKERIGNORE.exists():
         lines = [x.strip() for x in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()]
@@ -966,12 +1245,177 @@ def cmd_sync() -> int:
 
 
 # --------------------------------------------------------------------------
+# docs: the shell steps of the deployment docs, run or inspected offline
+
+
+def sh_blocks(path: Path, section: str | None) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    if section is not None:
+        start = text.find(section + "\n")
+        if start < 0:
+            raise LookupError(f"{path}: no section {section!r}")
+        end = text.find("\n## ", start + len(section))
+        text = text[start:end if end >= 0 else None]
+    return re.findall(r"(?ms)^```(?:sh|bash|console)\n(.*?)^```", text)
+
+
+def sh_commands(block: str) -> list[str]:
+    """One string per command: continuation lines joined, comment lines dropped."""
+    out, cur = [], []
+    for line in block.splitlines():
+        s = line.rstrip()
+        if not cur and s.lstrip().startswith("#"):
+            continue
+        if s.endswith("\\"):
+            cur.append(s[:-1].strip())
+            continue
+        cur.append(s.strip())
+        cmd = " ".join(cur).strip()
+        if cmd:
+            out.append(cmd)
+        cur = []
+    if cur:
+        out.append(" ".join(cur).strip())
+    return out
+
+
+def run_sh(script: str, cwd: Path, stdin: bytes = b"") -> tuple[int, str]:
+    import subprocess
+    p = subprocess.run(["bash", "-c", script], cwd=cwd, input=stdin, capture_output=True, timeout=60)
+    return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+
+def cmd_docs(router_bin: str | None) -> int:
+    import tempfile
+    r = Report()
+    secret_recipes, verifications = 0, 0
+    for doc, section in DEPLOY_DOCS:
+        for block in sh_blocks(doc, section):
+            cmds = sh_commands(block)
+            # 1. The Secret recipe: run what it does before `kubectl create secret`.
+            i = next((n for n, c in enumerate(cmds) if "create secret generic mlops-alert-router-auth" in c), None)
+            if i is not None:
+                secret_recipes += 1
+                with tempfile.TemporaryDirectory() as d:
+                    rc, out = run_sh("set -e\n" + "\n".join(cmds[:i]), Path(d))
+                    tok = Path(d, "alertmanager_token")
+                    if rc != 0 or not tok.exists():
+                        r.fail(f"{doc}: the Secret recipe failed before kubectl (exit {rc}): {out.strip()[:200]}")
+                    else:
+                        raw = tok.read_bytes()
+                        lines = [x.strip() for x in Path(d, "bearer_tokens").read_text().splitlines()] \
+                            if Path(d, "bearer_tokens").exists() else []
+                        r.check(bool(raw) and raw == raw.strip() and raw.decode() in lines,
+                                f"{doc}: the Secret recipe writes alertmanager_token without surrounding "
+                                f"whitespace, as one of the bearer_tokens lines",
+                                f"{doc}: the Secret recipe writes alertmanager_token as {len(raw)} bytes ending "
+                                f"{raw[-1:]!r}: the operator copies it verbatim into the Authorization header "
+                                f"(a trailing newline makes Alertmanager's request invalid)")
+            # 2. The token verification: reads the Secret without $(...), and works.
+            for c in cmds:
+                if "{.data.alertmanager_token}" not in c or "$(" in c:
+                    continue
+                verifications += 1
+                results = {}
+                for label, value in (("good", b"tok-123"), ("trailing newline", b"tok-123\n"),
+                                     ("trailing space", b"tok-123 ")):
+                    b64 = base64.b64encode(value).decode()
+                    stub = f"kubectl() {{ printf %s {b64}; }}\n"
+                    with tempfile.TemporaryDirectory() as d:
+                        results[label] = run_sh(stub + c, Path(d))
+                good_rc = results["good"][0]
+                bad_ok = [k for k, (rc, _) in results.items() if k != "good" and rc == 0]
+                r.check(good_rc == 0 and not bad_ok,
+                        f"{doc}: the token check accepts a clean token and rejects a trailing newline or space",
+                        f"{doc}: the token check `{c[:80]}...` "
+                        + (f"rejects a clean token ({results['good'][1].strip()[:120]}) " if good_rc else "")
+                        + (f"accepts a token with {', '.join(bad_ok)}" if bad_ok else ""))
+            # 3. "Check that it works" changes nothing.
+            for c in cmds:
+                if "curl" in c and "/api/v1/alerts" in c and re.search(r"(--data|-d\s|-X\s*POST|-F\s)", c):
+                    r.check("dry_run=true" in c or str(SELF_TEST_PAYLOAD) in c,
+                            f"{doc}: `curl ... /api/v1/alerts` posts a dry run or the self-test",
+                            f"{doc}: `{c[:140]}` posts an alert for real: use ?dry_run=true or {SELF_TEST_PAYLOAD}")
+                if "curl" in c and "/replay" in c:
+                    r.check("dry_run=true" in c, f"{doc}: a replay is a dry run",
+                            f"{doc}: `{c[:140]}` replays for real: add ?dry_run=true")
+                if re.search(r"\bamtool\b.*\balert add\b", c):
+                    r.check(re.search(rf"alert add\s+(alertname=)?{SELF_TEST_ALERT}\b", c) is not None,
+                            f"{doc}: `amtool alert add` adds only {SELF_TEST_ALERT}",
+                            f"{doc}: `{c[:140]}` adds an alert other than {SELF_TEST_ALERT}")
+    # 5. The matcher strategy: never `None` (it unscopes every team's AlertmanagerConfig).
+    texts = [d for d, _ in DEPLOY_DOCS] + sorted(f for f in Path("deploy").rglob("*.yaml")
+                                                 if CRDS_DIR not in f.parents)
+    unscoping = []
+    for f in texts:
+        s = f.read_text(encoding="utf-8")
+        for m in re.finditer(r"alertmanagerConfigMatcherStrategy(?:\.type)?\W{0,20}(?:type\W{0,5})?(\w+)", s):
+            if m.group(1) != "OnNamespaceExceptForAlertmanagerNamespace":
+                unscoping.append(f"{f}: alertmanagerConfigMatcherStrategy {m.group(1)}")
+    r.check(not unscoping,
+            "the docs and manifests ask for alertmanagerConfigMatcherStrategy "
+            "OnNamespaceExceptForAlertmanagerNamespace (never None)",
+            "alertmanagerConfigMatcherStrategy must be OnNamespaceExceptForAlertmanagerNamespace "
+            "(None removes every team's namespace scoping): " + "; ".join(unscoping))
+
+    r.check(secret_recipes >= 1, f"{secret_recipes} Secret recipes run",
+            f"no Secret recipe (`kubectl -n monitoring create secret generic mlops-alert-router-auth`) in "
+            f"{', '.join(str(d) for d, _ in DEPLOY_DOCS)}")
+    r.check(verifications >= secret_recipes,
+            f"{verifications} token checks read the Secret's bytes without $(...)",
+            f"{verifications} token check(s) for {secret_recipes} Secret recipes: each doc with a recipe must "
+            f"show how to check `.data.alertmanager_token` byte for byte (not through $(...))")
+
+    # 4. The self-test routes to log-only actions in the deployed config.
+    payload = json.loads(SELF_TEST_PAYLOAD.read_text(encoding="utf-8"))
+    labels = payload["alerts"][0]["labels"]
+    r.check(labels.get("alertname") == SELF_TEST_ALERT, f"{SELF_TEST_PAYLOAD} is alert {SELF_TEST_ALERT}",
+            f"{SELF_TEST_PAYLOAD} must carry alertname={SELF_TEST_ALERT}")
+    if not router_bin:
+        r.skip("no router binary: the self-test's route not resolved")
+        return 1 if r.failed else 0
+    import subprocess
+    cfg_path = Path("deploy/base/config.yaml")
+    # Secret files do not exist here: drop auth (routing does not depend on it).
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    cfg.pop("auth", None)
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d, "config.yaml")
+        f.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        # Labels an operator could add must not make it page or shift traffic either.
+        hostile = dict(labels, severity="critical", model_name="enhanced-predictor", component="infrastructure")
+        for lab in (labels, hostile):
+            p = subprocess.run([router_bin, "routes", "test", "--config", str(f)]
+                               + [f"{k}={v}" for k, v in lab.items()], capture_output=True, text=True,
+                               env={"PATH": os.environ.get("PATH", ""), "HOME": d})
+            if p.returncode != 0:
+                r.fail(f"routes test for the self-test failed: {p.stderr.strip()[:300]}")
+                continue
+            acts = [a for a in p.stdout.strip().split(",") if a]
+            actions = cfg.get("actions") or {}
+            not_log = [a for a in acts if (actions.get(a) or {}).get("type", "log" if a == "log" else None) != "log"]
+            r.check(bool(acts) and not not_log,
+                    f"{cfg_path}: {SELF_TEST_ALERT} ({', '.join(f'{k}={v}' for k, v in sorted(lab.items()))}) "
+                    f"routes to log-only actions {acts}",
+                    f"{cfg_path}: {SELF_TEST_ALERT} routes to {acts}; not log-only: {not_log}")
+    return 1 if r.failed else 0
+
+
+# --------------------------------------------------------------------------
 # mutate: negative control for the schemas
 
 
-def cmd_mutate(src: Path, dst: Path) -> int:
+def cmd_mutate(src: Path, dst: Path, setting: str | None = None) -> int:
     doc = load_docs(src)[0]
-    doc.setdefault("spec", {})["unknownFieldForNegativeControl"] = True
+    if setting is None:
+        doc.setdefault("spec", {})["unknownFieldForNegativeControl"] = True
+    else:
+        path, value = setting.split("=", 1)
+        keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+        node = doc
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = json.loads(value)
     dst.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return 0
 
@@ -996,6 +1440,7 @@ def cmd_amconfig(out: Path) -> int:
         labels = rule.get("labels") or {}
         want = "default-for-amtool" if labels.get("component") == SELF_ALERT_COMPONENT else router
         print(f"{rule['alert']}\t{want}")
+    print(f"{SELF_TEST_ALERT}\t{router}")
     return 0
 
 
@@ -1006,7 +1451,9 @@ def main(argv: list[str]) -> int:
     cmd, args = argv[1], argv[2:]
     try:
         if cmd == "split":
-            return cmd_split(Path(args[0]), Path(args[1]))
+            return cmd_split(Path(args[0]), Path(args[1]), Path(args[2]))
+        if cmd == "crd-schemas":
+            return cmd_crd_schemas(Path(args[0]))
         if cmd == "runtime":
             return cmd_runtime(Path(args[0]), Path(args[1]))
         if cmd == "consistency":
@@ -1015,8 +1462,10 @@ def main(argv: list[str]) -> int:
             return cmd_sources()
         if cmd == "sync":
             return cmd_sync()
+        if cmd == "docs":
+            return cmd_docs(args[0] if args else None)
         if cmd == "mutate":
-            return cmd_mutate(Path(args[0]), Path(args[1]))
+            return cmd_mutate(Path(args[0]), Path(args[1]), args[2] if len(args) > 2 else None)
         if cmd == "amconfig":
             return cmd_amconfig(Path(args[0]))
     except (LookupError, KeyError, ValueError, OSError, yaml.YAMLError) as e:

@@ -22,6 +22,9 @@ pub struct KubeState {
     pub interfere: Option<Value>,
     /// Every PATCH body received, in order.
     pub patches: Vec<Value>,
+    /// Answer the next PATCH with this status code and message (a 422 from
+    /// schema validation or an admission webhook), changing nothing.
+    pub reject: Option<(u16, String)>,
     pub version: u64,
 }
 
@@ -112,6 +115,9 @@ async fn patch_object(
             json_patch::merge(obj, &change);
         }
     }
+    if let Some((code, message)) = state.reject.take() {
+        return status(code, "Invalid", message);
+    }
     let Some(current) = state.objects.get(&k).cloned() else {
         return status(404, "NotFound", format!("{} {:?} not found", p.3, p.4));
     };
@@ -143,17 +149,78 @@ async fn patch_object(
     Json(next).into_response()
 }
 
+/// A TLS listener for `axum::serve`: every accepted TCP connection goes
+/// through the rustls handshake first (a failed handshake is dropped).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 impl FakeKube {
-    pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(KubeState::default()));
-        let app = Router::new()
+    fn app(state: Arc<Mutex<KubeState>>) -> Router {
+        Router::new()
             .route(
                 "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
                 get(get_object).patch(patch_object),
             )
-            .with_state(state.clone());
+            .with_state(state)
+    }
+
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(KubeState::default()));
+        let app = Self::app(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, state }
+    }
+
+    /// The same API server over HTTPS, with this certificate chain and key
+    /// (PEM). `url` is `https://127.0.0.1:PORT`.
+    pub async fn start_tls(cert_chain_pem: &str, key_pem: &str) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let state = Arc::new(Mutex::new(KubeState::default()));
+        let app = Self::app(state.clone());
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", tcp.local_addr().unwrap());
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, state }
     }

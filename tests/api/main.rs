@@ -14,6 +14,7 @@ mod durability;
 mod enrichment;
 mod fake_kube;
 mod ingest;
+mod kube_tls;
 mod notifications;
 mod outbound;
 mod routing;

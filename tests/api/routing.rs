@@ -105,6 +105,16 @@ fn the_mlops_example_routes_each_alert_family_as_documented() {
             &["alertname=AlertRouterDeadLetters", "component=alert-router"],
             "notify-ml\n",
         ),
+        // The deployment's self-test only logs, even with labels that would
+        // otherwise page or shift traffic.
+        (
+            &[
+                "alertname=MLOpsAlertRouterSelfTest",
+                "model_name=enhanced-predictor",
+                "severity=critical",
+            ],
+            "self-test\n",
+        ),
     ];
     for (labels, want) in cases {
         assert_eq!(routes_test(labels), *want, "{labels:?}");
@@ -238,7 +248,7 @@ fn plan_file_prints_the_dry_run_plan() {
     assert!(
         by_model.contains(&(
             "enhanced-predictor".into(),
-            json!(["route.routes[0]", "route.routes[1]"]),
+            json!(["route.routes[1]", "route.routes[2]"]),
             json!(["oncall-webhook", "rollback", "notify-ml"])
         )),
         "{by_model:?}"
@@ -246,7 +256,7 @@ fn plan_file_prints_the_dry_run_plan() {
     assert!(
         by_model.contains(&(
             "baseline-predictor".into(),
-            json!(["route.routes[0]", "route.routes[4]"]),
+            json!(["route.routes[1]", "route.routes[5]"]),
             json!(["oncall-webhook", "notify-ml"])
         )),
         "{by_model:?}"

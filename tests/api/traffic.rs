@@ -493,6 +493,175 @@ async fn an_istio_virtual_service_route_is_shifted() {
     app.stop().await;
 }
 
+fn istio_settings(dir: &std::path::Path, kube: &FakeKube, target: &str) -> Settings {
+    let mut s = settings(dir, kube, "{}");
+    s.traffic_targets = serde_yaml::from_str(&format!(
+        "financial-ab-test-experiment: {{kind: istio_virtual_service, namespace: financial-inference, name: predictor, route: ab, default: baseline-predictor{target}}}"
+    ))
+    .unwrap();
+    s
+}
+
+fn put_virtual_service(kube: &FakeKube, api_version: &str, ab_route: Value) {
+    kube.put(
+        api_version,
+        "financial-inference",
+        "virtualservices",
+        json!({"apiVersion": api_version, "kind": "VirtualService",
+               "metadata": {"name": "predictor", "namespace": "financial-inference"},
+               "spec": {"hosts": ["predictor"], "http": [{"name": "ab", "route": ab_route}]}}),
+    );
+}
+
+fn ab_route(kube: &FakeKube, api_version: &str) -> Value {
+    kube.get(
+        api_version,
+        "financial-inference",
+        "virtualservices",
+        "predictor",
+    )["spec"]["http"][0]["route"]
+        .clone()
+}
+
+#[tokio::test]
+async fn istio_variants_named_by_host_are_shifted_testing_the_host() {
+    // Istio's two-Service split: each variant is a destination host.
+    let kube = FakeKube::start().await;
+    put_virtual_service(
+        &kube,
+        "networking.istio.io/v1",
+        json!([{"destination": {"host": "baseline-predictor"}, "weight": 70},
+               {"destination": {"host": "enhanced-predictor"}, "weight": 30}]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(istio_settings(dir.path(), &kube, "")).await;
+    let id = post(&app, fixture("accuracy-firing.json")).await;
+    drain(&app).await;
+    let run = rollback_run(&app, id).await;
+    assert_eq!(run["result"]["decision"], "shifted", "{run:#}");
+    let route = ab_route(&kube, "networking.istio.io/v1");
+    assert_eq!(route[0]["weight"], 100);
+    assert_eq!(route[1]["weight"], 0);
+    let patch = &kube.patches()[0];
+    assert!(
+        patch.as_array().unwrap().contains(&json!({"op": "test", "path": "/spec/http/0/route/1/destination/host", "value": "enhanced-predictor"})),
+        "{patch:#}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_istio_weight_is_added_not_tested() {
+    // No weight on the baseline: with two destinations, Istio gives it none.
+    let kube = FakeKube::start().await;
+    put_virtual_service(
+        &kube,
+        "networking.istio.io/v1",
+        json!([{"destination": {"host": "predictor", "subset": "baseline-predictor"}},
+               {"destination": {"host": "predictor", "subset": "enhanced-predictor"}, "weight": 100}]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(istio_settings(dir.path(), &kube, "")).await;
+    let id = post(&app, fixture("accuracy-firing.json")).await;
+    drain(&app).await;
+    let run = rollback_run(&app, id).await;
+    assert_eq!(run["result"]["decision"], "shifted", "{run:#}");
+    assert_eq!(kube.patches().len(), 1, "one patch, no conflict loop");
+    let route = ab_route(&kube, "networking.istio.io/v1");
+    assert_eq!(route[0]["weight"], 30);
+    assert_eq!(route[1]["weight"], 70);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_422_that_is_not_a_failed_test_is_permanent_with_the_api_servers_message() {
+    let kube = FakeKube::start().await;
+    kube.put_experiment();
+    kube.state.lock().unwrap().reject = Some((
+        422,
+        "admission webhook \"v2.vexperiment.kb.io\" denied the request: candidate enhanced-predictor has no model".into(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(settings(dir.path(), &kube, "{}")).await;
+    let id = post(&app, fixture("accuracy-firing.json")).await;
+    drain(&app).await;
+    let run = rollback_run(&app, id).await;
+    assert_eq!(run["status"], "dead", "{run:#}");
+    assert_eq!(run["attempts"], 1, "not retried: {run:#}");
+    let err = run["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("422") && err.contains("candidate enhanced-predictor has no model"),
+        "{run:#}"
+    );
+    assert_eq!(kube.patches().len(), 1);
+    assert_eq!(
+        kube.experiment_weights(),
+        w(&[("baseline-predictor", 70), ("enhanced-predictor", 30)])
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_istio_api_version_is_configurable() {
+    let kube = FakeKube::start().await;
+    put_virtual_service(
+        &kube,
+        "networking.istio.io/v1beta1",
+        json!([{"destination": {"host": "predictor", "subset": "baseline-predictor"}, "weight": 70},
+               {"destination": {"host": "predictor", "subset": "enhanced-predictor"}, "weight": 30}]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(istio_settings(
+        dir.path(),
+        &kube,
+        ", api_version: networking.istio.io/v1beta1",
+    ))
+    .await;
+    let id = post(&app, fixture("accuracy-firing.json")).await;
+    drain(&app).await;
+    let run = rollback_run(&app, id).await;
+    assert_eq!(run["result"]["decision"], "shifted", "{run:#}");
+    assert_eq!(
+        ab_route(&kube, "networking.istio.io/v1beta1")[1]["weight"],
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_dry_run_patch_indexes_candidates_as_the_object_orders_them() {
+    // Candidates not in alphabetical order.
+    let kube = FakeKube::start().await;
+    kube.put(
+        "mlops.seldon.io/v1alpha1",
+        "financial-inference",
+        "experiments",
+        json!({"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Experiment",
+               "metadata": {"name": "financial-ab-test-experiment", "namespace": "financial-inference"},
+               "spec": {"default": "baseline-predictor", "candidates": [
+                   {"name": "enhanced-predictor", "weight": 30},
+                   {"name": "baseline-predictor", "weight": 70}]}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(settings(dir.path(), &kube, "{dry_run: true}")).await;
+    let plan: Value = app.plan(fixture("accuracy-firing.json")).await;
+    let effect = &plan["alerts"][0]["effects"]["rollback"];
+    let ops = effect["change"]["patch"].as_array().unwrap();
+    for op in [
+        json!({"op": "test", "path": "/spec/candidates/0/name", "value": "enhanced-predictor"}),
+        json!({"op": "replace", "path": "/spec/candidates/0/weight", "value": 0}),
+        json!({"op": "test", "path": "/spec/candidates/1/weight", "value": 70}),
+        json!({"op": "replace", "path": "/spec/candidates/1/weight", "value": 100}),
+    ] {
+        assert!(ops.contains(&op), "{op} missing in {effect:#}");
+    }
+    // The exact patch applies to the object as it is.
+    let mut obj = kube.experiment();
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops.clone())).unwrap();
+    json_patch::patch(&mut obj, &patch).unwrap();
+    app.stop().await;
+}
+
 /// A stand-in Prometheus answering every query with these per-variant values.
 async fn prometheus_answering(baseline: f64, enhanced: f64) -> String {
     let app = axum::Router::new().route(

@@ -66,6 +66,7 @@ impl FileWeights {
                 .collect(),
             default: Some(f.default.clone()),
             last_shift: f.last_shift.clone(),
+            object: None,
         }
     }
 }

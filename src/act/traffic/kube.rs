@@ -4,23 +4,40 @@
 //! read again, decide again) and which records the shift in an annotation.
 
 use super::policy::WeightMap;
-use super::target::{ShiftMark, Snapshot, TargetError, TrafficTarget, MARK_ANNOTATION};
+use super::target::{
+    IstioApiVersion, ShiftMark, Snapshot, TargetError, TrafficTarget, MARK_ANNOTATION,
+};
 use async_trait::async_trait;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
-/// (variant, weight, JSON pointer of the entry in the object).
-type Entry = (String, u32, String);
+/// One variant's entry in the object.
+#[derive(Debug, Clone)]
+struct Entry {
+    variant: String,
+    /// The weight in effect (an absent Istio weight counts as its implied value).
+    weight: u32,
+    /// Whether the object has a `weight` field there (Istio may omit it).
+    has_weight: bool,
+    /// JSON pointer of the entry.
+    ptr: String,
+    /// JSON pointer of the field that names the variant: the patch tests it.
+    name_path: String,
+}
 
 /// Which object, and how its weights are laid out.
 #[derive(Debug, Clone)]
 pub enum Layout {
     /// `spec.candidates[].{name, weight}`, `spec.default`.
     Seldon,
-    /// `spec.http[name=route].route[].{destination.subset, weight}`.
-    Istio { route: String, default: String },
+    /// `spec.http[name=route].route[].{destination.subset or destination.host, weight}`.
+    Istio {
+        route: String,
+        default: String,
+        api_version: IstioApiVersion,
+    },
 }
 
 /// Where the API server is: in-cluster config or kubeconfig, unless a URL is
@@ -107,9 +124,9 @@ impl KubeWeights {
     fn resource(&self) -> ApiResource {
         let (group, version, kind, plural) = match self.layout {
             Layout::Seldon => ("mlops.seldon.io", "v1alpha1", "Experiment", "experiments"),
-            Layout::Istio { .. } => (
+            Layout::Istio { api_version, .. } => (
                 "networking.istio.io",
-                "v1",
+                api_version.version(),
                 "VirtualService",
                 "virtualservices",
             ),
@@ -136,7 +153,7 @@ impl KubeWeights {
     /// The entries in object order, and the default variant.
     fn entries(&self, obj: &Value) -> Result<(Vec<Entry>, Option<String>), TargetError> {
         let bad = |what: &str| TargetError::Permanent(format!("{}: {what}", self.describe()));
-        match &self.layout {
+        let (out, default) = match &self.layout {
             Layout::Seldon => {
                 let spec = &obj["spec"];
                 let candidates = spec["candidates"]
@@ -149,16 +166,20 @@ impl KubeWeights {
                         .ok_or_else(|| bad("a candidate has no name"))?;
                     let weight = c["weight"]
                         .as_u64()
+                        .and_then(|w| u32::try_from(w).ok())
                         .ok_or_else(|| bad("a candidate has no weight"))?;
-                    out.push((
-                        name.to_owned(),
-                        weight as u32,
-                        format!("/spec/candidates/{i}"),
-                    ));
+                    let ptr = format!("/spec/candidates/{i}");
+                    out.push(Entry {
+                        variant: name.to_owned(),
+                        weight,
+                        has_weight: true,
+                        name_path: format!("{ptr}/name"),
+                        ptr,
+                    });
                 }
-                Ok((out, spec["default"].as_str().map(str::to_owned)))
+                (out, spec["default"].as_str().map(str::to_owned))
             }
-            Layout::Istio { route, default } => {
+            Layout::Istio { route, default, .. } => {
                 let http = obj["spec"]["http"]
                     .as_array()
                     .ok_or_else(|| bad("no spec.http"))?;
@@ -173,20 +194,46 @@ impl KubeWeights {
                 let mut out = Vec::new();
                 for (j, r) in routes.iter().enumerate() {
                     let d = &r["destination"];
-                    let name = d["subset"]
-                        .as_str()
-                        .or(d["host"].as_str())
-                        .ok_or_else(|| bad("a destination has no subset or host"))?;
-                    let weight = r["weight"].as_u64().unwrap_or(0);
-                    out.push((
-                        name.to_owned(),
-                        weight as u32,
-                        format!("/spec/http/{h}/route/{j}"),
-                    ));
+                    // A subset names the variant when there is one (one Service,
+                    // DestinationRule subsets); else the host does (one Service
+                    // per variant).
+                    let (name, field) = match (d["subset"].as_str(), d["host"].as_str()) {
+                        (Some(s), _) => (s, "subset"),
+                        (None, Some(h)) => (h, "host"),
+                        (None, None) => return Err(bad("a destination has no subset or host")),
+                    };
+                    // Istio: a single destination takes all traffic; otherwise a
+                    // destination without a weight gets none.
+                    let implied = if routes.len() == 1 { 100 } else { 0 };
+                    let weight = match r.get("weight") {
+                        None | Some(Value::Null) => None,
+                        Some(w) => Some(
+                            w.as_u64()
+                                .and_then(|w| u32::try_from(w).ok())
+                                .ok_or_else(|| bad("a destination weight is not a number"))?,
+                        ),
+                    };
+                    let ptr = format!("/spec/http/{h}/route/{j}");
+                    out.push(Entry {
+                        variant: name.to_owned(),
+                        weight: weight.unwrap_or(implied),
+                        has_weight: weight.is_some(),
+                        name_path: format!("{ptr}/destination/{field}"),
+                        ptr,
+                    });
                 }
-                Ok((out, Some(default.clone())))
+                (out, Some(default.clone()))
+            }
+        };
+        for (i, e) in out.iter().enumerate() {
+            if out[..i].iter().any(|o| o.variant == e.variant) {
+                return Err(bad(&format!(
+                    "variant {:?} appears twice; cannot tell which entry to change",
+                    e.variant
+                )));
             }
         }
+        Ok((out, default))
     }
 
     fn patch(
@@ -199,24 +246,29 @@ impl KubeWeights {
         let (entries, _) = self.entries(obj)?;
         let mut ops = Vec::new();
         if let Layout::Istio { route, .. } = &self.layout {
-            if let Some((_, _, ptr)) = entries.first() {
-                let http = ptr
+            if let Some(e) = entries.first() {
+                let http = e
+                    .ptr
                     .rsplit_once("/route/")
                     .map(|(h, _)| h)
                     .unwrap_or_default();
                 ops.push(json!({"op": "test", "path": format!("{http}/name"), "value": route}));
             }
         }
-        for (variant, _, ptr) in &entries {
-            let name_path = match self.layout {
-                Layout::Seldon => format!("{ptr}/name"),
-                Layout::Istio { .. } => format!("{ptr}/destination/subset"),
-            };
-            let want = expected.weights.get(variant).copied().unwrap_or(0);
-            ops.push(json!({"op": "test", "path": name_path, "value": variant}));
-            ops.push(json!({"op": "test", "path": format!("{ptr}/weight"), "value": want}));
-            if let Some(w) = after.get(variant) {
-                ops.push(json!({"op": "replace", "path": format!("{ptr}/weight"), "value": w}));
+        for e in &entries {
+            let want = expected.weights.get(&e.variant).copied().unwrap_or(0);
+            // Test the very field the variant was read from (subset, host or name).
+            ops.push(json!({"op": "test", "path": e.name_path, "value": e.variant}));
+            let weight_path = format!("{}/weight", e.ptr);
+            if e.has_weight {
+                ops.push(json!({"op": "test", "path": weight_path, "value": want}));
+                if let Some(w) = after.get(&e.variant) {
+                    ops.push(json!({"op": "replace", "path": weight_path, "value": w}));
+                }
+            } else {
+                // No weight field to test or replace: write the weight explicitly.
+                let w = after.get(&e.variant).copied().unwrap_or(e.weight);
+                ops.push(json!({"op": "add", "path": weight_path, "value": w}));
             }
         }
         let mark_text =
@@ -228,6 +280,44 @@ impl KubeWeights {
             ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {MARK_ANNOTATION: mark_text}}));
         }
         Ok(Value::Array(ops))
+    }
+
+    /// A 422 answer to the patch: a conflict only if one of its `test`
+    /// operations fails against the object as it is now (read again); any
+    /// other 422 (schema validation, an admission webhook) will not pass on
+    /// a retry and is permanent, with the API server's message.
+    async fn classify_unprocessable(
+        &self,
+        ops: &Value,
+        status: &kube::core::Status,
+    ) -> TargetError {
+        let mut msg = format!(
+            "{}: API server answered 422: {}",
+            self.describe(),
+            status.message
+        );
+        if let Some(details) = &status.details {
+            for c in &details.causes {
+                if !c.message.is_empty() && !status.message.contains(&c.message) {
+                    msg.push_str(&format!("; {}", c.message));
+                }
+            }
+        }
+        let now = match self.get().await {
+            Ok(obj) => obj,
+            Err(e) => return TargetError::Transient(format!("{msg} (and reading it again: {e})")),
+        };
+        let tests: Vec<Value> = ops
+            .as_array()
+            .map(|a| a.iter().filter(|o| o["op"] == "test").cloned().collect())
+            .unwrap_or_default();
+        let failed_test = serde_json::from_value::<json_patch::Patch>(Value::Array(tests))
+            .map_err(|e| e.to_string())
+            .and_then(|p| json_patch::patch(&mut now.clone(), &p).map_err(|e| e.to_string()));
+        match failed_test {
+            Err(why) => TargetError::Conflict(format!("{msg} ({why})")),
+            Ok(()) => TargetError::Permanent(msg),
+        }
     }
 
     async fn get(&self) -> Result<Value, TargetError> {
@@ -246,23 +336,16 @@ impl KubeWeights {
                 let code = status.code;
                 let msg = format!("{what}: API server answered {code}: {}", status.message);
                 match code {
-                    409 | 422 => TargetError::Conflict(msg),
+                    409 => TargetError::Conflict(msg),
+                    408 | 429 => TargetError::Transient(msg),
                     400..=499 => TargetError::Permanent(msg),
                     _ => TargetError::Transient(msg),
                 }
             }
             other => {
-                // kube's Display stops at the top error; the causes say why.
-                let mut text = other.to_string();
-                let mut source = std::error::Error::source(&other);
-                while let Some(cause) = source {
-                    let cause_text = cause.to_string();
-                    if !text.contains(&cause_text) {
-                        text.push_str(": ");
-                        text.push_str(&cause_text);
-                    }
-                    source = cause.source();
-                }
+                // The whole source chain: "client error (Connect)" alone hides
+                // the cause (a TLS certificate error, a refused connection).
+                let mut text = error_chain(&other);
                 if text.contains("length limit exceeded") {
                     text.push_str(&format!(
                         " (answers are read up to {})",
@@ -273,6 +356,21 @@ impl KubeWeights {
             }
         }
     }
+}
+
+/// `e: source: source...`, each message once.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        next = s.source();
+    }
+    out
 }
 
 #[async_trait]
@@ -292,9 +390,10 @@ impl TrafficTarget for KubeWeights {
             .as_str()
             .and_then(|s| serde_json::from_str(s).ok());
         Ok(Snapshot {
-            weights: entries.into_iter().map(|(n, w, _)| (n, w)).collect(),
+            weights: entries.into_iter().map(|e| (e.variant, e.weight)).collect(),
             default,
             last_shift,
+            object: Some(obj),
         })
     }
 
@@ -306,38 +405,44 @@ impl TrafficTarget for KubeWeights {
     ) -> Result<(), TargetError> {
         let obj = self.get().await?;
         let ops = self.patch(&obj, expected, after, mark)?;
-        let patch: json_patch::Patch = serde_json::from_value(ops)
+        let patch: json_patch::Patch = serde_json::from_value(ops.clone())
             .map_err(|e| TargetError::Permanent(format!("bad patch: {e}")))?;
         let params = PatchParams {
             field_manager: Some("mlops-alert-router".into()),
             ..Default::default()
         };
         let api = self.api().await?;
-        bounded(&self.describe(), async {
-            api.patch(&self.name, &params, &Patch::Json::<()>(patch))
-                .await
-                .map_err(|e| self.error(e))
+        let answer = bounded(&self.describe(), async {
+            Ok(api
+                .patch(&self.name, &params, &Patch::Json::<()>(patch))
+                .await)
         })
         .await?;
-        Ok(())
+        match answer {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                Err(self.classify_unprocessable(&ops, &status).await)
+            }
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     fn preview(&self, expected: &Snapshot, after: &WeightMap, mark: &ShiftMark) -> Value {
-        // The object is not fetched for a preview: show the patch against the
-        // weights the decision was made on, entries in their sorted order.
-        let mut obj = match self.layout {
-            Layout::Seldon => {
-                json!({"spec": {"candidates": expected.weights.iter().map(|(n, w)| json!({"name": n, "weight": w})).collect::<Vec<_>>()}})
-            }
-            Layout::Istio { ref route, .. } => {
-                json!({"spec": {"http": [{"name": route, "route": expected.weights.iter().map(|(n, w)| json!({"destination": {"subset": n}, "weight": w})).collect::<Vec<_>>()}]}})
-            }
-        };
-        obj["metadata"] = json!({"annotations": {}});
+        // The patch against the object as the decision read it: entries at
+        // their real positions, the fields they are named by.
+        if let Some(obj) = &expected.object {
+            return json!({
+                "object": self.describe(),
+                "content_type": "application/json-patch+json",
+                "patch": self.patch(obj, expected, after, mark).unwrap_or(Value::Null),
+            });
+        }
+        // Not read (cannot happen for a decision, which reads first): say so.
         json!({
             "object": self.describe(),
-            "content_type": "application/json-patch+json",
-            "patch": self.patch(&obj, expected, after, mark).unwrap_or(Value::Null),
+            "illustrative": true,
+            "note": "the object was not read: the real patch tests and replaces each entry at its position in the object",
+            "after": after,
         })
     }
 }

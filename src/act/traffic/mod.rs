@@ -164,12 +164,14 @@ impl Targets {
                         name,
                         route,
                         default,
+                        api_version,
                     } => Arc::new(kube::KubeWeights::new(
                         namespace,
                         name,
                         kube::Layout::Istio {
                             route: route.clone(),
                             default: default.clone(),
+                            api_version: *api_version,
                         },
                         kube.clone(),
                     )),

@@ -13,19 +13,47 @@ use std::path::PathBuf;
 pub enum TargetConfig {
     /// A Seldon Core v2 `Experiment` (`mlops.seldon.io/v1alpha1`).
     SeldonExperiment { namespace: String, name: String },
-    /// An Istio `VirtualService` (`networking.istio.io/v1`): the destinations
-    /// of one named http route; a variant is a destination's `subset`.
+    /// An Istio `VirtualService`: the destinations of one named http route; a
+    /// variant is a destination's `subset` (one Service, DestinationRule
+    /// subsets) or, for a destination without one, its `host` (one Service per
+    /// variant, the split of Istio's traffic-shifting docs).
     IstioVirtualService {
         namespace: String,
         name: String,
         /// The `http[].name` whose destinations are the variants.
         route: String,
-        /// The baseline subset (a VirtualService has no default of its own).
+        /// The baseline variant (a VirtualService has no default of its own).
         default: String,
+        /// `networking.istio.io/v1` (Istio >= 1.22, the default) or
+        /// `networking.istio.io/v1beta1` (older Istio).
+        #[serde(default)]
+        api_version: IstioApiVersion,
     },
     /// A local YAML file `{default, candidates: [{name, weight}]}`: the
     /// embedded default, and what `ab-simulator` reads.
     File { file: FileTarget },
+}
+
+/// The VirtualService API version the router reads and patches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum IstioApiVersion {
+    /// Served from Istio 1.22 on.
+    #[default]
+    #[serde(rename = "networking.istio.io/v1")]
+    V1,
+    /// Served by every Istio release still in use.
+    #[serde(rename = "networking.istio.io/v1beta1")]
+    V1beta1,
+}
+
+impl IstioApiVersion {
+    /// The version part of the apiVersion (`v1`, `v1beta1`).
+    pub fn version(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V1beta1 => "v1beta1",
+        }
+    }
 }
 
 /// `file:` of a file target.
@@ -44,6 +72,9 @@ pub struct Snapshot {
     pub default: Option<String>,
     /// The last shift the router applied, as recorded on the target itself.
     pub last_shift: Option<ShiftMark>,
+    /// The object as read (Kubernetes targets), so that a dry-run preview is
+    /// the patch against it, entries at their real positions.
+    pub object: Option<Value>,
 }
 
 /// Recorded on the target with every change (annotation / file field), so a

@@ -12,6 +12,12 @@
 //! over time. Everything is deterministic (no randomness in the split; a fixed
 //! seed for latencies). Once bound, prints exactly one line to stdout,
 //! `listening on IP:PORT`; logs go to stderr. SIGTERM/SIGINT: exit 0.
+//!
+//! `--push-gateway URL` also pushes the metrics to a Prometheus Pushgateway
+//! every `--push-interval`, as the models' demo client does (job
+//! `financial_ab_test`). Each push is a PUT, which replaces the job's whole
+//! group: a variant taken to 0% loses its accuracy and business series on the
+//! gateway too, instead of keeping its last values (and its alert) forever.
 //! See `simulator/README.md`.
 
 mod rng;
@@ -73,6 +79,16 @@ struct Args {
     /// Seed of the latency/prediction generators.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also push the metrics to this Prometheus Pushgateway (e.g.
+    /// http://pushgateway.monitoring.svc:9091), replacing the job's group each time.
+    #[arg(long, value_name = "URL")]
+    push_gateway: Option<String>,
+    /// Job name of the pushed group.
+    #[arg(long, default_value = "financial_ab_test")]
+    push_job: String,
+    /// How often to push (humantime).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    push_interval: Duration,
 }
 
 macro_rules! log {
@@ -99,6 +115,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.tick < Duration::from_millis(1) {
         bail!("--tick: must be at least 1ms");
+    }
+    let push_url = match &args.push_gateway {
+        Some(base) => Some(push_url(base, &args.push_job)?),
+        None => None,
+    };
+    if args.push_interval < Duration::from_millis(10) {
+        bail!("--push-interval: must be at least 10ms");
     }
     let scenario = Scenario::load(&args.scenario)?;
     let mut watcher = WeightsWatcher::new(&args.weights);
@@ -148,6 +171,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}").context("stdout")?;
         out.flush().context("stdout")?;
+    }
+
+    if let Some(url) = push_url {
+        log!(
+            "pushing to {url} every {}",
+            humantime::format_duration(args.push_interval)
+        );
+        tokio::spawn(push_loop(url, sim.registry(), args.push_interval));
     }
 
     // The simulation loop.
@@ -216,6 +247,107 @@ async fn run(args: Args) -> anyhow::Result<()> {
     sim_task.abort();
     log!("stopped");
     Ok(())
+}
+
+/// `{base}/metrics/job/{job}`, the Pushgateway's URL of one job's group.
+fn push_url(base: &str, job: &str) -> anyhow::Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(base)
+        .with_context(|| format!("--push-gateway: {base:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("--push-gateway: {base:?} is not an http(s) URL");
+    }
+    if job.is_empty() {
+        bail!("--push-job: must not be empty");
+    }
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("--push-gateway: {base:?} cannot have a path"))?
+        .pop_if_empty()
+        .extend(["metrics", "job", job]);
+    Ok(url)
+}
+
+/// Pushes the registry every `every` (PUT: the group is replaced, so series
+/// the simulator removed disappear from the gateway too). A failed push is
+/// logged and retried at the next interval.
+async fn push_loop(url: reqwest::Url, registry: Arc<Registry>, every: Duration) {
+    let client = reqwest::Client::builder()
+        .timeout(every.max(Duration::from_secs(1)))
+        .build()
+        .unwrap_or_default();
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        interval.tick().await;
+        let body = match sim::encode(&registry) {
+            Ok(text) => to_prometheus_text(&text),
+            Err(e) => {
+                log!("cannot encode metrics for the push: {e}");
+                continue;
+            }
+        };
+        let res = client
+            .put(url.clone())
+            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(body)
+            .send()
+            .await;
+        match res.map(|r| r.status()) {
+            Ok(s) if s.is_success() => {
+                if failing {
+                    log!("push to {url} works again");
+                }
+                failing = false;
+            }
+            Ok(s) => {
+                log!("push to {url}: HTTP {s}");
+                failing = true;
+            }
+            Err(e) => {
+                log!("push to {url}: {e}");
+                failing = true;
+            }
+        }
+    }
+}
+
+/// OpenMetrics text (what prometheus-client encodes) as the Prometheus text
+/// format 0.0.4 the Pushgateway parses: counters are typed by their `_total`
+/// name, and `# EOF`, `# UNIT` and `_created` samples are dropped.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        if let Some(l) = renamed {
+            out.push_str(&l);
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            if !line.starts_with('#')
+                && name
+                    .strip_suffix("_created")
+                    .is_some_and(|f| counters.contains(f))
+            {
+                continue;
+            }
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Requests and errors per variant, logged every [`SUMMARY_EVERY`].
