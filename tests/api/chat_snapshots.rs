@@ -6,7 +6,7 @@
 use crate::helpers::*;
 use mlops_alert_router::act::{ActionConfig, ActionContext, ActionRun, AlertInput};
 use mlops_alert_router::enrich::{Context, Enriched, LinkSettings};
-use mlops_alert_router::ingest::{Alert, AlertStatus, Notification};
+use mlops_alert_router::ingest::{Alert, Notification};
 use mlops_alert_router::store::RunStatus;
 use serde_json::json;
 
@@ -16,6 +16,9 @@ fn map(pairs: &[(&str, f64)]) -> Enriched {
         values: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
     }
 }
+
+/// Per variant, a value.
+type Values = &'static [(&'static str, f64)];
 
 /// What enrichment says about the demo experiment in each fixture's story,
 /// consistent with the alerts' own text (accuracy threshold 55%, latency
@@ -34,7 +37,7 @@ fn context_for(fixture: &str, n: &Notification, alert: &Alert) -> Context {
     const E: &str = "enhanced-predictor";
     let mut c = Context::default();
     if alert.labels.contains_key("experiment") {
-        let (accuracy, share, p95): (Enriched, &[(&str, f64)], &[(&str, f64)]) = match fixture {
+        let (accuracy, share, p95): (Enriched, Values, Values) = match fixture {
             "accuracy-firing.json" => (
                 map(&[(B, 72.5), (E, 51.2)]),
                 &[(B, 70.0), (E, 30.0)],

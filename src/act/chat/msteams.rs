@@ -78,7 +78,7 @@ fn card(view: &View, mut body: Vec<Value>) -> Value {
     all.append(&mut body);
     // What notifications, screen readers and clients that cannot show the
     // card read: plain text, neutralised.
-    let summary = Markup::plain(&format!("{} — {}", view.title, view.summary));
+    let summary = Markup::plain(&format!("{} — {}", view.title, view.summary)).clip(300);
     json!({
         "type": "message",
         "summary": summary,

@@ -168,6 +168,9 @@ pub struct VariantTable {
     /// Column titles after the variant column.
     pub columns: Vec<String>,
     pub rows: Vec<VariantRow>,
+    /// An alert of this experiment still fires: the affected rows are the
+    /// alerting variants (else they are the resolved ones).
+    pub firing: bool,
     /// Enrichments without a value, and why.
     pub notes: Vec<String>,
 }
@@ -412,12 +415,14 @@ fn alert_view(input: &AlertInput<'_>) -> AlertView {
 /// One line saying what an alert-scoped run did; `resolved`: the run was
 /// for a resolved alert (what happened to traffic on resolve).
 pub fn outcome_text(run: &ActionRun, variant: &str, resolved: bool) -> String {
+    let shift = run.action_type == "traffic_shift";
+    // A traffic decision's reason (why deferred, why failed) is worth more room.
     let error = run
         .last_error
         .as_deref()
-        .map(|e| clip(e, 160))
+        .map(|e| clip(e, if shift { 160 } else { 120 }))
         .unwrap_or_default();
-    if run.action_type == "traffic_shift" {
+    if shift {
         if let Some(result) = run.result.as_ref().filter(|r| r.is_object()) {
             return shift_text(result, variant, resolved);
         }
@@ -508,7 +513,7 @@ fn shift_text(r: &Value, variant: &str, resolved: bool) -> String {
             "traffic shift dry run, nothing changed",
             would.as_deref().or(reason.as_deref()),
         ),
-        "held" => "traffic held: weights kept as they are (on_resolve: hold)".to_owned(),
+        "held" => "traffic held (on_resolve: hold): weights kept as they are".to_owned(),
         "noop" if resolved => with("traffic unchanged on resolve", reason.as_deref()),
         "noop" => with("traffic unchanged", reason.as_deref()),
         "blocked" => with("traffic shift blocked", reason.as_deref()),
@@ -611,6 +616,7 @@ fn variant_tables(alerts: &[AlertView]) -> Vec<VariantTable> {
             experiment: experiment.to_owned(),
             columns: columns.into_iter().map(|(t, _, _)| t).collect(),
             rows,
+            firing: any_firing,
             notes,
         });
         if tables.len() == MAX_TABLES {
@@ -1172,7 +1178,12 @@ pub fn table_text(t: &VariantTable, d: Dialect) -> Markup {
         for row in &t.rows {
             let mut name = d.text(&row.variant);
             if row.affected {
-                name = d.bold(&name).then(&Markup::lit(" (alerting)"));
+                let state = if t.firing {
+                    " (alerting)"
+                } else {
+                    " (resolved)"
+                };
+                name = d.bold(&name).then(&Markup::lit(state));
             }
             let cells: Vec<Markup> = t
                 .columns
@@ -1545,7 +1556,7 @@ mod message_tests {
             ("noop", false, "traffic unchanged on resolve: already shifted for this episode"),
             ("deferred", true, "traffic shift deferred (will retry): guard"),
             ("failed", true, "traffic shift failed: unknown destination variant \"shadow\""),
-            ("held", false, "traffic held: weights kept as they are (on_resolve: hold)"),
+            ("held", false, "traffic held (on_resolve: hold): weights kept as they are"),
         ];
         for kind in crate::act::traffic::DECISIONS {
             assert!(
