@@ -102,19 +102,21 @@ fn card(view: &View, mut body: Vec<Value>) -> Value {
 /// TextBlock has the same height and spacing, so the rows line up across
 /// columns (Adaptive Card 1.4 has no table; 1.5's `Table` does not render
 /// on every Teams client). The alerting variants' row is bold, in the
-/// attention colour.
+/// attention colour (a resolved message: the resolved ones, in green).
 fn table(t: &VariantTable) -> Vec<Value> {
     let d = Dialect::Teams;
     let title = super::render::table_title(t, d);
     let mut out =
         vec![json!({"type": "TextBlock", "text": title, "wrap": true, "separator": true})];
     if !t.rows.is_empty() {
+        // The alerting variants in red; in a resolved message, the resolved ones in green.
+        let colour = if t.firing { "Attention" } else { "Good" };
         let cell = |text: Markup, strong: bool| {
             let mut block =
                 json!({"type": "TextBlock", "text": text, "wrap": false, "spacing": "Small"});
             if strong {
                 block["weight"] = json!("Bolder");
-                block["color"] = json!("Attention");
+                block["color"] = json!(colour);
             }
             block
         };
