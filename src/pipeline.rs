@@ -132,7 +132,9 @@ impl Planner {
     }
 
     /// When Alertmanager truncated the notification, adds the rest of the
-    /// group from its API. Returns a note for the log/plan when it could not.
+    /// group from its API (then `truncated_alerts` is 0: nothing is missing).
+    /// Returns a note for the log/plan when it could not; the alerts still
+    /// missing stay counted in `truncated_alerts`, and messages say so.
     pub async fn complete_truncated(&self, n: &mut Notification) -> Option<String> {
         if n.truncated_alerts == 0 {
             return None;
@@ -151,6 +153,8 @@ impl Planner {
                     truncated = n.truncated_alerts,
                     "Fetched truncated alerts from Alertmanager"
                 );
+                // The group is whole now: messages say nothing is missing.
+                n.truncated_alerts = 0;
                 None
             }
             Err(e) => {

@@ -465,6 +465,47 @@ async fn a_webhook_without_template_posts_the_notification_view() {
     app.stop().await;
 }
 
+/// A truncated group whose rest cannot be fetched (no `alertmanager.url`, or
+/// Alertmanager unreachable) says how many alerts exist, on the wire.
+#[tokio::test]
+async fn a_truncated_group_that_cannot_be_completed_says_n_shown_of_m() {
+    // A port nothing listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for alertmanager in [
+        None,
+        Some(format!("{{url: 'http://{closed}', timeout: 2s}}")),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings_with(
+            dir.path(),
+            &format!("{{type: slack, url: '{}/hook'}}", server.uri()),
+        );
+        settings.alertmanager = alertmanager
+            .as_deref()
+            .map(|y| serde_yaml::from_str(y).unwrap());
+        let app = spawn_app_with(settings).await;
+        let id = post(&app, fixture("cpu-firing-truncated.json")).await;
+        drain(&app).await;
+        let run = chat_run(&app, id).await;
+        assert_eq!(run["status"], "succeeded", "{alertmanager:?}: {run:#}");
+        let body = body_of(&requests(&server).await[0]).to_string();
+        assert!(
+            body.contains("2 firing shown of 5 — 3 more not sent by Alertmanager"),
+            "{alertmanager:?}: {body}"
+        );
+        app.stop().await;
+    }
+}
+
 // ---------------------------------------------------------------- delivery
 
 #[tokio::test]

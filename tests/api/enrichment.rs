@@ -399,6 +399,17 @@ async fn a_truncated_notification_is_completed_from_a_real_alertmanager() {
     ))
     .await;
     settings.alertmanager = Some(serde_yaml::from_str(&format!("{{url: '{}'}}", am.url)).unwrap());
+    // A chat message of the completed group counts every alert.
+    let chat = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&chat)
+        .await;
+    settings.actions.insert(
+        "chat".into(),
+        serde_yaml::from_str(&format!("{{type: slack, url: '{}/hook'}}", chat.uri())).unwrap(),
+    );
+    settings.route = serde_yaml::from_str("{actions: [log, chat]}").unwrap();
     let app = spawn_app_with(settings).await;
 
     let alerts: Vec<Value> = (0..5)
@@ -425,6 +436,7 @@ async fn a_truncated_notification_is_completed_from_a_real_alertmanager() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| r["action"] == "log")
         .map(|r| r["fingerprint"].as_str().unwrap().to_owned())
         .collect();
     pods.sort();
@@ -434,5 +446,9 @@ async fn a_truncated_notification_is_completed_from_a_real_alertmanager() {
         5,
         "all five alerts of the group were routed: {detail:#}"
     );
+    let sent = chat.received_requests().await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&sent[0].body).into_owned();
+    assert!(message.contains("\"text\":\"5 firing"), "{message}");
+    assert!(!message.contains("shown of"), "{message}");
     app.stop().await;
 }

@@ -106,7 +106,9 @@ fn table(t: &VariantTable, d: Dialect) -> Markup {
         );
         for r in &t.rows {
             let name = if r.affected {
-                d.bold(&cell(&r.variant)).then(&Markup::lit(" ⚠"))
+                // The alerting variants; in a resolved message, the resolved ones.
+                let mark = if t.firing { " ⚠" } else { " ✓" };
+                d.bold(&cell(&r.variant)).then(&Markup::lit(mark))
             } else {
                 cell(&r.variant)
             };

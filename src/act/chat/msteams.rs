@@ -76,8 +76,12 @@ fn card(view: &View, mut body: Vec<Value>) -> Value {
         ],
     })];
     all.append(&mut body);
+    // What notifications, screen readers and clients that cannot show the
+    // card read: plain text, neutralised.
+    let summary = Markup::plain(&format!("{} — {}", view.title, view.summary)).clip(300);
     json!({
         "type": "message",
+        "summary": summary,
         "attachments": [{
             "contentType": "application/vnd.microsoft.card.adaptive",
             "contentUrl": null,
@@ -85,6 +89,7 @@ fn card(view: &View, mut body: Vec<Value>) -> Value {
                 "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
                 "type": "AdaptiveCard",
                 "version": "1.4",
+                "fallbackText": summary,
                 "msteams": {"width": "Full"},
                 "body": all,
             },
@@ -92,37 +97,57 @@ fn card(view: &View, mut body: Vec<Value>) -> Value {
     })
 }
 
-/// A variant table as one ColumnSet per row (Adaptive Card 1.4 has no table).
+/// A variant table as one ColumnSet with one Column per field, each column
+/// the field's title then one single-line TextBlock per variant: every
+/// TextBlock has the same height and spacing, so the rows line up across
+/// columns (Adaptive Card 1.4 has no table; 1.5's `Table` does not render
+/// on every Teams client). The alerting variants' row is bold, in the
+/// attention colour (a resolved message: the resolved ones, in green).
 fn table(t: &VariantTable) -> Vec<Value> {
     let d = Dialect::Teams;
     let title = super::render::table_title(t, d);
     let mut out =
         vec![json!({"type": "TextBlock", "text": title, "wrap": true, "separator": true})];
-    let row = |cells: Vec<(Markup, bool)>| {
-        json!({
-            "type": "ColumnSet",
-            "spacing": "None",
-            "columns": cells.into_iter().enumerate().map(|(i, (c, strong))| {
-                let mut block = json!({"type": "TextBlock", "text": c, "wrap": true});
-                if strong {
-                    block["weight"] = json!("Bolder");
-                    block["color"] = json!("Attention");
-                }
-                json!({"type": "Column", "width": if i == 0 { "stretch" } else { "auto" }, "items": [block]})
-            }).collect::<Vec<_>>(),
-        })
-    };
     if !t.rows.is_empty() {
-        out.push(row(std::iter::once(Markup::lit("variant"))
-            .chain(t.columns.iter().map(|c| d.text(c)))
-            .map(|c| (d.bold(&c), false))
-            .collect()));
-        for r in &t.rows {
-            out.push(row(std::iter::once(&r.variant)
-                .chain(&r.cells)
-                .map(|c| (d.text(c), r.affected))
-                .collect()));
+        // The alerting variants in red; in a resolved message, the resolved ones in green.
+        let colour = if t.firing { "Attention" } else { "Good" };
+        let cell = |text: Markup, strong: bool| {
+            let mut block =
+                json!({"type": "TextBlock", "text": text, "wrap": false, "spacing": "Small"});
+            if strong {
+                block["weight"] = json!("Bolder");
+                block["color"] = json!(colour);
+            }
+            block
+        };
+        let column = |i: usize, head: Markup, cells: Vec<(Markup, bool)>| {
+            let items: Vec<Value> = std::iter::once(cell(d.bold(&head), false))
+                .chain(cells.into_iter().map(|(c, strong)| cell(c, strong)))
+                .collect();
+            json!({"type": "Column", "width": if i == 0 { "stretch" } else { "auto" }, "items": items})
+        };
+        let mut columns = vec![column(
+            0,
+            Markup::lit("variant"),
+            t.rows
+                .iter()
+                .map(|r| (d.text(&r.variant), r.affected))
+                .collect(),
+        )];
+        for (i, title) in t.columns.iter().enumerate() {
+            columns.push(column(
+                i + 1,
+                d.text(title),
+                t.rows
+                    .iter()
+                    .map(|r| {
+                        let v = r.cells.get(i).map_or("", String::as_str);
+                        (d.text(v), r.affected)
+                    })
+                    .collect(),
+            ));
         }
+        out.push(json!({"type": "ColumnSet", "spacing": "Small", "columns": columns}));
     }
     out.extend(
         t.notes

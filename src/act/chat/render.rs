@@ -105,6 +105,9 @@ pub struct View {
     pub variants: Vec<String>,
     pub firing: usize,
     pub resolved: usize,
+    /// Alerts of the group that Alertmanager left out (`truncatedAlerts`)
+    /// and the router could not fetch; 0 when the group is whole.
+    pub truncated_alerts: u64,
     pub receiver: String,
     pub group_key: String,
     pub group_labels: Labels,
@@ -165,6 +168,9 @@ pub struct VariantTable {
     /// Column titles after the variant column.
     pub columns: Vec<String>,
     pub rows: Vec<VariantRow>,
+    /// An alert of this experiment still fires: the affected rows are the
+    /// alerting variants (else they are the resolved ones).
+    pub firing: bool,
     /// Enrichments without a value, and why.
     pub notes: Vec<String>,
 }
@@ -287,11 +293,7 @@ impl View {
             title.push_str(" · ");
             title.push_str(&experiment);
         }
-        let mut summary = match (firing, resolved) {
-            (f, 0) => format!("{f} firing"),
-            (0, r) => format!("{r} resolved"),
-            (f, r) => format!("{f} firing, {r} resolved"),
-        };
+        let mut summary = counts(firing, resolved, n.truncated_alerts);
         if !severity.is_empty() {
             summary.push_str(&format!(" · severity {severity}"));
         }
@@ -331,6 +333,7 @@ impl View {
             variants,
             firing,
             resolved,
+            truncated_alerts: n.truncated_alerts,
             receiver: n.receiver.clone(),
             group_key: n.group_key.clone(),
             group_labels: n.group_labels.clone(),
@@ -342,6 +345,21 @@ impl View {
             alerts,
         }
     }
+}
+
+/// "2 firing", "1 firing, 1 resolved"; with alerts Alertmanager did not send
+/// (`truncated`), "2 firing shown of 5 — 3 more not sent by Alertmanager".
+fn counts(firing: usize, resolved: usize, truncated: u64) -> String {
+    let shown = match (firing, resolved) {
+        (f, 0) => format!("{f} firing"),
+        (0, r) => format!("{r} resolved"),
+        (f, r) => format!("{f} firing, {r} resolved"),
+    };
+    if truncated == 0 {
+        return shown;
+    }
+    let total = (firing + resolved) as u64 + truncated;
+    format!("{shown} shown of {total} — {truncated} more not sent by Alertmanager")
 }
 
 fn alert_view(input: &AlertInput<'_>) -> AlertView {
@@ -386,7 +404,7 @@ fn alert_view(input: &AlertInput<'_>) -> AlertView {
                 action: run.action.clone(),
                 action_type: run.action_type.clone(),
                 status: run.status,
-                text: outcome_text(run, &variant),
+                text: outcome_text(run, &variant, a.status == AlertStatus::Resolved),
                 result: run.result.clone(),
             })
             .collect(),
@@ -394,20 +412,27 @@ fn alert_view(input: &AlertInput<'_>) -> AlertView {
     }
 }
 
-/// One line saying what an alert-scoped run did.
-pub fn outcome_text(run: &ActionRun, variant: &str) -> String {
+/// One line saying what an alert-scoped run did; `resolved`: the run was
+/// for a resolved alert (what happened to traffic on resolve).
+pub fn outcome_text(run: &ActionRun, variant: &str, resolved: bool) -> String {
+    let shift = run.action_type == "traffic_shift";
+    // A traffic decision's reason (why deferred, why failed) is worth more room.
     let error = run
         .last_error
         .as_deref()
-        .map(|e| clip(e, 120))
+        .map(|e| clip(e, if shift { 160 } else { 120 }))
         .unwrap_or_default();
-    if run.action_type == "traffic_shift" {
+    if shift {
         if let Some(result) = run.result.as_ref().filter(|r| r.is_object()) {
-            return shift_text(result, variant);
+            return shift_text(result, variant, resolved);
         }
+        // A deferred decision is a retryable error: "deferred: <reason>".
         return match run.status {
             RunStatus::Pending if error.is_empty() => "traffic shift: pending".to_owned(),
-            RunStatus::Pending => format!("traffic shift: retrying ({error})"),
+            RunStatus::Pending => match error.strip_prefix("deferred: ") {
+                Some(reason) => format!("traffic shift deferred (will retry): {reason}"),
+                None => format!("traffic shift: retrying ({error})"),
+            },
             RunStatus::Dead => format!("traffic shift failed: {error}"),
             RunStatus::Succeeded => "traffic shift: done".to_owned(),
         };
@@ -432,13 +457,9 @@ fn weight(v: &Value) -> String {
     }
 }
 
-/// `traffic_shift` result → "traffic shift: enhanced-predictor 30 → 0, baseline-predictor 70 → 100 (target)".
-fn shift_text(r: &Value, variant: &str) -> String {
-    let decision = r["decision"].as_str().unwrap_or("unknown");
-    let reason = r["reason"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .map(|s| clip(s, 160));
+/// The weights a `traffic_shift` result changed, the alert's own variant
+/// first: "enhanced-predictor 30 → 0, baseline-predictor 70 → 100".
+fn weight_changes(r: &Value, variant: &str) -> String {
     let mut changes: Vec<(bool, String)> = Vec::new();
     if let (Some(before), Some(after)) = (r["before"].as_object(), r["after"].as_object()) {
         for (name, b) in before {
@@ -454,25 +475,56 @@ fn shift_text(r: &Value, variant: &str) -> String {
             changes.push((name == variant, format!("{name} 0 → {}", weight(a))));
         }
     }
-    // The alert's own variant first.
     changes.sort_by_key(|(own, _)| !own);
     let changes: Vec<String> = changes.into_iter().map(|(_, c)| c).collect();
-    let changes = changes.join(", ");
-    let because = |prefix: &str| match &reason {
-        Some(reason) => format!("{prefix}: {reason}"),
+    changes.join(", ")
+}
+
+/// A `traffic_shift` result as one line, a wording for each decision
+/// (`traffic::DECISIONS`): "traffic shifted: enhanced-predictor 30 → 0,
+/// baseline-predictor 70 → 100 (financial-ab-test-experiment)".
+fn shift_text(r: &Value, variant: &str, resolved: bool) -> String {
+    let decision = r["decision"].as_str().unwrap_or("unknown");
+    // "resolved; weights changed since the shift" reads "on resolve: weights …".
+    let reason = r["reason"]
+        .as_str()
+        .map(|s| s.strip_prefix("resolved; ").unwrap_or(s))
+        .filter(|s| !s.is_empty())
+        .map(|s| clip(s, 160));
+    let changes = weight_changes(r, variant);
+    let with = |prefix: &str, detail: Option<&str>| match detail.filter(|d| !d.is_empty()) {
+        Some(detail) => format!("{prefix}: {detail}"),
         None => prefix.to_owned(),
     };
+    let either = if changes.is_empty() {
+        reason.as_deref()
+    } else {
+        Some(changes.as_str())
+    };
+    let would = (!changes.is_empty()).then(|| format!("would set {changes}"));
     let mut line = match decision {
-        "shifted" if !changes.is_empty() => format!("traffic shift: {changes}"),
-        "dry_run" if !changes.is_empty() => format!("traffic shift (dry run): {changes}"),
-        "shifted" => because("traffic shift"),
-        "dry_run" => because("traffic shift (dry run)"),
-        "blocked" => because("traffic shift blocked"),
-        "cooldown" => because("traffic shift skipped (cooldown)"),
-        "noop" => because("traffic shift: no change"),
-        "deferred" => because("traffic shift deferred"),
-        "failed" => because("traffic shift failed"),
-        other => because(&format!("traffic shift: {other}")),
+        "shifted" => with("traffic shifted", either),
+        "restored" => with("traffic restored", either),
+        "dry_run" if resolved => with(
+            "traffic restore dry run, nothing changed",
+            would.as_deref().or(reason.as_deref()),
+        ),
+        "dry_run" => with(
+            "traffic shift dry run, nothing changed",
+            would.as_deref().or(reason.as_deref()),
+        ),
+        "held" => "traffic held (on_resolve: hold): weights kept as they are".to_owned(),
+        "noop" if resolved => with("traffic unchanged on resolve", reason.as_deref()),
+        "noop" => with("traffic unchanged", reason.as_deref()),
+        "blocked" => with("traffic shift blocked", reason.as_deref()),
+        "cooldown" => with("traffic shift skipped (cooldown)", reason.as_deref()),
+        "rate_limited" => with(
+            "traffic shift skipped (max_shifts_per_hour)",
+            reason.as_deref(),
+        ),
+        "deferred" => with("traffic shift deferred (will retry)", reason.as_deref()),
+        "failed" => with("traffic shift failed", reason.as_deref()),
+        other => with(&format!("traffic shift: {other}"), reason.as_deref()),
     };
     if let Some(target) = r["target"].as_str().filter(|t| !t.is_empty()) {
         line.push_str(&format!(" ({target})"));
@@ -564,6 +616,7 @@ fn variant_tables(alerts: &[AlertView]) -> Vec<VariantTable> {
             experiment: experiment.to_owned(),
             columns: columns.into_iter().map(|(t, _, _)| t).collect(),
             rows,
+            firing: any_firing,
             notes,
         });
         if tables.len() == MAX_TABLES {
@@ -1125,7 +1178,12 @@ pub fn table_text(t: &VariantTable, d: Dialect) -> Markup {
         for row in &t.rows {
             let mut name = d.text(&row.variant);
             if row.affected {
-                name = d.bold(&name).then(&Markup::lit(" (alerting)"));
+                let state = if t.firing {
+                    " (alerting)"
+                } else {
+                    " (resolved)"
+                };
+                name = d.bold(&name).then(&Markup::lit(state));
             }
             let cells: Vec<Markup> = t
                 .columns
@@ -1411,5 +1469,160 @@ mod escape_tests {
             let t = alert_text_within(&view.alerts[0], d, 1024);
             assert!(t.chars() <= 1024 && t.as_str().ends_with(tail), "{d:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view_of(body: &str, truncated: u64) -> View {
+        let mut n: Notification = serde_json::from_str(body).unwrap();
+        n.truncated_alerts = truncated;
+        let context = crate::enrich::Context::default();
+        let inputs: Vec<AlertInput<'_>> = n
+            .alerts
+            .iter()
+            .map(|alert| AlertInput {
+                alert,
+                context: &context,
+                outcomes: Vec::new(),
+            })
+            .collect();
+        View::build(1, &n, &inputs)
+    }
+
+    #[test]
+    fn a_truncated_group_says_how_many_alerts_it_has() {
+        let firing = include_str!("../../../tests/fixtures/cpu-firing-truncated.json");
+        let resolved = include_str!("../../../tests/fixtures/cpu-resolved-truncated.json");
+        let v = view_of(firing, 3);
+        assert_eq!(v.truncated_alerts, 3);
+        assert!(
+            v.summary
+                .starts_with("2 firing shown of 5 — 3 more not sent by Alertmanager · "),
+            "{}",
+            v.summary
+        );
+        let v = view_of(resolved, 1);
+        assert!(
+            v.summary
+                .starts_with("2 resolved shown of 3 — 1 more not sent by Alertmanager"),
+            "{}",
+            v.summary
+        );
+        // Completed (or never truncated): the plain count.
+        let v = view_of(firing, 0);
+        assert!(v.summary.starts_with("2 firing · "), "{}", v.summary);
+        assert!(!v.summary.contains("shown of"));
+        assert_eq!(
+            counts(2, 1, 4),
+            "2 firing, 1 resolved shown of 7 — 4 more not sent by Alertmanager"
+        );
+    }
+
+    /// A representative result of each decision, as `traffic_shift` records it.
+    fn result(decision: &str) -> Value {
+        let before = json!({"baseline-predictor": 70, "enhanced-predictor": 30});
+        let (before, after, reason) = match decision {
+            "shifted" => (before, json!({"baseline-predictor": 100, "enhanced-predictor": 0}), "enhanced-predictor is alerting: moved up to 30 points to baseline-predictor"),
+            "restored" => (json!({"baseline-predictor": 100, "enhanced-predictor": 0}), before, "resolved; weights restored to before the shift"),
+            "dry_run" => (before, json!({"baseline-predictor": 100, "enhanced-predictor": 0}), "dry run: would move enhanced-predictor → baseline-predictor"),
+            "blocked" => (before, Value::Null, "guard `context.accuracy[to] >= 55` is false"),
+            "cooldown" => (before, Value::Null, "last change 180s ago, cooldown 10m"),
+            "rate_limited" => (before, Value::Null, "3 changes in the last hour (max_shifts_per_hour 3)"),
+            "noop" => (Value::Null, Value::Null, "already shifted for this episode"),
+            "deferred" => (before, Value::Null, "guard `context.accuracy[to] >= 55` cannot be evaluated (undefined value); failed enrichments: [accuracy]"),
+            "failed" => (Value::Null, Value::Null, "unknown destination variant \"shadow\" in file ./data/weights.yaml"),
+            "held" => (Value::Null, Value::Null, "resolved; on_resolve: hold keeps the weights"),
+            other => panic!("no wording test for the decision {other:?}: add one (and its wording in shift_text)"),
+        };
+        json!({"decision": decision, "target": "financial-ab-test-experiment", "before": before, "after": after, "reason": reason})
+    }
+
+    #[test]
+    fn every_traffic_decision_reads_as_its_own_meaningful_line() {
+        // (decision, firing alert?) → what the line must say.
+        let expected: &[(&str, bool, &str)] = &[
+            ("shifted", true, "traffic shifted: enhanced-predictor 30 → 0, baseline-predictor 70 → 100"),
+            ("restored", false, "traffic restored: enhanced-predictor 0 → 30, baseline-predictor 100 → 70"),
+            ("dry_run", true, "traffic shift dry run, nothing changed: would set enhanced-predictor 30 → 0, baseline-predictor 70 → 100"),
+            ("dry_run", false, "traffic restore dry run, nothing changed: would set enhanced-predictor 30 → 0, baseline-predictor 70 → 100"),
+            ("blocked", true, "traffic shift blocked: guard `context.accuracy[to] >= 55` is false"),
+            ("cooldown", true, "traffic shift skipped (cooldown): last change 180s ago, cooldown 10m"),
+            ("rate_limited", true, "traffic shift skipped (max_shifts_per_hour): 3 changes in the last hour (max_shifts_per_hour 3)"),
+            ("noop", true, "traffic unchanged: already shifted for this episode"),
+            ("noop", false, "traffic unchanged on resolve: already shifted for this episode"),
+            ("deferred", true, "traffic shift deferred (will retry): guard"),
+            ("failed", true, "traffic shift failed: unknown destination variant \"shadow\""),
+            ("held", false, "traffic held (on_resolve: hold): weights kept as they are"),
+        ];
+        for kind in crate::act::traffic::DECISIONS {
+            assert!(
+                expected.iter().any(|(d, _, _)| *d == kind),
+                "no expected wording for the decision {kind:?}"
+            );
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (decision, firing, want) in expected {
+            let line = shift_text(&result(decision), "enhanced-predictor", !firing);
+            assert!(line.starts_with(want), "{decision}: {line}");
+            assert!(
+                line.ends_with(" (financial-ab-test-experiment)"),
+                "{decision}: {line}"
+            );
+            assert!(
+                !line.starts_with(&format!("traffic shift: {decision}")),
+                "{decision} has only the generic wording: {line}"
+            );
+            assert!(
+                !seen.contains(&line),
+                "{decision}: same line as another decision: {line}"
+            );
+            seen.push(line);
+        }
+        // An unknown decision still says what it is.
+        assert_eq!(
+            shift_text(&json!({"decision": "teleported"}), "x", false),
+            "traffic shift: teleported"
+        );
+    }
+
+    #[test]
+    fn a_deferred_run_says_it_will_retry_and_why() {
+        let run = ActionRun {
+            id: 1,
+            round: 0,
+            fingerprint: "f".into(),
+            action: "rollback".into(),
+            action_type: "traffic_shift".into(),
+            status: RunStatus::Pending,
+            attempts: 1,
+            last_error: Some(
+                "deferred: guard `g` cannot be evaluated (x); failed enrichments: [accuracy]"
+                    .into(),
+            ),
+            next_attempt_at: None,
+            first_attempt_at: None,
+            last_attempt_at: None,
+            finished_at: None,
+            duration_ms: None,
+            result: None,
+            context: None,
+        };
+        assert_eq!(
+            outcome_text(&run, "enhanced-predictor", false),
+            "traffic shift deferred (will retry): guard `g` cannot be evaluated (x); failed enrichments: [accuracy]"
+        );
+        let run = ActionRun {
+            status: RunStatus::Dead,
+            last_error: Some("unknown experiment \"x\": no traffic_targets entry".into()),
+            ..run
+        };
+        assert_eq!(
+            outcome_text(&run, "enhanced-predictor", false),
+            "traffic shift failed: unknown experiment \"x\": no traffic_targets entry"
+        );
     }
 }
