@@ -127,6 +127,11 @@ impl TrafficShiftConfig {
         if self.min_weight > self.max_weight || self.max_weight > 100 {
             return Err("min_weight/max_weight: need 0 <= min_weight <= max_weight <= 100".into());
         }
+        // The store keeps shifts and restores for 7 days at least (retention
+        // pruning): a longer cooldown could outlive the change it counts from.
+        if self.cooldown > Duration::from_secs(7 * 24 * 3600) {
+            return Err("cooldown: must be at most 7d".into());
+        }
         if let Some(g) = &self.guard {
             compile_guard(g).map_err(|e| format!("guard: {e}"))?;
         }
@@ -519,20 +524,20 @@ impl TrafficShift {
                     ))
                 }
             };
-            // Cooldown and rate limit, per target.
-            let recent = self
+            // Cooldown and rate limit, per target. The look-back covers the
+            // longer of the two windows: a cooldown over an hour must still see
+            // the change that started it.
+            let cooldown_ms = i64::try_from(c.cooldown.as_millis()).unwrap_or(i64::MAX);
+            let changes = self
                 .decisions(DecisionQuery {
                     target: Some(experiment.to_owned()),
                     decisions: vec!["shifted".into(), "restored".into()],
-                    since: Some(now - HOUR_MS),
+                    since: Some(now.saturating_sub(cooldown_ms.max(HOUR_MS))),
                     limit: 1000,
                     ..Default::default()
                 })
                 .await;
-            if let Some(last) = recent
-                .first()
-                .filter(|d| now - d.at < c.cooldown.as_millis() as i64)
-            {
+            if let Some(last) = changes.first().filter(|d| now - d.at < cooldown_ms) {
                 let mut d = Decision::new(
                     "cooldown",
                     experiment,
@@ -545,6 +550,7 @@ impl TrafficShift {
                 d.before = Some(weights);
                 return Verdict::Done(d);
             }
+            let recent: Vec<_> = changes.iter().filter(|d| now - d.at < HOUR_MS).collect();
             if recent.len() as u32 >= c.max_shifts_per_hour {
                 let mut d = Decision::new(
                     "rate_limited",
@@ -1011,6 +1017,16 @@ mod tests {
         f.now.store(T0 + 10 * 60_000, Ordering::SeqCst);
         assert_eq!(fire(&f, 3).await, "shifted");
         assert_eq!(enhanced_weight(&f), 10);
+    }
+
+    #[tokio::test]
+    async fn a_cooldown_longer_than_an_hour_still_holds() {
+        let f = fixture("{step: 10, cooldown: 6h, max_shifts_per_hour: 10}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        f.now.store(T0 + 2 * 3_600_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 2).await, "cooldown");
+        f.now.store(T0 + 6 * 3_600_000, Ordering::SeqCst);
+        assert_eq!(fire(&f, 3).await, "shifted");
     }
 
     #[tokio::test]
