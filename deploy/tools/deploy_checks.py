@@ -765,7 +765,9 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
         stray = []
         for k in env:
             m2 = re.fullmatch(ENV_PREFIX + r"ACTIONS__(.+)__DRY_RUN", k)
-            if m2 and m2.group(1).lower() not in (file_cfg.get("actions") or {}):
+            # Like the router: `_` and `-` in an entry's name count as the same.
+            norm = lambda n: n.lower().replace("-", "_")  # noqa: E731
+            if m2 and norm(m2.group(1)) not in {norm(n) for n in (file_cfg.get("actions") or {})}:
                 stray.append(k)
         if not shifts:
             r.skip("no traffic_shift action in the config yet: nothing to force into dry-run")
