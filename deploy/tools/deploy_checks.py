@@ -410,7 +410,7 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
     server, storage = cfg.get("server", {}) or {}, cfg.get("storage", {}) or {}
     auth, ingest = cfg.get("auth", {}) or {}, cfg.get("ingest", {}) or {}
 
-    # --- Deployment shape (design §9: one replica, SQLite on a PVC)
+    # --- Deployment shape (one replica, SQLite on a PVC)
     r.check(deploy["spec"].get("replicas") == 1 and deploy["spec"].get("strategy", {}).get("type") == "Recreate",
             "Deployment: 1 replica, strategy Recreate (SQLite on a RWO volume)",
             f"Deployment must have replicas 1 and strategy Recreate, has replicas "
