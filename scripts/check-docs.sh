@@ -196,6 +196,7 @@ rc=0
 (cd "$clone" && DEPLOY_VENV="$repo/.venv-deploy" DEMO_EXIT_WHEN_DONE=1 timeout "$DEMO_TIMEOUT" scripts/demo.sh) >"$work/demo.log" 2>&1 || rc=$?
 if [[ $rc -eq 0 ]] && grep -q 'The loop is closed' "$work/demo.log"; then
   pass "scripts/demo.sh closed the loop (alert → shift → resolved)"
+  grep -E '^  \((AlertRouterDown|ABTestTrafficImbalance) pending' "$work/demo.log" | sed 's/^/    narrated: /' || true
 else
   fail "scripts/demo.sh (exit $rc; 124 = timeout)"; tail -40 "$work/demo.log" | sed 's/^/    /'
 fi
