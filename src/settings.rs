@@ -1,5 +1,5 @@
 //! Configuration: the embedded `config/default.yaml`, an optional file on top,
-//! then `MLOPS_ALERT_ROUTER__SECTION__KEY` environment overrides.
+//! then `MLOPS_ALERT_ROUTER__SECTION__KEY` environment overrides (the rules: `EnvLayer`).
 //!
 //! Loading is pure (no sockets, no database): `check-config` runs exactly this.
 //! Every error names the key path it is about.
@@ -230,7 +230,10 @@ impl Settings {
     /// Loads the embedded default, then `file` if given, then the process
     /// environment, and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_with_env(file, std::env::vars())
+        // Variables that are not valid Unicode cannot be ours: skip them.
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::load_with_env(file, env)
     }
 
     /// [`Settings::load`] with an explicit environment (tests pass their own).
@@ -256,31 +259,22 @@ impl Settings {
         if let Some(text) = &user {
             builder = builder.add_source(config::File::from_str(text, config::FileFormat::Yaml));
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("auth.bearer_tokens")
-                .try_parsing(true)
-                .source(Some(env)),
-        );
+        let mut env = EnvLayer::parse(env)?;
         let merged = builder
             .build()
             .map_err(|e| ConfigError(vec![format!("invalid configuration: {e}")]))?;
-        let value: serde_json::Value = merged
+        let mut value: serde_json::Value = merged
             .try_deserialize()
             .map_err(|e| ConfigError(vec![format!("invalid configuration: {e}")]))?;
+        env.apply(&mut value)?;
         let mut settings: Settings = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            ConfigError::one(&path, e.into_inner())
+            env.annotate(ConfigError::one(&path, e.into_inner()))
         })?;
-        settings.resolve_secret_files()?;
-        settings.validate()?;
+        settings
+            .resolve_secret_files()
+            .map_err(|e| env.annotate(e))?;
+        settings.validate().map_err(|e| env.annotate(e))?;
         Ok(settings)
     }
 
@@ -548,6 +542,241 @@ impl Settings {
     }
 }
 
+/// The environment layer: `MLOPS_ALERT_ROUTER__A__B__C=value` sets the key
+/// path `a.b.c` (each segment lower-cased) on top of the default and the file.
+///
+/// - In the sections of named entries (`actions`, `traffic_targets`,
+///   `enrichments`) the segment after the section names an entry the default
+///   or the file already defines; `_` and `-` count as the same character,
+///   so `ACTIONS__NOTIFY_ML__URL` addresses `notify-ml`. A variable never
+///   creates a named entry: one that matches none is an error.
+/// - A key that holds a list takes a comma-separated value (`a,b`); a string
+///   key takes the value as it is; a number or boolean key parses it.
+/// - Any other `MLOPS_ALERT_ROUTER_*` variable is an error, except the
+///   router's own `MLOPS_ALERT_ROUTER_CONFIG` and `MLOPS_ALERT_ROUTER_TOKEN`
+///   and the service variables Kubernetes injects for a Service named
+///   `mlops-alert-router` (`…_SERVICE_HOST`, `…_SERVICE_PORT…`, `…_PORT…`).
+/// - Every error a variable causes names the variable.
+#[derive(Debug, Default)]
+struct EnvLayer {
+    /// (variable, lower-cased key segments, value), sorted by variable.
+    overrides: Vec<(String, Vec<String>, String)>,
+    /// (key path as set, variable), filled by `apply`.
+    applied: Vec<(String, String)>,
+}
+
+/// Sections whose keys are names the user chose.
+const NAMED_SECTIONS: [&str; 3] = ["actions", "traffic_targets", "enrichments"];
+
+/// `MLOPS_ALERT_ROUTER_*` variables that are not overrides but read by the CLI.
+pub const ENV_VARIABLES: [&str; 2] = ["MLOPS_ALERT_ROUTER_CONFIG", "MLOPS_ALERT_ROUTER_TOKEN"];
+
+impl EnvLayer {
+    fn parse(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let prefix = format!("{ENV_PREFIX}__");
+        let single = format!("{ENV_PREFIX}_");
+        let mut layer = Self::default();
+        let mut errors = Vec::new();
+        for (var, value) in env {
+            if let Some(rest) = var.strip_prefix(&prefix) {
+                let segments: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+                if segments
+                    .iter()
+                    .any(|s| s.is_empty() || s.starts_with('_') || s.ends_with('_'))
+                {
+                    errors.push(format!(
+                        "{var}: empty key segment; write MLOPS_ALERT_ROUTER__SECTION__KEY with exactly two underscores between segments"
+                    ));
+                } else {
+                    layer.overrides.push((var, segments, value));
+                }
+            } else if let Some(rest) = var.strip_prefix(&single) {
+                let kubernetes_service_link = rest.starts_with("SERVICE_")
+                    || rest == "PORT"
+                    || rest
+                        .strip_prefix("PORT_")
+                        .is_some_and(|p| p.starts_with(|c: char| c.is_ascii_digit()));
+                if !ENV_VARIABLES.contains(&var.as_str()) && !kubernetes_service_link {
+                    errors.push(format!(
+                        "{var}: unknown variable; config overrides are MLOPS_ALERT_ROUTER__SECTION__KEY (two underscores after the prefix), and the other variables are {}",
+                        ENV_VARIABLES.join(", ")
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort();
+            return Err(ConfigError(errors));
+        }
+        // A stable order: the same environment gives the same result.
+        layer.overrides.sort();
+        Ok(layer)
+    }
+
+    /// Writes every override into the merged default + file.
+    fn apply(&mut self, root: &mut serde_json::Value) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        for (var, segments, raw) in &self.overrides {
+            match set_path(root, segments, raw) {
+                Ok(path) => self.applied.push((path, var.clone())),
+                Err(e) => errors.push(format!("{var}: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+
+    /// Appends the variable to every error about a key it set (or a key under
+    /// it, or the named entry it changed).
+    fn annotate(&self, mut err: ConfigError) -> ConfigError {
+        for line in &mut err.0 {
+            let Some((path, _)) = line.split_once(": ") else {
+                continue;
+            };
+            let path = path.to_owned();
+            let under = |p: &str, q: &str| {
+                p == q
+                    || p.strip_prefix(q)
+                        .is_some_and(|r| r.starts_with('.') || r.starts_with('['))
+            };
+            let vars: Vec<&str> = self
+                .applied
+                .iter()
+                .filter(|(set, _)| under(&path, set) || under(set, &path))
+                .map(|(_, var)| var.as_str())
+                .collect();
+            if !vars.is_empty() {
+                line.push_str(&format!(" (environment: {})", vars.join(", ")));
+            }
+        }
+        err
+    }
+}
+
+/// Sets `segments` (lower-cased) to `raw` in `root`; returns the key path set.
+fn set_path(
+    root: &mut serde_json::Value,
+    segments: &[String],
+    raw: &str,
+) -> Result<String, String> {
+    let mut path = Vec::with_capacity(segments.len());
+    set_in(root, segments, 0, raw, &mut path)?;
+    Ok(path.join("."))
+}
+
+/// One step of [`set_path`]: `node` is the value at `segments[..i]`.
+fn set_in(
+    node: &mut serde_json::Value,
+    segments: &[String],
+    i: usize,
+    raw: &str,
+    path: &mut Vec<String>,
+) -> Result<(), String> {
+    use serde_json::Value;
+    if node.is_null() {
+        *node = Value::Object(Default::default());
+    }
+    let here = if path.is_empty() {
+        "the top level".to_owned()
+    } else {
+        path.join(".")
+    };
+    let segment = &segments[i];
+    let Value::Object(map) = node else {
+        return Err(format!(
+            "{here} is not a section, so {segment:?} cannot be set inside it"
+        ));
+    };
+    let key = if i == 1 && NAMED_SECTIONS.contains(&segments[0].as_str()) {
+        let norm = |s: &str| s.to_lowercase().replace('-', "_");
+        let found: Vec<&String> = map.keys().filter(|k| norm(k) == norm(segment)).collect();
+        match found.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                let defined: Vec<&str> = map.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "{here}.{segment}: no such entry (defined: {}); a variable can change an entry the config file or the default defines, not create one",
+                    if defined.is_empty() { "none".to_owned() } else { defined.join(", ") }
+                ));
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                return Err(format!(
+                    "{here}.{segment}: ambiguous, matches {} (`_` and `-` count as the same)",
+                    names.join(" and ")
+                ));
+            }
+        }
+    } else {
+        segment.clone()
+    };
+    path.push(key.clone());
+    if i + 1 == segments.len() {
+        let typed = typed_value(map.get(&key), raw);
+        map.insert(key, typed);
+        Ok(())
+    } else {
+        set_in(
+            map.entry(key).or_insert(Value::Null),
+            segments,
+            i + 1,
+            raw,
+            path,
+        )
+    }
+}
+
+/// `raw` as the type of the value it replaces: a list is comma-separated, a
+/// string stays a string, a number or boolean is parsed. A new key gets a
+/// boolean or number if the text is one, else a string.
+fn typed_value(existing: Option<&serde_json::Value>, raw: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let guess = |s: &str| -> Value {
+        let t = s.trim();
+        match t.to_lowercase().as_str() {
+            "true" => return Value::Bool(true),
+            "false" => return Value::Bool(false),
+            _ => {}
+        }
+        if let Ok(n) = t.parse::<i64>() {
+            return Value::from(n);
+        }
+        if let Ok(n) = t.parse::<u64>() {
+            return Value::from(n);
+        }
+        if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            return Value::Number(n);
+        }
+        Value::String(s.to_owned())
+    };
+    match existing {
+        Some(Value::String(_)) => Value::String(raw.to_owned()),
+        Some(Value::Bool(_) | Value::Number(_)) => guess(raw),
+        Some(Value::Array(items)) => {
+            let numbers_or_bools = items
+                .first()
+                .is_some_and(|v| v.is_number() || v.is_boolean());
+            Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        if numbers_or_bools {
+                            guess(s)
+                        } else {
+                            Value::String(s.to_owned())
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        _ => guess(raw),
+    }
+}
+
 /// Every `enrich` name in the tree must be a configured enrichment.
 fn check_enrich_refs(
     route: &RouteConfig,
@@ -798,6 +1027,167 @@ mod tests {
         assert_eq!(s.route.actions, Some(vec!["rollback".to_string()]));
         // Untouched entries keep their defaults.
         assert!(s.actions.contains_key("log"));
+    }
+
+    fn load_env(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+        load(yaml, env).map_err(|e| e.to_string())
+    }
+
+    const CHAT: &str = "actions:\n  ml-slack: {type: webhook, url: 'https://file.example/'}\n  log: {type: log}\nroute: {actions: [ml-slack]}\n";
+
+    fn webhook_url(s: &Settings, name: &str) -> String {
+        match &s.actions[name] {
+            ActionConfig::Webhook(c) => c.url.as_ref().unwrap().expose().to_owned(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_segment_of_a_named_entry_matches_with_underscore_or_hyphen() {
+        for var in [
+            "MLOPS_ALERT_ROUTER__ACTIONS__ML_SLACK__URL",
+            "MLOPS_ALERT_ROUTER__ACTIONS__ML-SLACK__URL",
+            "MLOPS_ALERT_ROUTER__ACTIONS__ml_slack__URL",
+        ] {
+            let s = load_env(CHAT, &[(var, "https://env.example/")]).unwrap();
+            assert_eq!(webhook_url(&s, "ml-slack"), "https://env.example/", "{var}");
+            // No second, broken entry appears.
+            let names: Vec<_> = s.actions.keys().map(String::as_str).collect();
+            assert!(!names.contains(&"ml_slack"), "{var}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn env_cannot_create_a_named_entry_and_the_error_names_the_variable() {
+        let msg = load_env(
+            CHAT,
+            &[("MLOPS_ALERT_ROUTER__ACTIONS__ML_SLAK__URL", "https://x/")],
+        )
+        .unwrap_err();
+        assert!(
+            msg.starts_with("MLOPS_ALERT_ROUTER__ACTIONS__ML_SLAK__URL: actions.ml_slak: no such entry (defined: "),
+            "{msg}"
+        );
+        assert!(msg.contains("ml-slack"), "{msg}");
+        for section in ["TRAFFIC_TARGETS", "ENRICHMENTS"] {
+            let var = format!("MLOPS_ALERT_ROUTER__{section}__NEW__X");
+            let msg = load_env("{}", &[(&var, "1")]).unwrap_err();
+            assert!(msg.starts_with(&format!("{var}: ")), "{msg}");
+            assert!(msg.contains("no such entry"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn env_name_matching_two_entries_is_ambiguous() {
+        let yaml = "actions:\n  a-b: {type: log}\n  a_b: {type: log}\nroute: {actions: [a-b]}\n";
+        let msg = load_env(yaml, &[("MLOPS_ALERT_ROUTER__ACTIONS__A_B__TYPE", "log")]).unwrap_err();
+        assert!(msg.contains("ambiguous"), "{msg}");
+        assert!(
+            msg.starts_with("MLOPS_ALERT_ROUTER__ACTIONS__A_B__TYPE: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn env_errors_about_values_name_the_variable() {
+        // A bad value (serde), a failed check (validate) and an unknown key.
+        let cases = [
+            (
+                "MLOPS_ALERT_ROUTER__SERVER__LISTEN",
+                "nowhere",
+                "server.listen: ",
+            ),
+            (
+                "MLOPS_ALERT_ROUTER__WORKER__CONCURRENCY",
+                "0",
+                "worker.concurrency: must be at least 1",
+            ),
+            (
+                "MLOPS_ALERT_ROUTER__SERVER__LISTN",
+                "127.0.0.1:1",
+                "server.listn: unknown field",
+            ),
+            (
+                "MLOPS_ALERT_ROUTER__ACTIONS__ML_SLACK__URL",
+                "not a url",
+                "actions.ml-slack",
+            ),
+        ];
+        for (var, value, want) in cases {
+            let msg = load_env(CHAT, &[(var, value)]).unwrap_err();
+            assert!(msg.contains(want), "{var}: {msg}");
+            assert!(
+                msg.contains(&format!("(environment: {var})")),
+                "{var}: {msg}"
+            );
+        }
+        // An error the variable did not cause does not name it.
+        let msg = load_env(
+            "worker: {concurrency: 0}\n",
+            &[("MLOPS_ALERT_ROUTER__SERVER__GRACE_PERIOD", "3s")],
+        )
+        .unwrap_err();
+        assert_eq!(msg, "worker.concurrency: must be at least 1");
+    }
+
+    #[test]
+    fn env_values_take_the_type_of_the_key_they_replace() {
+        let s = load_env(
+            "{}",
+            &[
+                ("MLOPS_ALERT_ROUTER__AUTH__BEARER_TOKENS", "12345, abc"),
+                ("MLOPS_ALERT_ROUTER__WORKER__ENABLED", "FALSE"),
+                ("MLOPS_ALERT_ROUTER__WORKER__CONCURRENCY", "7"),
+                ("MLOPS_ALERT_ROUTER__LOG__LEVEL", "debug"),
+                // A section the default does not have is created.
+                (
+                    "MLOPS_ALERT_ROUTER__PROMETHEUS__URL",
+                    "http://127.0.0.1:9090",
+                ),
+            ],
+        )
+        .unwrap();
+        let tokens: Vec<_> = s.auth.bearer_tokens.iter().map(|t| t.expose()).collect();
+        assert_eq!(tokens, ["12345", "abc"]);
+        assert!(!s.worker.enabled);
+        assert_eq!(s.worker.concurrency, 7);
+        assert_eq!(s.prometheus.unwrap().url, "http://127.0.0.1:9090");
+    }
+
+    #[test]
+    fn unknown_single_underscore_variables_are_errors_but_known_ones_are_not() {
+        let msg =
+            load_env("{}", &[("MLOPS_ALERT_ROUTER_SERVER__LISTEN", "0.0.0.0:1")]).unwrap_err();
+        assert!(
+            msg.starts_with("MLOPS_ALERT_ROUTER_SERVER__LISTEN: unknown variable; config overrides are MLOPS_ALERT_ROUTER__SECTION__KEY"),
+            "{msg}"
+        );
+        load_env(
+            "{}",
+            &[
+                ("MLOPS_ALERT_ROUTER_CONFIG", "/x.yaml"),
+                ("MLOPS_ALERT_ROUTER_TOKEN", "t"),
+                // What Kubernetes injects for a Service named mlops-alert-router.
+                ("MLOPS_ALERT_ROUTER_SERVICE_HOST", "10.0.0.1"),
+                ("MLOPS_ALERT_ROUTER_SERVICE_PORT", "9095"),
+                ("MLOPS_ALERT_ROUTER_SERVICE_PORT_HTTP", "9095"),
+                ("MLOPS_ALERT_ROUTER_PORT", "tcp://10.0.0.1:9095"),
+                ("MLOPS_ALERT_ROUTER_PORT_9095_TCP_ADDR", "10.0.0.1"),
+                ("OTHER_VARIABLE", "x"),
+            ],
+        )
+        .unwrap();
+        let msg = load_env("{}", &[("MLOPS_ALERT_ROUTER___SERVER__LISTEN", "x")]).unwrap_err();
+        assert!(msg.contains("empty key segment"), "{msg}");
+    }
+
+    #[test]
+    fn env_cannot_descend_into_a_value() {
+        let msg = load_env("{}", &[("MLOPS_ALERT_ROUTER__LOG__LEVEL__X", "1")]).unwrap_err();
+        assert!(
+            msg.starts_with("MLOPS_ALERT_ROUTER__LOG__LEVEL__X: log.level is not a section"),
+            "{msg}"
+        );
     }
 
     #[test]

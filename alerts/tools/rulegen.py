@@ -23,7 +23,7 @@ Usage (from anywhere; paths are relative to this file):
   rulegen.py extract-spec OUT    write the PrometheusRule's spec to OUT (a plain
                                  rule file, for `promtool check rules`)
   rulegen.py lint                labels, annotations, runbook anchors and the
-                                 two design §12 bugs (variant names, fixed ratio)
+                                 two easy mistakes (variant names, fixed ratio)
   rulegen.py check-tests         every alert has a firing and a silent unit test
 
 Each check prints what is wrong and exits 1, or exits 0 silently.
@@ -402,10 +402,10 @@ def cmd_lint():
             problems.append(f"{where}: description must show the value with a humanize function")
         if "for" not in rule:
             problems.append(f"{where}: no `for` (every alert here waits before firing)")
-        # Design §12 bug 1: a rule naming a variant the demo never emits.
+        # Mistake 1: a rule naming a variant the client never emits.
         if re.search(r"\bmodel_name\s*(=|!=|=~|!~)\s*\"", expr) or re.search(r"-predictor\b", expr):
             problems.append(f"{where}: expr names a variant; compare what is configured instead")
-        # Design §12 bug 2: a fixed 70/30 split instead of the configured weights.
+        # Mistake 2: a fixed 70/30 split instead of the configured weights.
         if labels.get("component") == "traffic":
             if re.search(r"(?<![\w.])(70|30|0\.7|0\.3)(?![\w.])", expr):
                 problems.append(f"{where}: expr bakes in a fixed split (70/30); use traffic_weight")

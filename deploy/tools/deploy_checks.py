@@ -632,7 +632,7 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
     server, storage = cfg.get("server", {}) or {}, cfg.get("storage", {}) or {}
     auth, ingest = cfg.get("auth", {}) or {}, cfg.get("ingest", {}) or {}
 
-    # --- Deployment shape (design §9: one replica, SQLite on a PVC)
+    # --- Deployment shape (one replica, SQLite on a PVC)
     r.check(deploy["spec"].get("replicas") == 1 and deploy["spec"].get("strategy", {}).get("type") == "Recreate",
             "Deployment: 1 replica, strategy Recreate (SQLite on a RWO volume)",
             f"Deployment must have replicas 1 and strategy Recreate, has replicas "
@@ -1038,7 +1038,9 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
         stray = []
         for k in env:
             m2 = re.fullmatch(ENV_PREFIX + r"ACTIONS__(.+)__DRY_RUN", k)
-            if m2 and m2.group(1).lower() not in (file_cfg.get("actions") or {}):
+            # Like the router: `_` and `-` in an entry's name count as the same.
+            norm = lambda n: n.lower().replace("-", "_")  # noqa: E731
+            if m2 and norm(m2.group(1)) not in {norm(n) for n in (file_cfg.get("actions") or {})}:
                 stray.append(k)
         if not shifts:
             r.skip("no traffic_shift action in the config yet: nothing to force into dry-run")

@@ -25,6 +25,26 @@ impl LogAction {
     }
 }
 
+impl LogAction {
+    /// The one log line an alert gets, as its fields (`message` is the text).
+    fn line(&self, ctx: &ActionContext<'_>) -> serde_json::Value {
+        let alert = ctx.alert();
+        let label = |k: &str| alert.labels.get(k).map(String::as_str).unwrap_or("");
+        json!({
+            "level": "INFO",
+            "message": format!("Alert {}", alert.status),
+            "action": self.name,
+            "fingerprint": alert.fingerprint.to_string(),
+            "alertname": alert.alertname(),
+            "status": alert.status.to_string(),
+            "severity": label("severity"),
+            "experiment": label("experiment"),
+            "model_name": label("model_name"),
+            "summary": alert.annotations.get("summary").map(String::as_str).unwrap_or(""),
+        })
+    }
+}
+
 #[async_trait]
 impl Action for LogAction {
     fn kind(&self) -> &'static str {
@@ -32,25 +52,26 @@ impl Action for LogAction {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<serde_json::Value, ActionError> {
-        let alert = ctx.alert();
-        let summary = alert
-            .annotations
-            .get("summary")
-            .map(String::as_str)
-            .unwrap_or("");
+        let line = self.line(ctx);
+        let field = |k: &str| line[k].as_str().unwrap_or("").to_owned();
         tracing::info!(
             action = %self.name,
             notification_id = ctx.notification_id,
-            fingerprint = %alert.fingerprint,
-            alertname = %alert.alertname(),
-            status = %alert.status,
-            severity = alert.labels.get("severity").map(String::as_str).unwrap_or(""),
-            experiment = alert.labels.get("experiment").map(String::as_str).unwrap_or(""),
-            model_name = alert.labels.get("model_name").map(String::as_str).unwrap_or(""),
-            summary,
-            "Alert {}",
-            alert.status
+            fingerprint = %field("fingerprint"),
+            alertname = %field("alertname"),
+            status = %field("status"),
+            severity = %field("severity"),
+            experiment = %field("experiment"),
+            model_name = %field("model_name"),
+            summary = %field("summary"),
+            "{}",
+            field("message")
         );
         Ok(json!({"logged": true}))
+    }
+
+    /// What `execute` would write: the log line's message and fields.
+    async fn plan(&self, ctx: &ActionContext<'_>) -> serde_json::Value {
+        json!({ "would_log": self.line(ctx) })
     }
 }

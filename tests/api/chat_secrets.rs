@@ -186,7 +186,7 @@ fn check_config_prints_chat_secrets_redacted() {
     let file = dir.path().join("config.yaml");
     std::fs::write(&file, config_yaml("https://chat.example")).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlops-alert-router"))
-        .arg("check-config")
+        .args(["check-config", "--print"])
         .arg(&file)
         .output()
         .unwrap();

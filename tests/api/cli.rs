@@ -11,6 +11,7 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     std::fs::write(&file, "auth:\n  bearer_tokens: [t0p-s3cret]\n").unwrap();
     let out = Command::new(BIN)
         .arg("check-config")
+        .arg("--print")
         .arg(&file)
         .output()
         .unwrap();
@@ -19,6 +20,41 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     assert!(stdout.contains("listen: 127.0.0.1:9095"), "{stdout}");
     assert!(stdout.contains("<redacted>"), "{stdout}");
     assert!(!stdout.contains("t0p-s3cret"), "{stdout}");
+    // The verdict is the last line.
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("config OK: 2 actions, 1 route under the root"),
+        "{last}"
+    );
+    assert!(last.contains("auth on"), "{last}");
+}
+
+#[test]
+fn check_config_says_ok_or_invalid_in_one_line() {
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .env_remove("MLOPS_ALERT_ROUTER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        "config OK: 2 actions, 1 route under the root, 0 enrichments, 1 traffic target; \
+         listens on 127.0.0.1:9095, no auth, stores into ./data/router.db (embedded default)\n"
+    );
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .env("MLOPS_ALERT_ROUTER__WORKER__CONCURRENCY", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "worker.concurrency: must be at least 1 (environment: MLOPS_ALERT_ROUTER__WORKER__CONCURRENCY)\n\
+         config INVALID: 1 error in embedded default + environment MLOPS_ALERT_ROUTER__WORKER__CONCURRENCY\n"
+    );
 }
 
 #[test]
@@ -50,7 +86,7 @@ fn check_config_names_the_bad_key_and_exits_non_zero() {
 #[test]
 fn env_overrides_reach_check_config() {
     let out = Command::new(BIN)
-        .arg("check-config")
+        .args(["check-config", "--print"])
         .env("MLOPS_ALERT_ROUTER__SERVER__LISTEN", "0.0.0.0:8080")
         .output()
         .unwrap();

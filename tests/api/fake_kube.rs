@@ -241,7 +241,7 @@ impl FakeKube {
         self.state.lock().unwrap().patches.clone()
     }
 
-    /// The design's Experiment: baseline 70 / enhanced 30.
+    /// The example Experiment (deploy/examples/experiment.yaml): baseline 70 / enhanced 30.
     pub fn put_experiment(&self) {
         self.put(
             "mlops.seldon.io/v1alpha1",

@@ -1,5 +1,5 @@
 //! ab-simulator: simulated A/B traffic for one experiment, exported as the
-//! `ab_test_*` metrics of the models' demo client (design §12) on `/metrics`.
+//! `ab_test_*` metrics of the A/B test's client on `/metrics`.
 //!
 //! ```text
 //! ab-simulator --listen 127.0.0.1:0 --weights simulator/weights.yaml \

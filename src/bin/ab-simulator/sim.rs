@@ -1,4 +1,4 @@
-//! The simulation proper: turns time, weights and the scenario into the §12
+//! The simulation proper: turns time, weights and the scenario into the
 //! `ab_test_*` metrics. Pure and deterministic: time is passed in, randomness
 //! comes from seeded xorshift generators, so tests drive it directly.
 //!
