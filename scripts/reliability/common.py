@@ -21,7 +21,7 @@ DEFAULT_BIN = ROOT / "target" / "release" / "mlops-alert-router"
 
 
 def router_bin() -> Path:
-    path = Path(os.environ.get("ROUTER_BIN", DEFAULT_BIN))
+    path = Path(os.environ.get("ROUTER_BIN", DEFAULT_BIN)).resolve()
     if not path.is_file():
         raise SystemExit(
             f"router binary {path} not found: run `cargo build --release --bins` "

@@ -12,7 +12,7 @@ Promises checked per phase:
 - a redirect is not followed;
 - no secret (URL, its path and query tokens, the bearer token) appears in the
   router's log, API answers or /metrics, raw, percent-encoded, JSON-escaped
-  (also with `\\/`), or cut (a 12-character prefix of a token).
+  (also with `\\/`), or cut (a 10-character prefix of a token).
 
 Safety: the router is SIGKILLed if its RSS passes --kill-rss-mb (default
 1536), so a broken build cannot take the machine's memory.
@@ -101,7 +101,10 @@ class HostileServer:
             behaviour = target.split("?")[0].strip("/").split("/")[0]
             with self.lock:
                 self.hits[behaviour] += 1
-            getattr(self, "b_" + behaviour.replace("-", "_"), self.b_ok)(conn)
+            if behaviour.startswith("echo-"):
+                self.echo(conn, behaviour)
+            else:
+                getattr(self, "b_" + behaviour, self.b_ok)(conn)
         except OSError:
             pass
         finally:
@@ -155,22 +158,19 @@ class HostileServer:
     def b_landing(self, conn):
         self.b_ok(conn)
 
-    def b_echo(self, conn):
-        """A 400 whose body echoes every secret in every encoding a platform might use."""
-        url = self.url("echo")
-        body = " | ".join(
-            [
-                f"invalid_token for {url}",
-                urllib.parse.quote(url, safe=""),
-                json.dumps(url).replace("/", "\\/"),
-                f"token={QUERY_TOKEN}",
-                PATH_TOKEN,
-                f"Bearer {BEARER}",
-                urllib.parse.quote(BEARER),
-            ]
-        ).encode()
-        # Long enough that a 200-character cut lands inside a token.
-        body = b"e" * 150 + body
+    def echo(self, conn, behaviour: str):
+        """A 400 whose body echoes the secrets in one encoding a platform might use."""
+        url = self.url(behaviour)
+        form = behaviour.split("-", 1)[1]
+        body = {
+            "raw": f"invalid_token for {url}",
+            "percent": "invalid_token for " + urllib.parse.quote(url, safe=""),
+            "json": json.dumps({"ok": False, "error": f"no_hook {url}"}).replace("/", "\\/"),
+            "bare": f"token {QUERY_TOKEN} for hook {PATH_TOKEN}; auth Bearer {BEARER}",
+            # The error is cut at about 200 characters: make the cut land 16
+            # characters into a bare token.
+            "cut": "e" * (200 - len("HTTP 400 Bad Request: ") - 16) + PATH_TOKEN,
+        }[form].encode()
         conn.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
 
     # Prometheus behaviours (the query URL is /<behaviour>/api/v1/query).
@@ -200,9 +200,14 @@ PHASES = [
     ("webhook-slow-headers", "webhook", "slowheaders"),
     ("webhook-429-absurd-retry-after", "webhook", "toomany"),
     ("webhook-redirect", "webhook", "redirect"),
-    ("webhook-echo-secrets", "webhook", "echo"),
+    ("webhook-echo-raw", "webhook", "echo-raw"),
+    ("webhook-echo-percent-encoded", "webhook", "echo-percent"),
+    ("webhook-echo-json-escaped", "webhook", "echo-json"),
+    ("webhook-echo-bare-tokens", "webhook", "echo-bare"),
+    ("webhook-echo-cut-token", "webhook", "echo-cut"),
     ("slack-endless-500", "slack", "endless500"),
-    ("slack-echo-secrets", "slack", "echo"),
+    ("slack-echo-bare-tokens", "slack", "echo-bare"),
+    ("slack-echo-json-escaped", "slack", "echo-json"),
     ("prometheus-100k-series", "prometheus", "prommany"),
     ("prometheus-endless", "prometheus", "promendless"),
     ("prometheus-silent", "prometheus", "promsilent"),
@@ -210,20 +215,27 @@ PHASES = [
 ]
 
 
-def secret_forms() -> dict[str, str]:
-    """Every form of every secret that must not appear in an output."""
+def secret_forms(kind: str) -> dict[str, str]:
+    """Every form of every secret of an action of `kind` that must not appear
+    in an output: the URL (webhook, Slack), the bearer token (webhook,
+    Prometheus)."""
     forms = {}
-    for name, s in [
-        ("url", f"/hooks/{PATH_TOKEN}?token={QUERY_TOKEN}"),
-        ("path-token", PATH_TOKEN),
-        ("query-token", QUERY_TOKEN),
-        ("bearer", BEARER),
-    ]:
+    secrets = []
+    if kind in ("webhook", "slack"):
+        secrets += [
+            ("url", f"/hooks/{PATH_TOKEN}?token={QUERY_TOKEN}"),
+            ("path-token", PATH_TOKEN),
+            ("query-token", QUERY_TOKEN),
+        ]
+    if kind in ("webhook", "prometheus"):
+        secrets.append(("bearer", BEARER))
+    for name, s in secrets:
         forms[f"{name} raw"] = s
         forms[f"{name} percent-encoded"] = urllib.parse.quote(s, safe="")
         forms[f"{name} json-escaped"] = json.dumps(s)[1:-1].replace("/", "\\/")
-    for name, tok in [("path-token", PATH_TOKEN), ("query-token", QUERY_TOKEN), ("bearer", BEARER)]:
-        forms[f"{name} cut (12-char prefix)"] = tok[:12]
+    for name, tok in secrets:
+        if name != "url":
+            forms[f"{name} cut (10-char prefix)"] = tok[:10]
     return forms
 
 
@@ -240,7 +252,6 @@ def config_for(kind: str, behaviour: str, server: HostileServer, port: int, work
     url: "{server.url(behaviour)}"
     timeout: 5s
     max_attempts: 3
-    max_age: 30s
 """
         if kind == "webhook":
             actions += f"    bearer_token: {BEARER}\n"
@@ -264,7 +275,8 @@ enrichments:
     return cfg.replace("route:\n  actions: [sink]\n", "route:\n  actions: [sink]\n  enrich: [hostile]\n")
 
 
-def run_phase(name, kind, behaviour, server, args, forms) -> dict:
+def run_phase(name, kind, behaviour, server, args) -> dict:
+    forms = secret_forms(kind)
     work = workdir("hostile")
     port = free_port()
     router = Router(work, config_for(kind, behaviour, server, port, work), port)
@@ -337,13 +349,12 @@ def main() -> int:
     args = ap.parse_args()
     only = {p for p in args.only.split(",") if p}
     server = HostileServer()
-    forms = secret_forms()
     broken = []
     for name, kind, behaviour in PHASES:
         if only and name not in only:
             continue
         server.hits.clear()
-        r = run_phase(name, kind, behaviour, server, args, forms)
+        r = run_phase(name, kind, behaviour, server, args)
         problems = []
         if r["killed_at_cap"]:
             problems.append(f"RSS over {args.kill_rss_mb:.0f} MB (killed)")
@@ -356,7 +367,14 @@ def main() -> int:
         if r["redirect_followed"]:
             problems.append("redirect followed")
         if r["leaks"]:
-            problems.append("secret in outputs: " + ", ".join(r["leaks"]))
+            by_secret: dict[str, list[str]] = {}
+            for leak in r["leaks"]:
+                secret, _, form = leak.partition(" ")
+                by_secret.setdefault(secret, []).append(form)
+            problems.append(
+                "secret in outputs: "
+                + ", ".join(f"{k} ({'/'.join(v)})" for k, v in sorted(by_secret.items()))
+            )
         print(
             f"hostile: {name:32} peak_rss_mb={r['peak_rss_mb']:<8} "
             f"ended_s={r['ended_s']} {'OK' if not problems else 'BROKEN: ' + '; '.join(problems)}",

@@ -56,6 +56,13 @@ impl Object for AnyKey {
     fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
         Some(Value::from(SENTINEL))
     }
+
+    /// The whole map (`{{ labels }}`) prints the sentinel too: at render time
+    /// it prints the label values.
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(SENTINEL)
+    }
+
 }
 
 impl QueryTemplate {
@@ -186,6 +193,9 @@ mod tests {
             r#"m{a="{{ labels.a }}"} or {{ labels.b }}"#,
             "m{a='{{ labels.a }}'}",
             "m{a=`{{ labels.a }}`}",
+            // Found by the promql_template fuzz target: a whole map printed
+            // outside a string (its values in single quotes, unescaped).
+            "m > {{ annotations }}",
         ] {
             let err = QueryTemplate::compile(bad).unwrap_err();
             assert!(
@@ -196,6 +206,7 @@ mod tests {
         for good in [
             r#"m{a="{{ labels.a }}", b="{{ group_labels.b }}", c='lit'}"#,
             r#"m{a=~"{{ labels.a }}|other"}"#,
+            r#"m{a="{{ labels }}"}"#,
             "up",
         ] {
             QueryTemplate::compile(good).unwrap();
