@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,12 @@ def free_port() -> int:
 
 def workdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"router-{prefix}-"))
+
+
+def discard(work: Path) -> None:
+    """Removes a passing run's directory (KEEP_WORKDIR=1 keeps it)."""
+    if not os.environ.get("KEEP_WORKDIR"):
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def request(

@@ -29,7 +29,7 @@ import socket
 import sys
 import time
 
-from common import Router, base_config, free_port, notification, open_fds, proc_status, request, workdir
+from common import Router, base_config, discard, free_port, notification, open_fds, proc_status, request, workdir
 
 KINDS = ("half-headers", "stalled-body", "idle-keepalive", "silent")
 
@@ -152,6 +152,7 @@ def main() -> int:
     )
     if probes and answered >= 0.95 * len(probes) and tail_ok:
         print(f"conn-abuse: PASS: {answered}/{len(probes)} fresh requests answered under {args.connections} abusive connections")
+        discard(work)
         return 0
     print(f"conn-abuse: FAIL: only {answered}/{len(probes)} fresh requests answered under {args.connections} abusive connections")
     return 1

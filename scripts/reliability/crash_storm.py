@@ -26,7 +26,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from common import Router, base_config, free_port, notification, request, workdir
+from common import Router, base_config, discard, free_port, notification, request, workdir
 
 
 class Receiver:
@@ -233,6 +233,7 @@ def main() -> int:
         f"crash-storm: PASS: {len(acked)} acknowledged across {args.rounds} kill -9 rounds, "
         f"0 lost, 0 stored-but-undelivered, {duplicates} duplicate deliveries"
     )
+    discard(work)
     return 0
 
 

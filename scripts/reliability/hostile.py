@@ -31,8 +31,9 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from pathlib import Path
 
-from common import Router, base_config, free_port, notification, proc_status, request, workdir
+from common import Router, base_config, discard, free_port, notification, proc_status, request, workdir
 
 PATH_TOKEN = "B0PATHSECRET7f3a9c1e5b2d4a6f0e8c"
 QUERY_TOKEN = "qtokSECRET5b2d4a6f0e8c7f3a9c1e"
@@ -382,6 +383,8 @@ def main() -> int:
         )
         if problems:
             broken.append(name)
+        else:
+            discard(Path(r["workdir"]))
     server.stop.set()
     if broken:
         print(f"hostile: FAIL: {len(broken)} phase(s) broke a promise: {', '.join(broken)}")

@@ -62,7 +62,6 @@ impl Object for AnyKey {
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(SENTINEL)
     }
-
 }
 
 impl QueryTemplate {
