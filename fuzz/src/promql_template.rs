@@ -97,7 +97,7 @@ pub fn check(data: &[u8]) {
         })
         .collect();
     if mode % 2 == 0 {
-        known_template(&KNOWN[usize::from(mode / 2) % KNOWN.len()], &values);
+        known_template(KNOWN[usize::from(mode / 2) % KNOWN.len()], &values);
     } else {
         fuzzed_template(&source, &values);
     }
