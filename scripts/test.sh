@@ -36,5 +36,22 @@ else
   bash scripts/check-docs.sh || status=1
 fi
 
+# --- reliability (RELIABILITY.md): a short crash storm, then a fuzz smoke -----
+echo "== scripts/reliability/crash-storm.sh (short)"
+ROUTER_BIN=target/debug/mlops-alert-router bash scripts/reliability/crash-storm.sh \
+  --notifications 1000 --rounds 3 --max-seconds 240 || status=1
+# The fuzz seeds and regressions already ran on stable in `cargo test`
+# (tests/fuzz_corpus.rs); this runs each target briefly under libFuzzer.
+# FUZZ_SMOKE_SECONDS=0 skips it (the first run installs cargo-fuzz and builds
+# the instrumented targets: minutes).
+if [ "${FUZZ_SMOKE_SECONDS:-20}" = 0 ]; then
+  echo "== fuzz smoke SKIPPED: FUZZ_SMOKE_SECONDS=0"
+elif cargo +nightly --version >/dev/null 2>&1; then
+  echo "== scripts/fuzz.sh ${FUZZ_SMOKE_SECONDS:-20}"
+  bash scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-20}" || status=1
+else
+  echo "== fuzz smoke SKIPPED: no nightly toolchain (rustup toolchain install nightly)"
+fi
+
 if [ "$status" = 0 ]; then echo "== all test suites passed"; else echo "== SOME TEST SUITES FAILED"; fi
 exit "$status"

@@ -3,8 +3,8 @@
 //! Every `{{ … }}` output is escaped as the content of a double-quoted PromQL
 //! string literal
 //! (the formatter ignores `|safe`), and at compile time the template is
-//! rendered with a hostile sentinel to prove that every interpolation lands
-//! inside a quoted string. So `{experiment="{{ labels.experiment }}"}` is
+//! rendered with every `{{ … }}` output replaced by a marker, whatever its
+//! filters, to prove that every interpolation lands inside a quoted string. So `{experiment="{{ labels.experiment }}"}` is
 //! accepted and `sum({{ labels.metric }})` is refused at `check-config`.
 
 use minijinja::value::{Object, Value};
@@ -30,8 +30,12 @@ pub fn escape_promql_string(s: &str) -> String {
     out
 }
 
-/// Marks the start and end of a sentinel value; a quote in the middle must come out escaped.
+/// The value of every key in the compile-time probe.
 const SENTINEL: &str = "\u{1}mark\"\u{1}";
+
+/// Written by the probe's formatter in place of every `{{ … }}` output, so a
+/// filter that changes the value (`|upper`, `|e`, a whole map) cannot hide it.
+const MARK: char = '\u{e000}';
 
 /// A compiled query template.
 #[derive(Debug)]
@@ -61,30 +65,42 @@ impl Object for AnyKey {
 impl QueryTemplate {
     /// Compiles and checks `source`; the error says what is wrong.
     pub fn compile(source: &str) -> Result<Self, String> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_formatter(|out, _state, value| {
-            // Every value, `|safe` or not, is written as string-literal content.
-            let text = match value.as_str() {
-                Some(s) => s.to_owned(),
-                None => value.to_string(),
-            };
-            out.write_str(&escape_promql_string(&text)).map_err(|e| {
-                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
-            })
-        });
-        env.add_template_owned("query", source.to_owned())
-            .map_err(|e| format!("invalid template: {e}"))?;
-        let template = Self { env };
+        let environment = |probe: bool| -> Result<Environment<'static>, String> {
+            let mut env = Environment::new();
+            env.set_undefined_behavior(UndefinedBehavior::Strict);
+            env.set_formatter(move |out, _state, value| {
+                let written = if probe {
+                    out.write_str(MARK.encode_utf8(&mut [0; 4]))
+                } else {
+                    // Every value, `|safe` or not, is written as string-literal content.
+                    let text = match value.as_str() {
+                        Some(s) => s.to_owned(),
+                        None => value.to_string(),
+                    };
+                    out.write_str(&escape_promql_string(&text))
+                };
+                written.map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
+                })
+            });
+            env.add_template_owned("query", source.to_owned())
+                .map_err(|e| format!("invalid template: {e}"))?;
+            Ok(env)
+        };
+        let probe = Self {
+            env: environment(true)?,
+        };
         let any = Value::from_object(AnyKey);
-        let probe = template
+        let rendered = probe
             .render_value(minijinja::context! {
                 labels => any.clone(), annotations => any.clone(),
                 common_labels => any.clone(), group_labels => any,
             })
             .map_err(|e| format!("invalid template: {e}"))?;
-        check_interpolations(&probe)?;
-        Ok(template)
+        check_interpolations(&rendered)?;
+        Ok(Self {
+            env: environment(false)?,
+        })
     }
 
     /// Renders the query for one alert.
@@ -106,29 +122,19 @@ impl QueryTemplate {
     }
 }
 
-/// Every sentinel in `rendered` must sit inside a string literal, escaped.
+/// Every marker in the probe's output must sit inside a double-quoted string literal.
 fn check_interpolations(rendered: &str) -> Result<(), String> {
-    let escaped = escape_promql_string(SENTINEL);
     let mut in_string: Option<char> = None;
-    let mut chars = rendered.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if rendered[i..].starts_with(&escaped) || rendered[i..].starts_with('\u{1}') {
-            if in_string != Some('"') {
+    let mut chars = rendered.chars();
+    while let Some(c) = chars.next() {
+        match (in_string, c) {
+            (q, MARK) if q != Some('"') => {
                 return Err(
                     "every {{ … }} must be inside a double-quoted PromQL string (e.g. experiment=\"{{ labels.experiment }}\"), \
                      so a label value cannot change the query"
                         .into(),
                 );
             }
-            if !rendered[i..].starts_with(&escaped) {
-                return Err("template output must not bypass escaping".into());
-            }
-            for _ in 1..escaped.chars().count() {
-                chars.next();
-            }
-            continue;
-        }
-        match (in_string, c) {
             (None, '"' | '\'' | '`') => in_string = Some(c),
             (Some(q), '\\') if q != '`' => {
                 chars.next();
@@ -186,6 +192,12 @@ mod tests {
             r#"m{a="{{ labels.a }}"} or {{ labels.b }}"#,
             "m{a='{{ labels.a }}'}",
             "m{a=`{{ labels.a }}`}",
+            // Found by the promql_template fuzz target: a whole map, or a
+            // filter that changes the value, printed outside a string.
+            "m > {{ annotations }}",
+            "a=l{{ annotations|e }}",
+            "sum({{ labels.metric|upper }})",
+            r#"m{a="x"} or {{ labels|list }}"#,
         ] {
             let err = QueryTemplate::compile(bad).unwrap_err();
             assert!(
@@ -196,6 +208,7 @@ mod tests {
         for good in [
             r#"m{a="{{ labels.a }}", b="{{ group_labels.b }}", c='lit'}"#,
             r#"m{a=~"{{ labels.a }}|other"}"#,
+            r#"m{a="{{ labels }}"}"#,
             "up",
         ] {
             QueryTemplate::compile(good).unwrap();
