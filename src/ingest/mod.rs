@@ -136,7 +136,23 @@ pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(alert_list(body));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
+    // JSON is UTF-8 (RFC 8259). serde_json checks it only in the strings it
+    // keeps, so invalid bytes inside an unknown field would be accepted and
+    // stored, and the payload "as received" could then not be served back.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let before = &body[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        IngestError::Malformed {
+            line,
+            column: before.len() - line_start + 1,
+            message: "invalid UTF-8 (JSON must be UTF-8)".into(),
+        }
+    })?;
+    let de = &mut serde_json::Deserializer::from_str(text);
     let mut notification: Notification =
         serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
@@ -302,6 +318,24 @@ mod tests {
         assert_eq!(alert.fingerprint, "afae611b2038566d");
         assert_eq!(alert.ends_at, zero_time());
         assert_eq!(a.notification.status, AlertStatus::Firing);
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_malformed_even_in_an_unknown_field() {
+        let body = b"{\n  \"unknownField\": \"a\xff\",\n  \"version\": \"4\"}";
+        let err = parse(body, 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IngestError::Malformed {
+                    line: 2,
+                    column: 21,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("invalid UTF-8"), "{err}");
     }
 
     #[test]

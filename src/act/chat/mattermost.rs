@@ -16,6 +16,9 @@ use std::path::PathBuf;
 
 const POST_CHARS: usize = 16_383;
 const ATTACHMENT_CHARS: usize = 7_000;
+/// The bold title line and the notification fallback, at most.
+const TITLE_CHARS: usize = 1_000;
+const FALLBACK_CHARS: usize = 300;
 
 chat_config! {
     /// `actions.<name>` with `type: mattermost`.
@@ -157,13 +160,16 @@ impl Format for MattermostConfig {
         if shown < view.alerts.len() {
             parts.push(d.text(&more_alerts(view.alerts.len() - shown)));
         }
+        // Clipped whatever the alerts shown: a title or summary built from huge
+        // label values alone must not take the post over its limits (found by
+        // the chat_render fuzz target).
         self.frame(json!({
-            "text": d.bold(&d.text(&view.title)),
+            "text": d.bold(&d.text(&view.title).clip(TITLE_CHARS)),
             "attachments": [{
                 // Shown in notifications, markup unknown: neutralised.
-                "fallback": Markup::plain(&view.title),
+                "fallback": Markup::plain(&view.title).clip(FALLBACK_CHARS),
                 "color": view.colour,
-                "text": Markup::join(parts, "\n\n"),
+                "text": Markup::join(parts, "\n\n").clip(ATTACHMENT_CHARS - FALLBACK_CHARS),
             }],
         }))
     }

@@ -20,6 +20,14 @@ const DESCRIPTION_CHARS: usize = 500;
 const MAX_ROUTER_LINES: usize = 10;
 /// Experiments with a variant table at most.
 const MAX_TABLES: usize = 3;
+/// Rows of a variant table (an experiment has a few variants; an enrichment
+/// may answer up to `prometheus.max_series`).
+const MAX_ROWS: usize = 20;
+/// The message title and summary line, the names in a table: label values
+/// can be any length, and every platform has a size limit.
+const TITLE_CHARS: usize = 300;
+const SUMMARY_LINE_CHARS: usize = 600;
+const NAME_CHARS: usize = 100;
 
 /// How alarming the notification is: drives the colour everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +328,8 @@ impl View {
             router_actions.push(format!("… and {more} more"));
         }
         let tables = variant_tables(&alerts);
+        let title = clip(&title, TITLE_CHARS);
+        let summary = clip(&summary, SUMMARY_LINE_CHARS);
         Self {
             notification_id,
             status,
@@ -601,20 +611,35 @@ fn variant_tables(alerts: &[AlertView]) -> Vec<VariantTable> {
             .collect();
         variants.sort();
         variants.dedup();
+        if variants.len() > MAX_ROWS {
+            notes.push(format!(
+                "{} more variants not shown",
+                variants.len() - MAX_ROWS
+            ));
+            // The affected variants first, so they are never the ones cut.
+            variants.sort_by_key(|v| !affected.contains(&v.as_str()));
+            variants.truncate(MAX_ROWS);
+            variants.sort();
+        }
         let rows = variants
             .into_iter()
             .map(|variant| VariantRow {
                 affected: affected.contains(&variant.as_str()),
                 cells: columns
                     .iter()
-                    .map(|(_, v, unit)| format_number(&v[variant.as_str()], *unit))
+                    .map(|(_, v, unit)| {
+                        clip(&format_number(&v[variant.as_str()], *unit), NAME_CHARS)
+                    })
                     .collect(),
-                variant,
+                variant: clip(&variant, NAME_CHARS),
             })
             .collect();
         tables.push(VariantTable {
-            experiment: experiment.to_owned(),
-            columns: columns.into_iter().map(|(t, _, _)| t).collect(),
+            experiment: clip(experiment, NAME_CHARS),
+            columns: columns
+                .into_iter()
+                .map(|(t, _, _)| clip(&t, NAME_CHARS))
+                .collect(),
             rows,
             firing: any_firing,
             notes,
