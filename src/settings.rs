@@ -98,7 +98,7 @@ impl Default for GrafanaSettings {
 }
 
 fn default_dashboard_uid() -> String {
-    "ab-testing".into()
+    "mlops-ab-testing".into()
 }
 
 /// `server.*`

@@ -33,7 +33,7 @@ pub struct GrafanaAnnotationConfig {
 }
 
 fn default_uid() -> String {
-    "ab-testing".into()
+    "mlops-ab-testing".into()
 }
 fn default_tags() -> Vec<String> {
     vec!["mlops-alert-router".into(), "traffic-shift".into()]
