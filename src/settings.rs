@@ -64,6 +64,13 @@ pub struct Settings {
     /// The Kubernetes API for `seldon_experiment` / `istio_virtual_service` targets.
     #[serde(default)]
     pub kubernetes: KubernetesSettings,
+    /// What every outbound HTTPS client trusts: the system roots plus `tls.ca_file`
+    /// (the Kubernetes client keeps its kubeconfig / in-cluster CA).
+    #[serde(default)]
+    pub tls: crate::outbound::TlsSettings,
+    /// `tls.*` loaded (certificates read and checked at load time).
+    #[serde(skip)]
+    pub ca: crate::outbound::CaPolicy,
 }
 
 /// `kubernetes.*`
@@ -274,6 +281,16 @@ impl Settings {
         settings
             .resolve_secret_files()
             .map_err(|e| env.annotate(e))?;
+        settings.ca = crate::outbound::CaPolicy::load(&settings.tls)
+            .map_err(|e| env.annotate(ConfigError(vec![e])))?;
+        if let Some(ca) = settings
+            .prometheus
+            .as_ref()
+            .and_then(|p| p.tls.ca_file.as_ref())
+        {
+            crate::outbound::read_ca_file(ca, "prometheus.tls.ca_file")
+                .map_err(|e| env.annotate(ConfigError(vec![e])))?;
+        }
         settings.validate().map_err(|e| env.annotate(e))?;
         Ok(settings)
     }
