@@ -946,6 +946,34 @@ mod tests {
     }
 
     #[test]
+    fn tls_ca_file_is_read_at_load_and_errors_name_key_file_and_source() {
+        let s = load("{}\n", &[]).unwrap();
+        assert_eq!(s.ca.extra_certificates(), 0, "system roots only by default");
+        let msg = load("tls: {ca_file: /nonexistent/ca.pem}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("tls.ca_file: /nonexistent/ca.pem: cannot read"),
+            "{msg}"
+        );
+        let msg = load(
+            "{}\n",
+            &[("MLOPS_ALERT_ROUTER__TLS__CA_FILE", "/nonexistent/env.pem")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("tls.ca_file: /nonexistent/env.pem"), "{msg}");
+        assert!(msg.contains("MLOPS_ALERT_ROUTER__TLS__CA_FILE"), "{msg}");
+        let msg = load("tls: {insecure_skip_verify: true}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("tls.insecure_skip_verify: unknown field"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_key_path() {
         let msg = load("ingest: {dedup_window: soon}\n", &[])
             .unwrap_err()
