@@ -2,7 +2,9 @@
 #
 # mlops-alert-router container image: built in the official Rust image, run as
 # the binary alone on distroless (glibc, CA certificates, user nonroot = 65532,
-# the uid the Kubernetes Deployment runs as).
+# the uid the Kubernetes Deployment runs as). The router's outbound HTTPS
+# clients trust those system CA certificates (/etc/ssl/certs) plus the file
+# set as `tls.ca_file`, if any (see deploy/README.md for mounting one).
 #
 #   docker build -t registry.example.com/mlops/mlops-alert-router:0.1.0 .
 #

@@ -162,9 +162,9 @@ RULES = Path("alerts/rules")
 
 # uid and template variables each dashboard must have.
 REQUIRED = {
-    "ab-testing.json": ("ab-testing", ["datasource", "experiment", "model_name", "namespace", "pod"]),
-    "ab-testing-simple.json": ("ab-testing-simple", ["datasource", "experiment", "model_name"]),
-    "alert-router.json": ("alert-router", ["datasource"]),
+    "ab-testing.json": ("mlops-ab-testing", ["datasource", "experiment", "model_name", "namespace", "pod"]),
+    "ab-testing-simple.json": ("mlops-ab-testing-simple", ["datasource", "experiment", "model_name"]),
+    "alert-router.json": ("mlops-alert-router", ["datasource"]),
 }
 # Values the variables take when a query is sent to Prometheus.
 SAMPLES = {
@@ -299,6 +299,22 @@ def exported(scrape_file):
 
 # --------------------------------------------------------------------------
 
+def router_default_uids():
+    """The router's default grafana.dashboard_uid (src/settings.rs) and the
+    dashboard_uid the shipped configs set, each with where it was found."""
+    found = []
+    m = re.search(r'fn default_dashboard_uid\(\) -> String \{\s*"([^"]+)"', Path("src/settings.rs").read_text(encoding="utf-8"))
+    found.append(("src/settings.rs default_dashboard_uid", m.group(1) if m else None))
+    for cfg in ("config/default.yaml", "config/examples/mlops.yaml", "deploy/base/config.yaml"):
+        p = Path(cfg)
+        if p.exists():
+            for line in p.read_text(encoding="utf-8").splitlines():
+                mm = re.match(r"\s*dashboard_uid:\s*['\"]?([^'\"#\s]+)", line)
+                if mm:
+                    found.append((f"{cfg} dashboard_uid", mm.group(1)))
+    return found
+
+
 def cmd_static():
     srcs = sources()
     missing = sorted(set(REQUIRED) - {s.name for s in srcs})
@@ -320,6 +336,11 @@ def cmd_static():
         want_uid, want_vars = REQUIRED.get(src.name, (None, ["datasource"]))
         if not uid or (want_uid and uid != want_uid):
             bad.append(f"uid {uid!r}, want {want_uid!r}")
+        if not str(uid or "").startswith("mlops-"):
+            # A shared Grafana holds every team's dashboards: a generic uid
+            # (`ab-testing`) collides with someone else's and one import
+            # silently replaces the other.
+            bad.append(f"uid {uid!r} does not start with 'mlops-'")
         if uid in uids:
             bad.append(f"uid {uid!r} also used by {uids[uid]}")
         uids[uid] = src
@@ -385,6 +406,18 @@ def cmd_static():
             fail(f"{src}: " + "; ".join(bad))
         else:
             ok(f"{src}: uid {uid}, variables {', '.join(vs)}, every query on ${{datasource}} (input DS_PROMETHEUS)")
+
+    # The router's default dashboard (links in messages, Grafana annotations)
+    # must be one of these dashboards.
+    bad = []
+    defaults = router_default_uids()
+    for where, uid in defaults:
+        if uid not in by_uid:
+            bad.append(f"{where} is {uid!r}, not a dashboard uid ({', '.join(sorted(map(str, by_uid)))})")
+    if bad:
+        fail("router dashboard_uid: " + "; ".join(bad))
+    else:
+        ok("router dashboard_uid: " + ", ".join(f"{w} = {u}" for w, u in defaults) + " name an existing dashboard")
 
     # The alert rules' dashboard_url links.
     links = []

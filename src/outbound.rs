@@ -17,15 +17,106 @@
 //! - every error names the destination (scheme, host, port, path; never the
 //!   query or user info) and the cause (connection refused, DNS, TLS,
 //!   timeout, status, body over the limit), and is scrubbed of secrets by one
-//!   [`Scrubber`] before anything is cut.
+//!   [`Scrubber`] before anything is cut;
+//! - one CA policy ([`CaPolicy`], `tls.*`): the system's root certificates
+//!   (`/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`) plus the
+//!   certificates of `tls.ca_file`, if set.
 
 use crate::secret::REDACTED;
 use base64::Engine;
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
+
+/// `tls.*`: what every outbound HTTPS client trusts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of CA certificates (one or several) trusted in addition to
+    /// the system's roots, by every outbound client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The CA policy of every outbound client: the system's root certificates
+/// (reqwest with rustls native roots) plus the certificates of `tls.ca_file`.
+/// Cheap to clone.
+#[derive(Clone, Default)]
+pub struct CaPolicy {
+    extra: Arc<Vec<reqwest::Certificate>>,
+    source: Option<PathBuf>,
+}
+
+impl fmt::Debug for CaPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaPolicy")
+            .field("ca_file", &self.source)
+            .field("extra_certificates", &self.extra.len())
+            .finish()
+    }
+}
+
+impl CaPolicy {
+    /// From `tls.*`: reads and checks `tls.ca_file`; the error names the key
+    /// and the file.
+    pub fn load(settings: &TlsSettings) -> Result<Self, String> {
+        match &settings.ca_file {
+            None => Ok(Self::default()),
+            Some(path) => Ok(Self {
+                extra: Arc::new(read_ca_file(path, "tls.ca_file")?),
+                source: Some(path.clone()),
+            }),
+        }
+    }
+
+    /// A client builder trusting the system roots and the extra CAs.
+    pub fn builder(&self) -> reqwest::ClientBuilder {
+        add_roots(reqwest::Client::builder(), &self.extra)
+    }
+
+    /// How many certificates `tls.ca_file` added.
+    pub fn extra_certificates(&self) -> usize {
+        self.extra.len()
+    }
+}
+
+/// Adds `certs` to the roots `builder` trusts.
+pub fn add_roots(
+    mut builder: reqwest::ClientBuilder,
+    certs: &[reqwest::Certificate],
+) -> reqwest::ClientBuilder {
+    for cert in certs {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder
+}
+
+/// The CA certificates of a PEM file (one or several); an unreadable file, a
+/// file without a certificate or a certificate rustls refuses is an error
+/// naming `key` and the file.
+pub fn read_ca_file(path: &Path, key: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let fail = |what: String| format!("{key}: {}: {what}", path.display());
+    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| fail(format!("not a PEM CA bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail(
+            "no certificate (want PEM blocks `-----BEGIN CERTIFICATE-----`)".to_owned(),
+        ));
+    }
+    // rustls parses the certificates when the client is built: build one
+    // now so that a bad certificate is a configuration error, not a failure
+    // of every later request.
+    add_roots(reqwest::Client::builder(), &certs)
+        .build()
+        .map_err(|e| fail(format!("not usable as a CA certificate: {e}")))?;
+    Ok(certs)
+}
 
 /// Bytes of an error answer read (the rest is never read).
 pub const ERROR_BODY_READ: usize = 8 * 1024;
@@ -364,12 +455,13 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport with a default client.
-    pub fn new(options: Options, scrubber: Scrubber) -> Result<Self, String> {
-        Self::with_builder(reqwest::Client::builder(), options, scrubber)
+    /// A transport trusting what `tls` trusts.
+    pub fn new(tls: &CaPolicy, options: Options, scrubber: Scrubber) -> Result<Self, String> {
+        Self::with_builder(tls.builder(), options, scrubber)
     }
 
-    /// A transport from `builder` (e.g. with extra CA certificates); the
+    /// A transport from `builder` (from [`CaPolicy::builder`], e.g. with more
+    /// CA certificates); the
     /// timeouts, the redirect policy and the user agent are set here.
     pub fn with_builder(
         builder: reqwest::ClientBuilder,
@@ -784,7 +876,12 @@ mod tests {
     async fn errors_name_the_destination_and_the_cause() {
         let mut scrubber = Scrubber::new();
         scrubber.add("s3cr3t-token-value");
-        let t = Transport::new(Options::new(Duration::from_secs(5), 1024), scrubber).unwrap();
+        let t = Transport::new(
+            &CaPolicy::default(),
+            Options::new(Duration::from_secs(5), 1024),
+            scrubber,
+        )
+        .unwrap();
         // Nothing listens on a port just released.
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -103,11 +103,12 @@ impl Planner {
                 settings.prometheus.as_ref(),
                 settings.link_settings(),
                 metrics,
+                &settings.ca,
             )?,
             alertmanager: settings
                 .alertmanager
                 .as_ref()
-                .map(AlertmanagerClient::new)
+                .map(|am| AlertmanagerClient::new(am, &settings.ca))
                 .transpose()?,
         })
     }

@@ -64,6 +64,13 @@ pub struct Settings {
     /// The Kubernetes API for `seldon_experiment` / `istio_virtual_service` targets.
     #[serde(default)]
     pub kubernetes: KubernetesSettings,
+    /// What every outbound HTTPS client trusts: the system roots plus `tls.ca_file`
+    /// (the Kubernetes client keeps its kubeconfig / in-cluster CA).
+    #[serde(default)]
+    pub tls: crate::outbound::TlsSettings,
+    /// `tls.*` loaded (certificates read and checked at load time).
+    #[serde(skip)]
+    pub ca: crate::outbound::CaPolicy,
 }
 
 /// `kubernetes.*`
@@ -98,7 +105,7 @@ impl Default for GrafanaSettings {
 }
 
 fn default_dashboard_uid() -> String {
-    "ab-testing".into()
+    "mlops-ab-testing".into()
 }
 
 /// `server.*`
@@ -274,6 +281,16 @@ impl Settings {
         settings
             .resolve_secret_files()
             .map_err(|e| env.annotate(e))?;
+        settings.ca = crate::outbound::CaPolicy::load(&settings.tls)
+            .map_err(|e| env.annotate(ConfigError(vec![e])))?;
+        if let Some(ca) = settings
+            .prometheus
+            .as_ref()
+            .and_then(|p| p.tls.ca_file.as_ref())
+        {
+            crate::outbound::read_ca_file(ca, "prometheus.tls.ca_file")
+                .map_err(|e| env.annotate(ConfigError(vec![e])))?;
+        }
         settings.validate().map_err(|e| env.annotate(e))?;
         Ok(settings)
     }
@@ -926,6 +943,34 @@ mod tests {
         );
         let msg = load("colour: blue\n", &[]).unwrap_err().to_string();
         assert!(msg.starts_with("colour: unknown field `colour`"), "{msg}");
+    }
+
+    #[test]
+    fn tls_ca_file_is_read_at_load_and_errors_name_key_file_and_source() {
+        let s = load("{}\n", &[]).unwrap();
+        assert_eq!(s.ca.extra_certificates(), 0, "system roots only by default");
+        let msg = load("tls: {ca_file: /nonexistent/ca.pem}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("tls.ca_file: /nonexistent/ca.pem: cannot read"),
+            "{msg}"
+        );
+        let msg = load(
+            "{}\n",
+            &[("MLOPS_ALERT_ROUTER__TLS__CA_FILE", "/nonexistent/env.pem")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("tls.ca_file: /nonexistent/env.pem"), "{msg}");
+        assert!(msg.contains("MLOPS_ALERT_ROUTER__TLS__CA_FILE"), "{msg}");
+        let msg = load("tls: {insecure_skip_verify: true}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("tls.insecure_skip_verify: unknown field"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct GrafanaAnnotationConfig {
 }
 
 fn default_uid() -> String {
-    "ab-testing".into()
+    "mlops-ab-testing".into()
 }
 fn default_tags() -> Vec<String> {
     vec!["mlops-alert-router".into(), "traffic-shift".into()]
@@ -72,7 +72,7 @@ pub struct GrafanaAnnotation {
 
 impl GrafanaAnnotation {
     /// From its config.
-    pub fn new(config: GrafanaAnnotationConfig) -> Self {
+    pub fn new(config: GrafanaAnnotationConfig, tls: &crate::outbound::CaPolicy) -> Self {
         let mut scrubber = Scrubber::new();
         if let Ok(url) = url::Url::parse(&config.url) {
             scrubber.add_url_credentials(&url);
@@ -80,7 +80,7 @@ impl GrafanaAnnotation {
         if let Some(token) = &config.token {
             scrubber.add(token.expose());
         }
-        let transport = Transport::new(Options::new(config.timeout, ANSWER_LIMIT), scrubber);
+        let transport = Transport::new(tls, Options::new(config.timeout, ANSWER_LIMIT), scrubber);
         Self { config, transport }
     }
 

@@ -53,6 +53,8 @@ pub struct ActionDeps {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub targets: Arc<traffic::Targets>,
     pub clock: traffic::Clock,
+    /// What outbound HTTPS clients trust (`tls.*`).
+    pub tls: crate::outbound::CaPolicy,
 }
 
 impl ActionDeps {
@@ -72,6 +74,7 @@ impl ActionDeps {
                 },
             )),
             clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
+            tls: settings.ca.clone(),
         }
     }
 }
@@ -120,14 +123,16 @@ impl ActionConfig {
                 deps.metrics.clone(),
                 deps.clock.clone(),
             )),
-            ActionConfig::Slack(c) => chat::slack::build(name, c),
-            ActionConfig::Msteams(c) => Arc::new(chat::PostAction::new(name, c)),
-            ActionConfig::Mattermost(c) => Arc::new(chat::PostAction::new(name, c)),
-            ActionConfig::Discord(c) => Arc::new(chat::PostAction::new(name, c)),
-            ActionConfig::GoogleChat(c) => Arc::new(chat::PostAction::new(name, c)),
-            ActionConfig::Webhook(c) => Arc::new(chat::webhook::WebhookAction::new(name, c)),
+            ActionConfig::Slack(c) => chat::slack::build(name, c, &deps.tls),
+            ActionConfig::Msteams(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
+            ActionConfig::Mattermost(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
+            ActionConfig::Discord(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
+            ActionConfig::GoogleChat(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
+            ActionConfig::Webhook(c) => {
+                Arc::new(chat::webhook::WebhookAction::new(name, c, &deps.tls))
+            }
             ActionConfig::GrafanaAnnotation(c) => {
-                Arc::new(annotate::GrafanaAnnotation::new(c.clone()))
+                Arc::new(annotate::GrafanaAnnotation::new(c.clone(), &deps.tls))
             }
         }
     }

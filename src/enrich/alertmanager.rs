@@ -56,7 +56,10 @@ struct GettableAlert {
 
 impl AlertmanagerClient {
     /// From `alertmanager.*`.
-    pub fn new(settings: &AlertmanagerSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &AlertmanagerSettings,
+        tls: &crate::outbound::CaPolicy,
+    ) -> anyhow::Result<Self> {
         let mut scrubber = Scrubber::new();
         if let Ok(url) = url::Url::parse(&settings.url) {
             scrubber.add_url_credentials(&url);
@@ -65,8 +68,12 @@ impl AlertmanagerClient {
             scrubber.add(token.expose());
         }
         Ok(Self {
-            transport: Transport::new(Options::new(settings.timeout, MAX_RESPONSE_BYTES), scrubber)
-                .map_err(|e| anyhow::anyhow!("alertmanager: {e}"))?,
+            transport: Transport::new(
+                tls,
+                Options::new(settings.timeout, MAX_RESPONSE_BYTES),
+                scrubber,
+            )
+            .map_err(|e| anyhow::anyhow!("alertmanager: {e}"))?,
             alerts_url: format!("{}/api/v2/alerts", settings.url.trim_end_matches('/')),
             token: settings.bearer_token.clone(),
         })

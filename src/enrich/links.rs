@@ -88,13 +88,13 @@ mod tests {
             .notification;
         let settings = LinkSettings {
             grafana_url: Some("https://grafana.example/".into()),
-            dashboard_uid: "ab-testing".into(),
+            dashboard_uid: "mlops-ab-testing".into(),
             alertmanager_url: None,
         };
         let links = settings.for_alert(&n, &n.alerts[0]);
         assert_eq!(
             links["dashboard"],
-            "https://grafana.example/d/ab-testing?var-experiment=financial-ab-test-experiment&var-model_name=enhanced-predictor"
+            "https://grafana.example/d/mlops-ab-testing?var-experiment=financial-ab-test-experiment&var-model_name=enhanced-predictor"
         );
         assert_eq!(links["graph"], n.alerts[0].generator_url);
         assert!(links["silence"].starts_with("http://vm:19193/#/silences/new?filter=%7Balertname%3D%22ModelAccuracyDegraded%22%2C"), "{}", links["silence"]);

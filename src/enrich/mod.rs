@@ -66,11 +66,12 @@ pub struct PrometheusSettings {
     pub max_series: usize,
 }
 
-/// `prometheus.tls.*` (rustls).
+/// `prometheus.tls.*` (rustls), on top of the shared `tls.*` policy.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
-    /// Extra CA certificate (PEM) to trust.
+    /// CA certificates (PEM, one or several) trusted for Prometheus only, in
+    /// addition to the system roots and `tls.ca_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
@@ -241,6 +242,7 @@ impl Enricher {
         prometheus: Option<&PrometheusSettings>,
         links: LinkSettings,
         metrics: Arc<Metrics>,
+        tls: &crate::outbound::CaPolicy,
     ) -> anyhow::Result<Self> {
         let templates = compile_all(config).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
         let enrichments = templates
@@ -251,7 +253,7 @@ impl Enricher {
             })
             .collect();
         let client = match prometheus {
-            Some(p) => Some(Arc::new(PrometheusClient::new(p, metrics.clone())?)),
+            Some(p) => Some(Arc::new(PrometheusClient::new(p, metrics.clone(), tls)?)),
             None => None,
         };
         Ok(Self {

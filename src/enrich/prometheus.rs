@@ -100,15 +100,18 @@ pub struct PrometheusClient {
 }
 
 impl PrometheusClient {
-    /// Builds the HTTP client (rustls) from `prometheus.*`.
-    pub fn new(settings: &PrometheusSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder();
+    /// Builds the HTTP client (rustls) from `prometheus.*`: the shared CA
+    /// policy (`tls`) plus `prometheus.tls.ca_file`.
+    pub fn new(
+        settings: &PrometheusSettings,
+        metrics: Arc<Metrics>,
+        tls: &crate::outbound::CaPolicy,
+    ) -> anyhow::Result<Self> {
+        let mut builder = tls.builder();
         if let Some(ca) = &settings.tls.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| anyhow::anyhow!("prometheus.tls.ca_file {}: {e}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("prometheus.tls.ca_file {}: {e}", ca.display()))?;
-            builder = builder.add_root_certificate(cert);
+            let certs = crate::outbound::read_ca_file(ca, "prometheus.tls.ca_file")
+                .map_err(|e| anyhow::anyhow!(e))?;
+            builder = crate::outbound::add_roots(builder, &certs);
         }
         if settings.tls.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);

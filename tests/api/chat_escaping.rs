@@ -437,7 +437,7 @@ async fn hostile_enrichment_and_remote_errors_are_escaped_too() {
             );
             c.links = LinkSettings {
                 grafana_url: Some("https://grafana.example".into()),
-                dashboard_uid: "ab-testing".into(),
+                dashboard_uid: "mlops-ab-testing".into(),
                 alertmanager_url: None,
             }
             .for_alert(&n, alert);

@@ -85,7 +85,7 @@ fn context_for(fixture: &str, n: &Notification, alert: &Alert) -> Context {
     }
     c.links = LinkSettings {
         grafana_url: Some("https://grafana.example".into()),
-        dashboard_uid: "ab-testing".into(),
+        dashboard_uid: "mlops-ab-testing".into(),
         alertmanager_url: None,
     }
     .for_alert(n, alert);

@@ -176,6 +176,34 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// Serves `app` over HTTPS on loopback with this certificate chain and key
+/// (PEM); returns `https://127.0.0.1:PORT`.
+pub async fn serve_tls(app: Router, cert_chain_pem: &str, key_pem: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", tcp.local_addr().unwrap());
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
 impl FakeKube {
     fn app(state: Arc<Mutex<KubeState>>) -> Router {
         Router::new()
@@ -198,30 +226,8 @@ impl FakeKube {
     /// The same API server over HTTPS, with this certificate chain and key
     /// (PEM). `url` is `https://127.0.0.1:PORT`.
     pub async fn start_tls(cert_chain_pem: &str, key_pem: &str) -> Self {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
         let state = Arc::new(Mutex::new(KubeState::default()));
-        let app = Self::app(state.clone());
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}", tcp.local_addr().unwrap());
-        let listener = TlsListener {
-            tcp,
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        };
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let url = serve_tls(Self::app(state.clone()), cert_chain_pem, key_pem).await;
         Self { url, state }
     }
 

@@ -13,8 +13,8 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlops-alert-router");
 
-/// A CA: (its certificate PEM, the issuer to sign with).
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+/// A CA generated here: (its certificate PEM, the issuer to sign with).
+pub fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params

@@ -17,6 +17,7 @@ mod ingest;
 mod kube_tls;
 mod notifications;
 mod outbound;
+mod outbound_tls;
 mod routing;
 mod server;
 mod storage;

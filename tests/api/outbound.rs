@@ -774,8 +774,11 @@ async fn an_endless_alertmanager_answer_fails_the_completion_at_its_cap() {
     let server = Hostile::start(Mode::Endless(200)).await;
     let settings: mlops_alert_router::enrich::alertmanager::AlertmanagerSettings =
         serde_yaml::from_str(&format!("{{url: '{}', timeout: 20s}}", server.base)).unwrap();
-    let client =
-        mlops_alert_router::enrich::alertmanager::AlertmanagerClient::new(&settings).unwrap();
+    let client = mlops_alert_router::enrich::alertmanager::AlertmanagerClient::new(
+        &settings,
+        &mlops_alert_router::outbound::CaPolicy::default(),
+    )
+    .unwrap();
     let n =
         mlops_alert_router::ingest::parse(fixture("cpu-firing-truncated.json").as_bytes(), 10_000)
             .unwrap()

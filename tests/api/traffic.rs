@@ -813,7 +813,7 @@ async fn a_shift_is_marked_on_the_grafana_dashboard() {
     assert_eq!(run["result"], json!({"annotations": 1, "ids": [7]}));
     let sent: Value =
         serde_json::from_slice(&grafana.received_requests().await.unwrap()[0].body).unwrap();
-    assert_eq!(sent["dashboardUID"], "ab-testing");
+    assert_eq!(sent["dashboardUID"], "mlops-ab-testing");
     assert!(sent["tags"]
         .as_array()
         .unwrap()

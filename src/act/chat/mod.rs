@@ -366,17 +366,17 @@ pub(crate) struct PostAction<F: Format> {
 
 impl<F: Format + Clone> PostAction<F> {
     /// Builds from validated config; a problem (unset URL) fails each run, permanently.
-    pub(crate) fn new(name: &str, config: &F) -> Self {
+    pub(crate) fn new(name: &str, config: &F, tls: &crate::outbound::CaPolicy) -> Self {
         let shared = config.shared();
         Self {
             name: name.to_owned(),
             format: config.clone(),
             limits: shared.limits,
-            ready: Self::ready(config),
+            ready: Self::ready(config, tls),
         }
     }
 
-    fn ready(config: &F) -> Result<Ready, String> {
+    fn ready(config: &F, tls: &crate::outbound::CaPolicy) -> Result<Ready, String> {
         let shared = config.shared();
         let secret = config
             .url()
@@ -389,6 +389,7 @@ impl<F: Format + Clone> PostAction<F> {
             url,
             template: shared.compile(Escaping::Chat(F::DIALECT))?,
             delivery: Delivery::new(
+                tls,
                 shared.timeout,
                 shared.rate_limit.unwrap_or(F::DEFAULT_RATE),
                 Delivery::url_secrets(secret.expose().trim()),

@@ -18,6 +18,7 @@ use super::{
     chat_config, compose, resolve_secret, validate_url, Format, PostAction, RateLimit, Shared,
 };
 use crate::act::{Action, ActionContext, ActionError, RetryLimits, Scope};
+use crate::outbound::CaPolicy;
 use crate::secret::{Secret, REDACTED};
 use crate::store::{ChatThread, ChatThreadKey};
 use async_trait::async_trait;
@@ -234,11 +235,11 @@ impl Format for SlackConfig {
 }
 
 /// Builds the webhook or the bot action.
-pub fn build(name: &str, config: &SlackConfig) -> Arc<dyn Action> {
+pub fn build(name: &str, config: &SlackConfig, tls: &CaPolicy) -> Arc<dyn Action> {
     if config.token.is_some() || config.token_file.is_some() {
-        Arc::new(SlackBot::new(name, config))
+        Arc::new(SlackBot::new(name, config, tls))
     } else {
-        Arc::new(PostAction::new(name, config))
+        Arc::new(PostAction::new(name, config, tls))
     }
 }
 
@@ -267,15 +268,15 @@ const RETRYABLE_API_ERRORS: &[&str] = &[
 ];
 
 impl SlackBot {
-    fn new(name: &str, config: &SlackConfig) -> Self {
+    fn new(name: &str, config: &SlackConfig, tls: &CaPolicy) -> Self {
         Self {
             name: name.to_owned(),
             config: config.clone(),
-            ready: Self::ready(config),
+            ready: Self::ready(config, tls),
         }
     }
 
-    fn ready(config: &SlackConfig) -> Result<BotReady, String> {
+    fn ready(config: &SlackConfig, tls: &CaPolicy) -> Result<BotReady, String> {
         let token = config
             .token
             .as_ref()
@@ -301,6 +302,7 @@ impl SlackBot {
             headers,
             template: shared.compile(super::template::Escaping::Chat(Dialect::Slack))?,
             delivery: Delivery::new(
+                tls,
                 shared.timeout,
                 shared.rate_limit.unwrap_or(SlackConfig::DEFAULT_RATE),
                 vec![token.expose().trim().to_owned()],

@@ -11,7 +11,7 @@
 
 use super::RateLimit;
 use crate::act::ActionError;
-use crate::outbound::{Options, Scrubber, Transport};
+use crate::outbound::{CaPolicy, Options, Scrubber, Transport};
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -77,7 +77,12 @@ impl RateLimit {
 impl Delivery {
     /// A sender with this timeout per request and rate limit; every form of
     /// `secrets` (a URL also by its parts) is scrubbed from errors.
-    pub fn new(timeout: Duration, rate: RateLimit, secrets: Vec<String>) -> Result<Self, String> {
+    pub fn new(
+        tls: &CaPolicy,
+        timeout: Duration,
+        rate: RateLimit,
+        secrets: Vec<String>,
+    ) -> Result<Self, String> {
         let quota = rate.quota().ok_or_else(|| {
             "rate_limit: per_second must be in (0, 1e6] and burst at least 1".to_owned()
         })?;
@@ -89,7 +94,7 @@ impl Delivery {
                 scrubber.add(secret);
             }
         }
-        let transport = Transport::new(Options::new(timeout, ANSWER_LIMIT), scrubber)?;
+        let transport = Transport::new(tls, Options::new(timeout, ANSWER_LIMIT), scrubber)?;
         let clock = TokioClock {
             start: tokio::time::Instant::now(),
         };
@@ -203,6 +208,7 @@ mod tests {
     fn scrub_removes_the_url_and_its_parts() {
         let url = "https://hooks.example/services/T0/B0/SECRETSECRET?token=abc123";
         let d = Delivery::new(
+            &CaPolicy::default(),
             Duration::from_secs(1),
             RateLimit {
                 per_second: 1.0,
@@ -224,6 +230,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_rate_limit_waits_instead_of_failing() {
         let d = Delivery::new(
+            &CaPolicy::default(),
             Duration::from_secs(1),
             RateLimit {
                 per_second: 2.0,

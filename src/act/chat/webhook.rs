@@ -126,15 +126,15 @@ pub struct WebhookAction {
 
 impl WebhookAction {
     /// Builds from validated config; a problem fails each run, permanently.
-    pub fn new(name: &str, config: &WebhookConfig) -> Self {
+    pub fn new(name: &str, config: &WebhookConfig, tls: &crate::outbound::CaPolicy) -> Self {
         Self {
             name: name.to_owned(),
             config: config.clone(),
-            ready: Self::ready(config),
+            ready: Self::ready(config, tls),
         }
     }
 
-    fn ready(c: &WebhookConfig) -> Result<Ready, String> {
+    fn ready(c: &WebhookConfig, tls: &crate::outbound::CaPolicy) -> Result<Ready, String> {
         let secret = c
             .url
             .as_ref()
@@ -149,6 +149,7 @@ impl WebhookAction {
             headers: headers(c)?,
             template: shared.compile(super::template::Escaping::Json)?,
             delivery: Delivery::new(
+                tls,
                 shared.timeout,
                 shared.rate_limit.unwrap_or(RateLimit {
                     per_second: 10.0,
