@@ -78,6 +78,7 @@ fn actions() -> &'static Actions {
                 &ClientSource { api_url: None },
             )),
             clock: Arc::new(|| 0),
+            tls: Default::default(),
         };
         let mut all = Vec::new();
         for kind in KINDS {
