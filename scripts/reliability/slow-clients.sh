@@ -1,7 +1,7 @@
 #!/bin/bash
 # Starts BINARY on 127.0.0.1:PORT (temp store, file-descriptor limit $NOFILE,
 # default 20000), runs slow_clients.py against it, stops it.
-# usage: NOFILE=1024 slow_clients.sh BINARY PORT [slow_clients.py options...]
+# usage: NOFILE=1024 scripts/reliability/slow-clients.sh BINARY PORT [slow_clients.py options...]
 set -u
 bin=$1; port=$2; shift 2
 here=$(cd "$(dirname "$0")" && pwd)
