@@ -7,10 +7,11 @@
 //! - against the real Pushgateway (`PUSHGATEWAY`, default
 //!   `/usr/bin/prometheus-pushgateway`, Debian's `prometheus-pushgateway`
 //!   package, which `scripts/setup.sh` installs), on a free loopback port
-//!   without a persistence file: the gateway accepts the pushes, exposes the
-//!   `ab_test_*` series under `job="financial_ab_test"`, and drops a variant's
-//!   accuracy once the weights take it to 0%. A missing binary fails the test
-//!   rather than skipping it.
+//!   without a persistence file: the simulator's push removes a series an
+//!   earlier push left in the group (PUT semantics; a POST would keep it), the
+//!   gateway exposes the `ab_test_*` series under `job="financial_ab_test"`,
+//!   and drops a variant's accuracy once the weights take it to 0%. A missing
+//!   binary fails the test rather than skipping it.
 //!
 //! Every wait polls with a deadline; every process is killed at the end, also
 //! when the test fails.
@@ -164,10 +165,20 @@ fn free_port() -> u16 {
 
 /// GET over HTTP/1.0 (no chunked encoding, the server closes): (status, body).
 fn http_get(port: u16, target: &str) -> Result<(u16, String), String> {
+    http(port, "GET", target, "")
+}
+
+/// One HTTP/1.0 request with `body` (sent as the text format): (status, body).
+fn http(port: u16, method: &str, target: &str, body: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
-    write!(s, "GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "{method} {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
     let (head, body) = raw
@@ -243,6 +254,24 @@ fn the_real_pushgateway_exposes_the_group_and_forgets_a_variant_at_zero() {
         Ok(http_get(port, "/-/ready")?.0.eq(&200).then_some(()))
     });
 
+    // A series of an earlier client in the same group, under a name the
+    // simulator never pushes: a PUT replaces the whole group and removes it,
+    // a POST (which replaces only the pushed names) would keep it.
+    let (status, body) = http(
+        port,
+        "PUT",
+        "/metrics/job/financial_ab_test",
+        "# TYPE ab_test_leftover_from_an_earlier_push gauge\nab_test_leftover_from_an_earlier_push 1\n",
+    )
+    .expect("seed push");
+    assert!((200..300).contains(&status), "seed push: {status} {body}");
+    let leftover = "ab_test_leftover_from_an_earlier_push";
+    assert_eq!(
+        pushed(&http_get(port, "/metrics").expect("metrics").1, leftover).len(),
+        1,
+        "the seed push is on the gateway"
+    );
+
     let weights = dir.path().join("weights.yaml");
     let write_weights = |b: u32, e: u32| {
         let tmp = dir.path().join("weights.tmp");
@@ -291,6 +320,10 @@ fn the_real_pushgateway_exposes_the_group_and_forgets_a_variant_at_zero() {
             )
         },
     );
+    assert!(
+        pushed(&first, leftover).is_empty(),
+        "the simulator's push left the earlier series in the group (not a PUT?):\n{first}"
+    );
     let requests = pushed(&first, "ab_test_requests_total");
     assert!(
         requests
@@ -315,8 +348,8 @@ fn the_real_pushgateway_exposes_the_group_and_forgets_a_variant_at_zero() {
         log_tail()
     );
 
-    // The router takes the candidate to 0%: PUT replaces the group, so its
-    // accuracy series must disappear from the gateway, not stay stale.
+    // The router takes the candidate to 0%: its accuracy series must
+    // disappear from the gateway with the next push, not stay stale.
     write_weights(100, 0);
     poll(
         "enhanced-predictor's accuracy gone from the gateway",
