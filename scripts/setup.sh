@@ -7,6 +7,7 @@
 # - Debian packages, only those missing (with sudo unless root):
 #     prometheus              Prometheus and promtool (real components in the tests, the demo)
 #     prometheus-alertmanager Alertmanager and amtool
+#     prometheus-pushgateway  the Pushgateway (ab-simulator's --push-gateway test)
 #     python3-venv            for the tool venv below
 #     curl                    the demo and the documentation test talk HTTP with it
 # - A private Python venv, .venv-deploy/ (DEPLOY_VENV overrides), with the pinned
@@ -23,6 +24,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 command -v curl >/dev/null || missing+=(curl)
 if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   missing+=(python3-venv)
