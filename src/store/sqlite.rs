@@ -1103,7 +1103,11 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn claim(&self, now: i64, lease_ms: i64) -> Result<Option<Claimed>, StoreError> {
+    pub(crate) async fn claim(
+        &self,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Claimed>, StoreError> {
         self.write(move |conn, _| {
             let claimed = conn
                 .prepare_cached(
@@ -1208,7 +1212,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn settle(&self, notification_id: i64, round: i64, now: i64) -> Result<(), StoreError> {
+    pub(crate) async fn settle(
+        &self,
+        notification_id: i64,
+        round: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.write(move |conn, state| {
             let (current_round, current): (i64, String) = conn
                 .prepare_cached("SELECT round, state FROM notifications WHERE id = ?1")?
@@ -1385,7 +1394,10 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError> {
+    pub(crate) async fn decisions(
+        &self,
+        q: DecisionQuery,
+    ) -> Result<Vec<TrafficDecision>, StoreError> {
         self.read(move |conn| {
             let mut sql = String::from(
                 "SELECT id, at, action, target, episode, fingerprint, notification_id, decision, \
@@ -1438,7 +1450,10 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn dead_letters(&self, q: DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
+    pub(crate) async fn dead_letters(
+        &self,
+        q: DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(move |conn| {
             let columns: String = RUN_COLUMNS
                 .split(", ")
@@ -1479,7 +1494,10 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError> {
+    pub(crate) async fn chat_thread(
+        &self,
+        key: ChatThreadKey,
+    ) -> Result<Option<ChatThread>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT channel_id, message_id, resolved, updated_at FROM chat_threads \
