@@ -279,9 +279,10 @@ def example_secrets() -> dict[str, tuple[Path, dict[str, str]]]:
         if not f.exists():
             continue
         docs = load_docs(f)
-        if len(docs) != 1 or docs[0].get("kind") != "Secret":
-            raise LookupError(f"{f} must hold exactly one Secret")
-        out[docs[0]["metadata"]["name"]] = (f, secret_keys(docs[0]))
+        if not docs or any(d.get("kind") != "Secret" for d in docs):
+            raise LookupError(f"{f} must hold Secrets only")
+        for d in docs:
+            out[d["metadata"]["name"]] = (f, secret_keys(d))
     return out
 
 
@@ -717,6 +718,36 @@ def check_db_url(r: Report, file_cfg: dict, storage: dict, deploy: dict, c: dict
             "storage.postgres.url is not set inline (the URL holds the password: url_file)",
             "storage.postgres.url is set in the ConfigMap or env: the URL carries the database password; "
             "use storage.postgres.url_file from a Secret")
+    # No private key in the pod: a Secret volume that projects everything would
+    # also hand the router CloudNativePG's ca.key.
+    examples = example_secrets()
+    keys_out = []
+    for mp, sn, vol in secret_mounts(deploy, c):
+        items = vol["secret"].get("items")
+        keys = [it["key"] for it in items] if items else sorted(examples.get(sn, (None, {}))[1])
+        keys_out += [f"Secret {sn} key {k} at {mp}" for k in keys if k.endswith(".key") or k == "ca.key"]
+    r.check(not keys_out, "no private key is mounted into the router (Secret volumes project only what it reads)",
+            f"private keys mounted into the router: {keys_out}; list the keys it reads under `items:`")
+
+    ca_path = str(pg.get("ca_file") or "")
+    ca_ref = None
+    if ca_path:
+        hit = [(mp, sn, v) for mp, sn, v in secret_mounts(deploy, c) if is_under(ca_path, mp)]
+        if not hit:
+            r.fail(f"storage.postgres.ca_file {ca_path} is not under a Secret mount of the router container")
+        else:
+            mp, sn, vol = hit[0]
+            key = secret_file_key(vol, str(PurePosixPath(ca_path).relative_to(mp)))
+            ex = examples.get(sn)
+            if key is None or ex is None or key not in ex[1]:
+                r.fail(f"storage.postgres.ca_file {ca_path} is Secret {sn} key {key}, which "
+                       + (f"is not a key of {ex[0]} ({sorted(ex[1])})" if ex else "has no example Secret"))
+            else:
+                ca_ref = (sn, key)
+                r.check("BEGIN CERTIFICATE" in ex[1][key],
+                        f"storage.postgres.ca_file {ca_path} = Secret {sn} key {key} (a PEM certificate in {ex[0]})",
+                        f"{ex[0]}: Secret {sn} key {key} is not a PEM certificate")
+
     path = str(pg.get("url_file") or "")
     if not path:
         r.fail("storage.backend is postgres but storage.postgres.url_file is not set")
@@ -727,7 +758,6 @@ def check_db_url(r: Report, file_cfg: dict, storage: dict, deploy: dict, c: dict
         return None
     mp, sn, vol = hit[0]
     key = secret_file_key(vol, str(PurePosixPath(path).relative_to(mp)))
-    examples = example_secrets()
     ex = examples.get(sn)
     if key is None or ex is None or key not in ex[1]:
         r.fail(f"storage.postgres.url_file {path} is Secret {sn} key {key}, which "
@@ -758,6 +788,9 @@ def check_db_url(r: Report, file_cfg: dict, storage: dict, deploy: dict, c: dict
         svc = in_cluster(u.hostname or "")
         if svc != (f"{name}-rw", cns):
             problems.append(f"the example URL's host {u.hostname} is not the primary's Service {name}-rw.{cns}.svc")
+        if ca_ref is not None and ca_ref != (f"{name}-ca", "ca.crt"):
+            problems.append(f"storage.postgres.ca_file is Secret {ca_ref[0]} key {ca_ref[1]}, CloudNativePG's "
+                            f"server CA is Secret {name}-ca key ca.crt")
         if (u.port or CNPG_PORT) != CNPG_PORT:
             problems.append(f"the example URL's port {u.port} is not CloudNativePG's {CNPG_PORT}")
         if u.path.lstrip("/") != db or (u.username or "") != owner:
