@@ -10,4 +10,5 @@
 # the `postgres` user). See scripts/bench/store_backends.py for what each run does.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PYTHONDONTWRITEBYTECODE=1
 exec python3 scripts/bench/store_backends.py "$@"
