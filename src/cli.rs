@@ -207,7 +207,11 @@ fn verdict(s: &Settings, sources: &str) -> String {
         count(s.enrichments.len(), "enrichment"),
         count(s.traffic_targets.len(), "traffic target"),
         s.server.listen,
-        s.storage.path.display(),
+        match s.storage.backend {
+            crate::settings::StorageBackend::Sqlite => s.storage.path.display().to_string(),
+            // The URL is a secret: only the backend is named.
+            crate::settings::StorageBackend::Postgres => "PostgreSQL (storage.postgres)".into(),
+        },
     )
 }
 

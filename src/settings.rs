@@ -133,6 +133,10 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
+    /// Which store: `sqlite` (embedded, one replica) or `postgres` (shared).
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// The SQLite database (`backend: sqlite`).
     pub path: PathBuf,
     #[serde(with = "duration")]
     pub busy_timeout: Duration,
@@ -145,6 +149,53 @@ pub struct StorageSettings {
     /// How often the pruner runs.
     #[serde(with = "duration")]
     pub prune_interval: Duration,
+    /// `storage.postgres.*`, used with `backend: postgres`.
+    #[serde(default)]
+    pub postgres: PostgresSettings,
+}
+
+/// `storage.backend`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// `storage.postgres.*`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSettings {
+    /// `postgres://user:password@host:5432/db?sslmode=require`; a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// A file holding the URL (a mounted Secret); read at load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    /// Most connections per replica.
+    pub pool_size: usize,
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(with = "duration")]
+    pub statement_timeout: Duration,
+    /// PEM bundle of CAs for the server's certificate (besides the system
+    /// roots and `tls.ca_file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            ca_file: None,
+        }
+    }
 }
 
 /// `auth.*`
@@ -297,6 +348,20 @@ impl Settings {
 
     /// Reads every `*_file` secret into its value.
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        let pg = &mut self.storage.postgres;
+        match (&pg.url, &pg.url_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::one(
+                    "storage.postgres",
+                    "set either url or url_file, not both",
+                ))
+            }
+            (None, Some(path)) => {
+                let text = read_secret_file(path, "storage.postgres.url_file")?;
+                pg.url = Some(Secret::new(text.trim()));
+            }
+            _ => {}
+        }
         if let Some(path) = &self.auth.bearer_tokens_file {
             let text = read_secret_file(path, "auth.bearer_tokens_file")?;
             self.auth.bearer_tokens.extend(
@@ -442,6 +507,36 @@ impl Settings {
             "storage.prune_interval",
             "must be greater than 0",
         );
+        if self.storage.backend == StorageBackend::Postgres {
+            let pg = &self.storage.postgres;
+            match &pg.url {
+                None => check(
+                    false,
+                    "storage.postgres.url",
+                    "is required with storage.backend: postgres (or storage.postgres.url_file)",
+                ),
+                Some(url) => {
+                    if let Err(e) = crate::store::check_postgres_url(url.expose()) {
+                        check(false, "storage.postgres.url", &e);
+                    }
+                }
+            }
+            check(
+                pg.pool_size >= 1,
+                "storage.postgres.pool_size",
+                "must be at least 1",
+            );
+            check(
+                !pg.connect_timeout.is_zero(),
+                "storage.postgres.connect_timeout",
+                "must be greater than 0",
+            );
+            check(
+                !pg.statement_timeout.is_zero(),
+                "storage.postgres.statement_timeout",
+                "must be greater than 0",
+            );
+        }
         for (i, token) in self.auth.bearer_tokens.iter().enumerate() {
             check(
                 !token.expose().trim().is_empty(),

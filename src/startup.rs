@@ -6,7 +6,8 @@ use crate::http::{self, auth::Authenticator, AppState};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Planner, RetryPolicy};
 use crate::settings::Settings;
-use crate::store::{SqliteStore, Store, StoreOptions};
+use crate::settings::StorageBackend;
+use crate::store::{PostgresOptions, PostgresStore, SqliteStore, Store, StoreOptions};
 use crate::worker::Worker;
 use anyhow::Context;
 use std::future::Future;
@@ -46,23 +47,11 @@ impl Application {
         overrides: ActionSet,
     ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open_with(
-                &settings.storage.path,
-                StoreOptions {
-                    busy_timeout: settings.storage.busy_timeout,
-                    dedup_window: settings.ingest.dedup_window,
-                    retention: settings.storage.retention,
-                    dead_letter_retention: settings.storage.dead_letter_retention,
-                    prune_interval: Some(settings.storage.prune_interval),
-                },
-                metrics.store.clone(),
-            )
-            .with_context(|| format!("opening store {}", settings.storage.path.display()))?,
-        );
-        // One instance owns this database: any lease still held is from a
-        // process that is gone, so its work resumes now, not at lease expiry.
-        let released = store.release_leases().await?;
+        let store = open_store(&settings, &metrics).await?;
+        // SQLite: one process owns the database, so leases still held are
+        // from a process that is gone and resume now. PostgreSQL: shared by
+        // replicas, nothing is released; leases expire by time.
+        let released = store.resume_at_start().await?;
         if released > 0 {
             tracing::warn!(
                 count = released,
@@ -207,6 +196,56 @@ impl Application {
         tracing::info!("Stopped");
         Ok(())
     }
+}
+
+/// Opens the configured store (`storage.backend`).
+async fn open_store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
+    let s = &settings.storage;
+    Ok(match s.backend {
+        StorageBackend::Sqlite => Arc::new(
+            SqliteStore::open_with(
+                &s.path,
+                StoreOptions {
+                    busy_timeout: s.busy_timeout,
+                    dedup_window: settings.ingest.dedup_window,
+                    retention: s.retention,
+                    dead_letter_retention: s.dead_letter_retention,
+                    prune_interval: Some(s.prune_interval),
+                },
+                metrics.store.clone(),
+            )
+            .with_context(|| format!("opening store {}", s.path.display()))?,
+        ),
+        StorageBackend::Postgres => {
+            let pg = &s.postgres;
+            let url = pg
+                .url
+                .clone()
+                .context("storage.postgres.url is required with storage.backend: postgres")?;
+            let options = PostgresOptions {
+                url,
+                pool_size: pg.pool_size,
+                connect_timeout: pg.connect_timeout,
+                statement_timeout: pg.statement_timeout,
+                ca_files: settings
+                    .tls
+                    .ca_file
+                    .iter()
+                    .chain(pg.ca_file.iter())
+                    .cloned()
+                    .collect(),
+                dedup_window: settings.ingest.dedup_window,
+                retention: s.retention,
+                dead_letter_retention: s.dead_letter_retention,
+                prune_interval: Some(s.prune_interval),
+            };
+            Arc::new(
+                PostgresStore::connect(options, metrics.store.clone())
+                    .await
+                    .context("opening the PostgreSQL store (storage.postgres)")?,
+            )
+        }
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is

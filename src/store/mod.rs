@@ -1,17 +1,23 @@
 //! Store: the durable inbox and the ledger of action runs.
 //!
-//! [`Store`] is the seam for another backend (PostgreSQL with
-//! `FOR UPDATE SKIP LOCKED` for multi-replica HA); [`SqliteStore`] is the one
-//! we ship. All timestamps are Unix milliseconds.
+//! [`Store`] is the seam, made of the parts the router uses: [`Inbox`]
+//! (ingest), [`WorkQueue`] (leases and the action ledger), [`ChatThreads`],
+//! [`TrafficLedger`], [`Queries`] (the API) and [`Upkeep`] (health,
+//! retention). Two backends implement it: [`SqliteStore`] (embedded, one
+//! process, the default) and [`PostgresStore`] (shared by several replicas).
+//! Both pass one contract suite (`tests/store_contract.rs`). All timestamps
+//! are Unix milliseconds.
 
 mod health;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
 pub use health::{Fault, MIN_FREE_BYTES};
-pub use sqlite::{PruneReport, SqliteStore, StoreOptions};
+pub use postgres::{check_url as check_postgres_url, PostgresOptions, PostgresStore};
+pub use sqlite::{SqliteStore, StoreOptions};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -29,18 +35,6 @@ pub enum StoreError {
     /// file is read-only, or an I/O error. Logged once by the store.
     #[error("store unavailable ({}): {message}", fault.as_str())]
     Storage { fault: Fault, message: String },
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        match Fault::of(&e) {
-            Some(fault) => StoreError::Storage {
-                fault,
-                message: e.to_string(),
-            },
-            None => StoreError::Unavailable(e.to_string()),
-        }
-    }
 }
 
 /// A validated notification to store.
@@ -288,18 +282,27 @@ pub struct ChatThread {
     pub updated_at: i64,
 }
 
-/// The durable inbox and ledger.
+/// The durable inbox: what ingest needs.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Inbox: Send + Sync {
     /// Stores a notification unless the same one (same dedup key) arrived
-    /// within the store's dedup window. Returns only once the row is durable.
+    /// within the store's dedup window (on any replica sharing the store).
+    /// Returns only once the row is durable.
     async fn insert_notification(
         &self,
         n: NewNotification<'_>,
         max_inbox: u64,
     ) -> Result<Inserted, StoreError>;
 
-    /// Claims the oldest due notification for `lease_ms`.
+    /// Notifications stored but not yet done (a shared store: as of the last refresh).
+    fn inbox_depth(&self) -> u64;
+}
+
+/// Work leases and the action ledger: what the workers and the pipeline need.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Claims the oldest due notification for `lease_ms`. A lease is only ever
+    /// taken over after it has expired: a replica never takes a live one's work.
     async fn claim(&self, now: i64, lease_ms: i64) -> Result<Option<Claimed>, StoreError>;
 
     /// Creates the runs of this round that do not exist yet, and returns all runs of the round.
@@ -318,16 +321,61 @@ pub trait Store: Send + Sync + 'static {
     /// replay started a newer round meanwhile, it stays due at once.
     async fn settle(&self, notification_id: i64, round: i64, now: i64) -> Result<(), StoreError>;
 
-    /// Runs that are dead in the latest round of their notification.
-    async fn dead_letter_count(&self) -> Result<u64, StoreError>;
-
-    /// Releases every lease (a single-instance store calls this at startup: any
-    /// lease still held belongs to a process that is gone). Returns how many.
-    async fn release_leases(&self) -> Result<u64, StoreError>;
-
     /// Starts a new round for the notification. `None` when the id is unknown.
     async fn replay(&self, id: i64, now: i64) -> Result<Option<i64>, StoreError>;
 
+    /// Called once at startup: makes due at once the work that a process which
+    /// is gone still holds, where the backend can know it is gone. SQLite (one
+    /// process per database file, see [`SqliteStore`]) releases every lease;
+    /// a store shared by replicas releases nothing (a lease may belong to a
+    /// live replica): there, leases expire by time. Returns how many.
+    async fn resume_at_start(&self) -> Result<u64, StoreError>;
+}
+
+/// Chat thread state (Slack bot mode), shared by every replica.
+#[async_trait]
+pub trait ChatThreads: Send + Sync {
+    /// The message a chat action posted for a group, if any.
+    async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError>;
+
+    /// Records (or replaces) the message a chat action posted for a group.
+    async fn save_chat_thread(&self, thread: ChatThread) -> Result<(), StoreError>;
+}
+
+/// Held while a traffic-shift action decides and acts on one target; dropping
+/// it lets the next decision on that target go ahead.
+pub struct TargetLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl TargetLock {
+    /// Wraps whatever keeps the lock held until it is dropped.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+/// The audit trail of traffic decisions; cooldowns and hourly limits count it.
+#[async_trait]
+pub trait TrafficLedger: Send + Sync {
+    /// Appends a traffic decision to the audit trail; returns its id.
+    async fn record_decision(&self, d: TrafficDecision) -> Result<i64, StoreError>;
+
+    /// Traffic decisions, newest first.
+    async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError>;
+
+    /// Serialises decisions on one target across every worker sharing the
+    /// store (every replica for a shared one): read decisions, change the
+    /// target and record the decision while holding it, so a shift happens
+    /// once per episode and per cooldown.
+    async fn lock_target(&self, target: &str) -> Result<TargetLock, StoreError>;
+}
+
+/// What the HTTP API reads.
+#[async_trait]
+pub trait Queries: Send + Sync {
     /// Newest first.
     async fn list(&self, query: ListQuery) -> Result<Vec<NotificationSummary>, StoreError>;
 
@@ -337,23 +385,66 @@ pub trait Store: Send + Sync + 'static {
     /// Dead runs of the latest round of their notification, newest (highest run id) first.
     async fn dead_letters(&self, query: DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// The message a chat action posted for a group, if any.
-    async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError>;
+    /// Runs that are dead in the latest round of their notification.
+    async fn dead_letter_count(&self) -> Result<u64, StoreError>;
+}
 
-    /// Records (or replaces) the message a chat action posted for a group.
-    async fn save_chat_thread(&self, thread: ChatThread) -> Result<(), StoreError>;
-
-    /// Notifications stored but not yet done.
-    fn inbox_depth(&self) -> u64;
-
-    /// Appends a traffic decision to the audit trail; returns its id.
-    async fn record_decision(&self, d: TrafficDecision) -> Result<i64, StoreError>;
-
-    /// Traffic decisions, newest first.
-    async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError>;
-
+/// Health and housekeeping.
+#[async_trait]
+pub trait Upkeep: Send + Sync {
     /// Proves the store can commit a write right now.
     async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Deletes what the retention allows as of `now` (ms). A background
+    /// pruner calls it every `storage.prune_interval`.
+    async fn prune(&self, now: i64) -> Result<PruneReport, StoreError>;
+
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Everything a router needs from its store: one value of each part. Any
+/// type implementing the parts is a `Store`.
+pub trait Store:
+    Inbox + WorkQueue + ChatThreads + TrafficLedger + Queries + Upkeep + 'static
+{
+}
+
+impl<T> Store for T where
+    T: Inbox + WorkQueue + ChatThreads + TrafficLedger + Queries + Upkeep + 'static
+{
+}
+
+/// What one pruning pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub notifications: u64,
+    pub action_runs: u64,
+    pub traffic_decisions: u64,
+    pub chat_threads: u64,
+    /// Pages given back to the filesystem (SQLite).
+    pub vacuumed_pages: u64,
+}
+
+/// Serialises work per key inside one process (the SQLite store's
+/// [`TrafficLedger::lock_target`]: one process owns the database).
+#[derive(Default)]
+pub(crate) struct LocalLocks {
+    locks:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl LocalLocks {
+    pub(crate) async fn lock(&self, key: &str) -> TargetLock {
+        let lock = {
+            // A poisoned map only means another thread panicked while holding
+            // it; the map itself is still consistent (insert or clone).
+            let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|k, l| k == key || std::sync::Arc::strong_count(l) > 1);
+            map.entry(key.to_owned()).or_default().clone()
+        };
+        TargetLock::new(lock.lock_owned().await)
+    }
 }
 
 /// Unix milliseconds serialised as RFC 3339 for API answers.

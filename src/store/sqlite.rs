@@ -10,6 +10,7 @@
 use super::health::{free_bytes, wal_path, FileIdentity, Health};
 use super::*;
 use crate::metrics::{KindLabels, StoreMetrics};
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+// rusqlite's errors become store errors here, at the backend's edge: the
+// store's error type itself carries no rusqlite type.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match Fault::of(&e) {
+            Some(fault) => StoreError::Storage {
+                fault,
+                message: e.to_string(),
+            },
+            None => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -184,6 +199,8 @@ pub struct SqliteStore {
     _checkpointer: std::sync::mpsc::Sender<()>,
     /// Dropping it stops the pruner thread (if any).
     _pruner: Option<std::sync::mpsc::Sender<()>>,
+    /// Per-target serialisation of traffic decisions (one process owns the file).
+    locks: LocalLocks,
 }
 
 /// How the store is run.
@@ -233,17 +250,6 @@ const VACUUM_PAGES: i64 = 256;
 /// Shifts and restores are kept at least this long, whatever the retention:
 /// a target's cooldown and hourly limit count them.
 const SHIFT_MIN_KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
-
-/// What one pruning pass deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    pub notifications: u64,
-    pub action_runs: u64,
-    pub traffic_decisions: u64,
-    pub chat_threads: u64,
-    /// Pages given back to the filesystem.
-    pub vacuumed_pages: u64,
-}
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, with default
@@ -363,6 +369,7 @@ impl SqliteStore {
             metrics,
             _checkpointer: checkpointer,
             _pruner: pruner,
+            locks: LocalLocks::default(),
         })
     }
 
@@ -1025,9 +1032,9 @@ const RUN_COLUMNS: &str = "id, notification_id, round, fingerprint, action, acti
      attempts, last_error, next_attempt_at, first_attempt_at, last_attempt_at, finished_at, \
      duration_ms, result, context";
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn insert_notification(
+// The operations themselves; the store traits below delegate to them.
+impl SqliteStore {
+    pub(crate) async fn insert_notification(
         &self,
         n: NewNotification<'_>,
         max_inbox: u64,
@@ -1096,7 +1103,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim(&self, now: i64, lease_ms: i64) -> Result<Option<Claimed>, StoreError> {
+    pub(crate) async fn claim(&self, now: i64, lease_ms: i64) -> Result<Option<Claimed>, StoreError> {
         self.write(move |conn, _| {
             let claimed = conn
                 .prepare_cached(
@@ -1119,7 +1126,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn ensure_runs(
+    pub(crate) async fn ensure_runs(
         &self,
         notification_id: i64,
         round: i64,
@@ -1151,7 +1158,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_attempt(&self, a: RunAttempt) -> Result<(), StoreError> {
+    pub(crate) async fn record_attempt(&self, a: RunAttempt) -> Result<(), StoreError> {
         self.write(move |conn, _| {
             let duration = a.finished_at - a.started_at;
             let (status, error, next, finished, result) = match &a.outcome {
@@ -1201,7 +1208,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn settle(&self, notification_id: i64, round: i64, now: i64) -> Result<(), StoreError> {
+    pub(crate) async fn settle(&self, notification_id: i64, round: i64, now: i64) -> Result<(), StoreError> {
         self.write(move |conn, state| {
             let (current_round, current): (i64, String) = conn
                 .prepare_cached("SELECT round, state FROM notifications WHERE id = ?1")?
@@ -1244,7 +1251,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release_leases(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn release_leases(&self) -> Result<u64, StoreError> {
         self.write(|conn, _| {
             let n = conn.execute(
                 "UPDATE notifications SET lease_until = NULL WHERE lease_until IS NOT NULL",
@@ -1255,7 +1262,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn replay(&self, id: i64, now: i64) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn replay(&self, id: i64, now: i64) -> Result<Option<i64>, StoreError> {
         self.write(move |conn, state| {
             let before: Option<String> = conn
                 .prepare_cached("SELECT state FROM notifications WHERE id = ?1")?
@@ -1279,7 +1286,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list(&self, q: ListQuery) -> Result<Vec<NotificationSummary>, StoreError> {
+    pub(crate) async fn list(&self, q: ListQuery) -> Result<Vec<NotificationSummary>, StoreError> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM notifications n WHERE 1 = 1");
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -1310,7 +1317,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get(&self, id: i64) -> Result<Option<NotificationDetail>, StoreError> {
+    pub(crate) async fn get(&self, id: i64) -> Result<Option<NotificationDetail>, StoreError> {
         self.read(move |conn| {
             let found = conn
                 .prepare_cached(&format!(
@@ -1342,7 +1349,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn dead_letter_count(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
             conn.query_row(
                 "SELECT COUNT(*) FROM action_runs r JOIN notifications n ON n.id = r.notification_id \
@@ -1354,7 +1361,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_decision(&self, d: TrafficDecision) -> Result<i64, StoreError> {
+    pub(crate) async fn record_decision(&self, d: TrafficDecision) -> Result<i64, StoreError> {
         self.write(move |conn, _| {
             conn.prepare_cached(
                 "INSERT INTO traffic_decisions (at, action, target, episode, fingerprint, \
@@ -1378,7 +1385,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError> {
+    pub(crate) async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError> {
         self.read(move |conn| {
             let mut sql = String::from(
                 "SELECT id, at, action, target, episode, fingerprint, notification_id, decision, \
@@ -1431,7 +1438,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn dead_letters(&self, q: DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
+    pub(crate) async fn dead_letters(&self, q: DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(move |conn| {
             let columns: String = RUN_COLUMNS
                 .split(", ")
@@ -1472,7 +1479,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError> {
+    pub(crate) async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT channel_id, message_id, resolved, updated_at FROM chat_threads \
@@ -1497,7 +1504,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_chat_thread(&self, t: ChatThread) -> Result<(), StoreError> {
+    pub(crate) async fn save_chat_thread(&self, t: ChatThread) -> Result<(), StoreError> {
         self.write(move |conn, _| {
             conn.prepare_cached(
                 "INSERT INTO chat_threads (action, channel, group_key, channel_id, message_id, \
@@ -1520,11 +1527,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn inbox_depth(&self) -> u64 {
+    pub(crate) fn inbox_depth(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
     }
 
-    async fn check_writable(&self) -> Result<(), StoreError> {
+    pub(crate) async fn check_writable(&self) -> Result<(), StoreError> {
         let path = self.path.clone();
         self.write(move |conn, _| {
             if let Some(free) = free_bytes(&path).filter(|b| *b < MIN_FREE_BYTES) {
@@ -1556,6 +1563,116 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Inbox for SqliteStore {
+    async fn insert_notification(
+        &self,
+        n: NewNotification<'_>,
+        max_inbox: u64,
+    ) -> Result<Inserted, StoreError> {
+        SqliteStore::insert_notification(self, n, max_inbox).await
+    }
+
+    fn inbox_depth(&self) -> u64 {
+        SqliteStore::inbox_depth(self)
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqliteStore {
+    async fn claim(&self, now: i64, lease_ms: i64) -> Result<Option<Claimed>, StoreError> {
+        SqliteStore::claim(self, now, lease_ms).await
+    }
+
+    async fn ensure_runs(
+        &self,
+        notification_id: i64,
+        round: i64,
+        planned: Vec<PlannedRun>,
+    ) -> Result<Vec<ActionRun>, StoreError> {
+        SqliteStore::ensure_runs(self, notification_id, round, planned).await
+    }
+
+    async fn record_attempt(&self, attempt: RunAttempt) -> Result<(), StoreError> {
+        SqliteStore::record_attempt(self, attempt).await
+    }
+
+    async fn settle(&self, notification_id: i64, round: i64, now: i64) -> Result<(), StoreError> {
+        SqliteStore::settle(self, notification_id, round, now).await
+    }
+
+    async fn replay(&self, id: i64, now: i64) -> Result<Option<i64>, StoreError> {
+        SqliteStore::replay(self, id, now).await
+    }
+
+    /// One process owns a SQLite database (its writer holds the file), so
+    /// any lease still held at startup is from a process that is gone: its
+    /// work resumes now, not at lease expiry.
+    async fn resume_at_start(&self) -> Result<u64, StoreError> {
+        self.release_leases().await
+    }
+}
+
+#[async_trait]
+impl ChatThreads for SqliteStore {
+    async fn chat_thread(&self, key: ChatThreadKey) -> Result<Option<ChatThread>, StoreError> {
+        SqliteStore::chat_thread(self, key).await
+    }
+
+    async fn save_chat_thread(&self, thread: ChatThread) -> Result<(), StoreError> {
+        SqliteStore::save_chat_thread(self, thread).await
+    }
+}
+
+#[async_trait]
+impl TrafficLedger for SqliteStore {
+    async fn record_decision(&self, d: TrafficDecision) -> Result<i64, StoreError> {
+        SqliteStore::record_decision(self, d).await
+    }
+
+    async fn decisions(&self, q: DecisionQuery) -> Result<Vec<TrafficDecision>, StoreError> {
+        SqliteStore::decisions(self, q).await
+    }
+
+    async fn lock_target(&self, target: &str) -> Result<TargetLock, StoreError> {
+        Ok(self.locks.lock(target).await)
+    }
+}
+
+#[async_trait]
+impl Queries for SqliteStore {
+    async fn list(&self, query: ListQuery) -> Result<Vec<NotificationSummary>, StoreError> {
+        SqliteStore::list(self, query).await
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<NotificationDetail>, StoreError> {
+        SqliteStore::get(self, id).await
+    }
+
+    async fn dead_letters(&self, query: DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
+        SqliteStore::dead_letters(self, query).await
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        SqliteStore::dead_letter_count(self).await
+    }
+}
+
+#[async_trait]
+impl Upkeep for SqliteStore {
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        SqliteStore::check_writable(self).await
+    }
+
+    async fn prune(&self, now: i64) -> Result<PruneReport, StoreError> {
+        SqliteStore::prune(self, now).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 }
 

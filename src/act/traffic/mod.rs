@@ -821,6 +821,23 @@ impl Action for TrafficShift {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
+        // One decision at a time per target, across every worker (and every
+        // replica sharing the store): the cooldown, the hourly limit and the
+        // episode's earlier shift are read, the target changed and the
+        // decision recorded under the lock.
+        let _lock =
+            match (
+                &self.store,
+                ctx.alert().labels.get(&self.config.experiment_label),
+            ) {
+                (Some(store), Some(target)) => Some(store.lock_target(target).await.map_err(
+                    |e| ActionError::Retryable {
+                        message: format!("cannot lock traffic target {target:?}: {e}"),
+                        retry_after: None,
+                    },
+                )?),
+                _ => None,
+            };
         let (episode, verdict) = self.decide(ctx, false).await;
         match verdict {
             Verdict::Done(d) => {
