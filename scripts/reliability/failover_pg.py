@@ -178,12 +178,16 @@ class Replica:
         down) is started again every second until `deadline`."""
         while time.monotonic() < deadline:
             if not self.alive():
-                if self.proc is not None and self.proc.returncode not in (None, -signal.SIGKILL):
+                rc = self.proc.returncode if self.proc is not None else None
+                if rc is not None and rc != -signal.SIGKILL:
+                    # It exited by itself (e.g. the database is down): like a
+                    # restarting pod, try again a second later.
                     self.start_failures += 1
+                    time.sleep(1.0)
                 self.spawn()
             if (self.ready() if need_ready else self.healthy()):
                 return True
-            time.sleep(0.05 if self.alive() else 1.0)
+            time.sleep(0.05)
         return False
 
     def kill9(self) -> None:
@@ -374,6 +378,9 @@ def main() -> int:
     ap.add_argument("--lease", default="5s", help="worker.lease: a killed replica's work is taken over after it")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--max-seconds", type=float, default=420, help="bound on the whole run")
+    ap.add_argument("--unsafe-async-commit", action="store_true",
+                    help="negative control: PostgreSQL with synchronous_commit=off, so its crash "
+                         "loses acknowledged commits; the run must FAIL")
     ap.add_argument("--sqlite-self-test", action="store_true",
                     help="check the harness itself: one replica on SQLite, no PostgreSQL restart")
     args = ap.parse_args()
@@ -387,7 +394,7 @@ def main() -> int:
     deadline = started + args.max_seconds
 
     work = workdir("failover-pg")
-    pg = PgServer(work / "pg")
+    pg = PgServer(work / "pg", synchronous_commit="off" if args.unsafe_async_commit else "on")
     replicas: list[Replica] = []
     try:
         pg.setup()
@@ -428,9 +435,18 @@ def main() -> int:
                 pg_restart["acked_at"] = acked
                 t0 = time.monotonic()
                 pg.stop("immediate")
+                # A pod rescheduled while the database is down: killed now and
+                # started at once; it cannot open its store and exits until
+                # PostgreSQL is back (started again every second meanwhile).
+                victim = rng.choice(replicas)
+                victim.kill9()
+                kills.append((victim.idx, acked))
+                starter = threading.Thread(target=victim.start, args=(deadline, False), daemon=True)
+                starter.start()
                 time.sleep(args.pg_down)
                 pg.start()
                 pg_restart["down_s"] = time.monotonic() - t0
+                starter.join(timeout=max(0.0, deadline - time.monotonic()))
                 # Replicas resume by themselves: time until every one is ready again.
                 t1 = time.monotonic()
                 while time.monotonic() < deadline and not all(r.ready() for r in replicas if r.alive()):

@@ -42,8 +42,10 @@ class PgServer:
 
     `trust` authentication on loopback only: the cluster lives for one run."""
 
-    def __init__(self, root: Path, port: int | None = None, database: str = "router") -> None:
+    def __init__(self, root: Path, port: int | None = None, database: str = "router",
+                 synchronous_commit: str = "on") -> None:
         self.root = root
+        self.synchronous_commit = synchronous_commit
         self.port = port or free_port()
         self.database = database
         self.bin = bindir()
@@ -82,7 +84,7 @@ class PgServer:
             f.write(
                 f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
                 f"unix_socket_directories = '{self.sock}'\nmax_connections = 200\n"
-                "fsync = on\nsynchronous_commit = on\nlog_min_messages = warning\n"
+                f"fsync = on\nsynchronous_commit = {self.synchronous_commit}\nlog_min_messages = warning\n"
             )
 
     def start(self, timeout: float = 60) -> None:
