@@ -177,6 +177,16 @@ for vs in deploy/examples/virtualservice*.yaml; do
   schema_check "$vs" "$VS_SCHEMA" "VirtualService example $vs"
   negative_check "$vs" "$VS_SCHEMA" "a VirtualService with an unknown spec field"
 done
+# The CloudNativePG Cluster for the ha overlay's database (its cross-checks with
+# the overlay - Secret name and key, database, owner, port, egress - run with the
+# overlay below).
+PG_SCHEMA=$SCHEMAS/postgresql.cnpg.io_v1_Cluster.schema.json
+schema_check deploy/examples/postgres-cluster.yaml "$PG_SCHEMA" "CloudNativePG Cluster example"
+negative_check deploy/examples/postgres-cluster.yaml "$PG_SCHEMA" "a Cluster with an unknown spec field"
+negative_check deploy/examples/postgres-cluster.yaml "$PG_SCHEMA" "a Cluster with instances as a string" \
+  'spec.instances="3"'
+negative_check deploy/examples/postgres-cluster.yaml "$PG_SCHEMA" "a Cluster with synchronous.dataDurability: always (not an enum value)" \
+  'spec.postgresql.synchronous.dataDurability="always"'
 schema_check deploy/alertmanager/webhook-receiver.yaml deploy/schemas/alertmanager-webhook-snippet.schema.json \
   "plain Alertmanager snippet"
 

@@ -56,6 +56,15 @@ RULES_COPY = Path("deploy/base/prometheusrule.yaml")
 DASHBOARDS_SOURCE = Path("dashboards")
 DASHBOARDS_COPY = Path("deploy/base/dashboards")
 SECRET_EXAMPLE = Path("deploy/base/secret.example.yaml")
+# Further example Secrets, one per Secret an overlay mounts (not applied): the
+# PostgreSQL URL of the ha overlay.
+DB_SECRET_EXAMPLE = Path("deploy/overlays/ha/db-secret.example.yaml")
+# The CloudNativePG Cluster the ha overlay's database URL points at.
+PG_CLUSTER_EXAMPLE = Path("deploy/examples/postgres-cluster.yaml")
+# Keys of the Secret `<cluster>-app` CloudNativePG creates (pkg/specs/secrets.go).
+CNPG_APP_SECRET_KEYS = {"username", "user", "password", "dbname", "host", "port", "pgpass",
+                        "uri", "jdbc-uri", "fqdn-uri", "fqdn-jdbc-uri"}
+CNPG_PORT = 5432
 EXPERIMENT_EXAMPLE = Path("deploy/examples/experiment.yaml")
 AM_SNIPPET = Path("deploy/alertmanager/webhook-receiver.yaml")
 DEFAULT_CONFIG = Path("config/default.yaml")
@@ -88,7 +97,7 @@ def schema_file_name(api_version: str, kind: str) -> str:
     return f"{api_version.replace('/', '_')}_{kind}.schema.json"
 
 
-CUSTOM_GROUPS = {"monitoring.coreos.com", "mlops.seldon.io", "networking.istio.io"}
+CUSTOM_GROUPS = {"monitoring.coreos.com", "mlops.seldon.io", "networking.istio.io", "postgresql.cnpg.io"}
 
 # --------------------------------------------------------------------------
 # Reporting
@@ -263,6 +272,41 @@ def secret_example() -> dict:
     return docs[0]
 
 
+def example_secrets() -> dict[str, tuple[Path, dict[str, str]]]:
+    """Secret name -> (example file, key -> value) of every example Secret."""
+    out = {}
+    for f in (SECRET_EXAMPLE, DB_SECRET_EXAMPLE):
+        if not f.exists():
+            continue
+        docs = load_docs(f)
+        if not docs or any(d.get("kind") != "Secret" for d in docs):
+            raise LookupError(f"{f} must hold Secrets only")
+        for d in docs:
+            out[d["metadata"]["name"]] = (f, secret_keys(d))
+    return out
+
+
+def pg_cluster_example() -> dict | None:
+    """The CloudNativePG Cluster example, if there is one."""
+    if not PG_CLUSTER_EXAMPLE.exists():
+        return None
+    found = [d for d in load_docs(PG_CLUSTER_EXAMPLE) if d.get("kind") == "Cluster"]
+    if len(found) != 1:
+        raise LookupError(f"{PG_CLUSTER_EXAMPLE} must hold exactly one Cluster")
+    return found[0]
+
+
+def cnpg_services(cluster: dict | None) -> dict:
+    """KNOWN_SERVICES entries for the Services CloudNativePG creates for a Cluster:
+    <name>-rw (primary), -ro (standbys), -r (any), all on the instance pods,
+    labelled cnpg.io/cluster=<name>, port 5432."""
+    if not cluster:
+        return {}
+    name, ns = cluster["metadata"]["name"], cluster["metadata"].get("namespace")
+    return {(f"{name}-{suffix}", ns): ({"cnpg.io/cluster": name}, {CNPG_PORT: CNPG_PORT})
+            for suffix in ("rw", "ro", "r")}
+
+
 def secret_keys(secret: dict) -> dict[str, str]:
     out = dict(secret.get("stringData", {}) or {})
     for k, v in (secret.get("data", {}) or {}).items():
@@ -393,7 +437,8 @@ def in_cluster(host: str) -> tuple[str, str] | None:
 def egress_gap(nps: list[dict], policy_ns: str, host: str, port: int) -> str | None:
     """None if one egress rule of `nps` lets the router reach host:port, else why not."""
     svc = in_cluster(host)
-    pod_labels, port_map = KNOWN_SERVICES.get(svc, (None, {})) if svc else (None, {})
+    known = {**KNOWN_SERVICES, **cnpg_services(pg_cluster_example())}
+    pod_labels, port_map = known.get(svc, (None, {})) if svc else (None, {})
     pod_port = port_map.get(port, port)
     for np in nps:
         for rule in np["spec"].get("egress") or []:
@@ -575,9 +620,13 @@ def cmd_runtime(rendered: Path, outdir: Path) -> int:
 
     outdir.mkdir(parents=True, exist_ok=True)
     sdir = outdir / "secrets"
-    example = secret_keys(secret_example())
+    examples = example_secrets()
     env, _ = literal_env(c)
     for mount_path, secret_name, svol in secret_mounts(deploy, c):
+        if secret_name not in examples:
+            raise LookupError(f"Secret {secret_name} (mounted at {mount_path}) has no example "
+                              f"({', '.join(str(f) for f, _ in examples.values())})")
+        example_file, example = examples[secret_name]
         target = sdir / secret_name
         target.mkdir(parents=True, exist_ok=True)
         items = svol["secret"].get("items")
@@ -588,7 +637,7 @@ def cmd_runtime(rendered: Path, outdir: Path) -> int:
         # The pod path does not exist on this machine: point it at the example.
         text = text.replace(mount_path.rstrip("/") + "/", str(target.resolve()) + "/")
         env = {k: v.replace(mount_path.rstrip("/") + "/", str(target.resolve()) + "/") for k, v in env.items()}
-        print(f"note: Secret {secret_name} mounted at {mount_path} mapped to the values of {SECRET_EXAMPLE}")
+        print(f"note: Secret {secret_name} mounted at {mount_path} mapped to the values of {example_file}")
     (outdir / "config.yaml").write_text(text, encoding="utf-8")
     (outdir / "env").write_bytes(b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items()))
     print(f"note: config = ConfigMap {cm_name} key {key} (mounted at {cfg_path}); "
@@ -598,6 +647,160 @@ def cmd_runtime(rendered: Path, outdir: Path) -> int:
 
 # --------------------------------------------------------------------------
 # consistency
+
+
+def check_ha_shape(r: Report, docs: list[dict], deploy: dict, pod: dict, c: dict,
+                   replicas: int, strategy: dict) -> None:
+    """Several replicas on PostgreSQL: rolling updates, no volume, a PodDisruptionBudget
+    that lets a drain proceed while two keep serving, spread over nodes."""
+    ns = deploy["metadata"].get("namespace")
+    tmpl_labels = deploy["spec"]["template"]["metadata"].get("labels", {}) or {}
+    ru = strategy.get("rollingUpdate") or {}
+    r.check(isinstance(replicas, int) and replicas >= 3 and strategy.get("type", "RollingUpdate") == "RollingUpdate"
+            and str(ru.get("maxUnavailable", "25%")) in ("0", "0%"),
+            f"Deployment: {replicas} replicas on PostgreSQL, RollingUpdate with maxUnavailable 0",
+            f"Deployment on PostgreSQL must have at least 3 replicas and strategy RollingUpdate with "
+            f"maxUnavailable 0 (a new pod is ready before an old one goes), has replicas {replicas} / {strategy}")
+    pvc_vols = [v["name"] for v in pod.get("volumes", []) or [] if "persistentVolumeClaim" in v]
+    pvcs = find(docs, "PersistentVolumeClaim")
+    r.check(not pvc_vols and not pvcs, "no PersistentVolumeClaim: the state is in PostgreSQL",
+            f"a PostgreSQL overlay must not render or mount a PVC (3 replicas cannot share a "
+            f"ReadWriteOnce volume): volumes {pvc_vols}, PVCs {[ident(d) for d in pvcs]}")
+
+    # PodDisruptionBudget <-> replicas
+    pdbs = [d for d in find(docs, "PodDisruptionBudget", namespace=ns)
+            if all(tmpl_labels.get(k) == v for k, v in
+                   ((d["spec"].get("selector") or {}).get("matchLabels") or {}).items())]
+    if len(pdbs) != 1:
+        r.fail(f"expected one PodDisruptionBudget selecting the router pods, found {len(pdbs)}")
+    else:
+        spec = pdbs[0]["spec"]
+
+        def count(v):
+            v = str(v)
+            if v.endswith("%"):
+                return None  # percentages: not modelled, asked to be absolute below
+            return int(v)
+
+        if "minAvailable" in spec:
+            kept = count(spec["minAvailable"])
+        elif "maxUnavailable" in spec:
+            mu = count(spec["maxUnavailable"])
+            kept = None if mu is None else replicas - mu
+        else:
+            kept = None
+        r.check(kept is not None and 2 <= kept < replicas,
+                f"PodDisruptionBudget {pdbs[0]['metadata']['name']}: of {replicas} replicas, {kept} stay "
+                f"during a voluntary disruption, and a drain can proceed",
+                f"PodDisruptionBudget {pdbs[0]['metadata']['name']} ({ {k: spec[k] for k in spec if k != 'selector'} }) "
+                f"vs replicas {replicas}: at least 2 must stay (one more may fail on its own) and at most "
+                f"replicas - 1 (else a drain never proceeds); give an absolute number")
+
+    # Topology spread
+    tsc = pod.get("topologySpreadConstraints") or []
+    keys = {t.get("topologyKey") for t in tsc
+            if all(tmpl_labels.get(k) == v for k, v in
+                   ((t.get("labelSelector") or {}).get("matchLabels") or {}).items())
+            and (t.get("labelSelector") or {}).get("matchLabels")}
+    r.check("kubernetes.io/hostname" in keys,
+            f"topologySpreadConstraints over {', '.join(sorted(keys))}, selecting the router pods",
+            f"a PostgreSQL overlay must spread the router pods over nodes (topologySpreadConstraints on "
+            f"kubernetes.io/hostname selecting the pod labels); has {sorted(k for k in keys if k)}")
+
+
+def check_db_url(r: Report, file_cfg: dict, storage: dict, deploy: dict, c: dict, ns: str) -> str | None:
+    """storage.postgres.url_file is a key of a mounted Secret that has an example (and,
+    with the CloudNativePG example, is its generated `<cluster>-app` Secret). Returns
+    the example URL (for the egress check)."""
+    pg = storage.get("postgres") or {}
+    inline = (file_cfg.get("storage") or {}).get("postgres", {}) or {}
+    r.check(not inline.get("url") and not pg.get("url"),
+            "storage.postgres.url is not set inline (the URL holds the password: url_file)",
+            "storage.postgres.url is set in the ConfigMap or env: the URL carries the database password; "
+            "use storage.postgres.url_file from a Secret")
+    # No private key in the pod: a Secret volume that projects everything would
+    # also hand the router CloudNativePG's ca.key.
+    examples = example_secrets()
+    keys_out = []
+    for mp, sn, vol in secret_mounts(deploy, c):
+        items = vol["secret"].get("items")
+        keys = [it["key"] for it in items] if items else sorted(examples.get(sn, (None, {}))[1])
+        keys_out += [f"Secret {sn} key {k} at {mp}" for k in keys if k.endswith(".key") or k == "ca.key"]
+    r.check(not keys_out, "no private key is mounted into the router (Secret volumes project only what it reads)",
+            f"private keys mounted into the router: {keys_out}; list the keys it reads under `items:`")
+
+    ca_path = str(pg.get("ca_file") or "")
+    ca_ref = None
+    if ca_path:
+        hit = [(mp, sn, v) for mp, sn, v in secret_mounts(deploy, c) if is_under(ca_path, mp)]
+        if not hit:
+            r.fail(f"storage.postgres.ca_file {ca_path} is not under a Secret mount of the router container")
+        else:
+            mp, sn, vol = hit[0]
+            key = secret_file_key(vol, str(PurePosixPath(ca_path).relative_to(mp)))
+            ex = examples.get(sn)
+            if key is None or ex is None or key not in ex[1]:
+                r.fail(f"storage.postgres.ca_file {ca_path} is Secret {sn} key {key}, which "
+                       + (f"is not a key of {ex[0]} ({sorted(ex[1])})" if ex else "has no example Secret"))
+            else:
+                ca_ref = (sn, key)
+                r.check("BEGIN CERTIFICATE" in ex[1][key],
+                        f"storage.postgres.ca_file {ca_path} = Secret {sn} key {key} (a PEM certificate in {ex[0]})",
+                        f"{ex[0]}: Secret {sn} key {key} is not a PEM certificate")
+
+    path = str(pg.get("url_file") or "")
+    if not path:
+        r.fail("storage.backend is postgres but storage.postgres.url_file is not set")
+        return None
+    hit = [(mp, sn, v) for mp, sn, v in secret_mounts(deploy, c) if is_under(path, mp)]
+    if not hit:
+        r.fail(f"storage.postgres.url_file {path} is not under a Secret mount of the router container")
+        return None
+    mp, sn, vol = hit[0]
+    key = secret_file_key(vol, str(PurePosixPath(path).relative_to(mp)))
+    ex = examples.get(sn)
+    if key is None or ex is None or key not in ex[1]:
+        r.fail(f"storage.postgres.url_file {path} is Secret {sn} key {key}, which "
+               + (f"is not a key of {ex[0]} ({sorted(ex[1])})" if ex else "has no example Secret"))
+        return None
+    url = ex[1][key].strip()
+    u = urlsplit(url)
+    r.check(u.scheme in ("postgres", "postgresql") and bool(u.hostname),
+            f"storage.postgres.url_file {path} = Secret {sn} key {key} ({ex[0]}: a postgresql:// URL "
+            f"to {u.hostname}:{u.port or CNPG_PORT})",
+            f"{ex[0]} key {key} is not a postgres:// or postgresql:// URL with a host")
+    try:
+        cluster = pg_cluster_example()
+    except LookupError as e:
+        r.fail(str(e))
+        cluster = None
+    if cluster is not None:
+        name, cns = cluster["metadata"]["name"], cluster["metadata"].get("namespace")
+        init = ((cluster["spec"].get("bootstrap") or {}).get("initdb") or {})
+        db, owner = init.get("database", "app"), init.get("owner", init.get("database", "app"))
+        problems = []
+        if sn != f"{name}-app":
+            problems.append(f"the pod mounts Secret {sn}, CloudNativePG creates {name}-app")
+        if key not in CNPG_APP_SECRET_KEYS:
+            problems.append(f"key {key} is not one CloudNativePG writes ({sorted(CNPG_APP_SECRET_KEYS)})")
+        if cns != ns:
+            problems.append(f"the Cluster is in namespace {cns}, the router in {ns} (a Secret is not shared across namespaces)")
+        svc = in_cluster(u.hostname or "")
+        if svc != (f"{name}-rw", cns):
+            problems.append(f"the example URL's host {u.hostname} is not the primary's Service {name}-rw.{cns}.svc")
+        if ca_ref is not None and ca_ref != (f"{name}-ca", "ca.crt"):
+            problems.append(f"storage.postgres.ca_file is Secret {ca_ref[0]} key {ca_ref[1]}, CloudNativePG's "
+                            f"server CA is Secret {name}-ca key ca.crt")
+        if (u.port or CNPG_PORT) != CNPG_PORT:
+            problems.append(f"the example URL's port {u.port} is not CloudNativePG's {CNPG_PORT}")
+        if u.path.lstrip("/") != db or (u.username or "") != owner:
+            problems.append(f"the example URL names database {u.path.lstrip('/')!r} user {u.username!r}, "
+                            f"the Cluster creates database {db!r} owned by {owner!r}")
+        r.check(not problems,
+                f"the database URL is what CloudNativePG writes for {PG_CLUSTER_EXAMPLE} "
+                f"(Secret {name}-app key {key}: {name}-rw.{cns}.svc:{CNPG_PORT}/{db} as {owner})",
+                f"{PG_CLUSTER_EXAMPLE} and the ha overlay disagree: " + "; ".join(problems))
+    return url
 
 
 def cmd_consistency(overlay: str, rendered: Path) -> int:
@@ -632,11 +835,27 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
     server, storage = cfg.get("server", {}) or {}, cfg.get("storage", {}) or {}
     auth, ingest = cfg.get("auth", {}) or {}, cfg.get("ingest", {}) or {}
 
-    # --- Deployment shape (one replica, SQLite on a PVC)
-    r.check(deploy["spec"].get("replicas") == 1 and deploy["spec"].get("strategy", {}).get("type") == "Recreate",
-            "Deployment: 1 replica, strategy Recreate (SQLite on a RWO volume)",
-            f"Deployment must have replicas 1 and strategy Recreate, has replicas "
-            f"{deploy['spec'].get('replicas')} / {deploy['spec'].get('strategy')}")
+    # --- Deployment shape: SQLite = one replica on a PVC; PostgreSQL = several, no volume
+    backend = str(storage.get("backend") or "sqlite")
+    replicas = deploy["spec"].get("replicas", 1)
+    strategy = deploy["spec"].get("strategy", {}) or {}
+    if backend == "sqlite":
+        r.check(replicas == 1 and strategy.get("type") == "Recreate",
+                "Deployment: 1 replica, strategy Recreate (SQLite on a RWO volume)",
+                f"Deployment must have replicas 1 and strategy Recreate, has replicas "
+                f"{replicas} / {strategy}")
+    elif backend == "postgres":
+        check_ha_shape(r, docs, deploy, pod, c, replicas, strategy)
+    else:
+        r.fail(f"storage.backend {backend!r} is neither sqlite nor postgres")
+
+    # Every mount names a volume of the pod, every volume is mounted (an overlay's patch
+    # that drops or adds one must do both).
+    vol_names = {v["name"] for v in pod.get("volumes", []) or []}
+    mount_names = {m["name"] for ct in pod.get("containers", []) or [] for m in ct.get("volumeMounts", []) or []}
+    r.check(vol_names == mount_names, f"volumes and volumeMounts agree ({', '.join(sorted(vol_names))})",
+            f"volumeMounts without a volume: {sorted(mount_names - vol_names)}; "
+            f"volumes never mounted: {sorted(vol_names - mount_names)}")
 
     psc, csc = pod.get("securityContext", {}) or {}, c.get("securityContext", {}) or {}
     problems = []
@@ -694,15 +913,19 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
             why.append(f"{probe} must GET {path} on port {lport} (has {h.get('path')} on {h.get('port')})")
     r.check(probes_ok, "probes: liveness /healthz, readiness /readyz on the router's port", "; ".join(why))
 
-    # --- storage.path on a writable PVC
-    spath = str(storage.get("path", ""))
-    m, vol, _ = volume_for_path(deploy, c, spath) if spath.startswith("/") else (None, None, None)
-    pvc_name = ((vol or {}).get("persistentVolumeClaim") or {}).get("claimName")
-    pvcs = find(docs, "PersistentVolumeClaim", pvc_name, ns) if pvc_name else []
-    r.check(bool(pvcs) and not m.get("readOnly") and "ReadWriteOnce" in pvcs[0]["spec"].get("accessModes", []),
-            f"storage.path {spath} is on PVC {pvc_name} (ReadWriteOnce, mounted writable)",
-            f"storage.path {spath!r} must be an absolute path on a writable mount of a rendered "
-            f"ReadWriteOnce PVC (mount: {m and m['mountPath']}, claim: {pvc_name})")
+    # --- storage.path on a writable PVC (SQLite), or the database URL from a Secret file (PostgreSQL)
+    db_url = None
+    if backend == "sqlite":
+        spath = str(storage.get("path", ""))
+        m, vol, _ = volume_for_path(deploy, c, spath) if spath.startswith("/") else (None, None, None)
+        pvc_name = ((vol or {}).get("persistentVolumeClaim") or {}).get("claimName")
+        pvcs = find(docs, "PersistentVolumeClaim", pvc_name, ns) if pvc_name else []
+        r.check(bool(pvcs) and not m.get("readOnly") and "ReadWriteOnce" in pvcs[0]["spec"].get("accessModes", []),
+                f"storage.path {spath} is on PVC {pvc_name} (ReadWriteOnce, mounted writable)",
+                f"storage.path {spath!r} must be an absolute path on a writable mount of a rendered "
+                f"ReadWriteOnce PVC (mount: {m and m['mountPath']}, claim: {pvc_name})")
+    elif backend == "postgres":
+        db_url = check_db_url(r, file_cfg, storage, deploy, c, ns)
 
     # --- secrets: never in the ConfigMap, only as files from the Secret
     inline = []
@@ -944,7 +1167,11 @@ def cmd_consistency(overlay: str, rendered: Path) -> int:
         r.skip("no egress NetworkPolicy selects the router pod: every destination is allowed")
     else:
         missing_egress, allowed_egress = [], []
-        for where, url, ports_needed in called_destinations(cfg):
+        dests = called_destinations(cfg)
+        if db_url:
+            u = urlsplit(db_url)
+            dests.append(("storage.postgres (the database URL)", db_url, (u.port or CNPG_PORT,)))
+        for where, url, ports_needed in dests:
             u = urlsplit(url)
             host = u.hostname or ""
             for port in ports_needed:
