@@ -256,3 +256,44 @@ async fn bad_console_input_gets_a_page_naming_what_is_wrong() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_notification_page_shows_the_enrichment_context_per_variant_from_real_prometheus() {
+    use crate::components::{Exporter, Prometheus};
+    let exporter = Exporter::start("financial-ab-test-experiment").await;
+    let prom = Prometheus::start(std::slice::from_ref(&exporter.target)).await;
+    prom.wait_for_series("rate(ab_test_requests_total[5m]) > 0", 3)
+        .await;
+    let sink = chat_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/mlops.yaml");
+    let mut settings =
+        mlops_alert_router::settings::Settings::load_with_env(Some(&example), Vec::new()).unwrap();
+    let test = test_settings(dir.path());
+    settings.server = test.server;
+    settings.storage = test.storage;
+    settings.worker = test.worker;
+    settings.prometheus.as_mut().unwrap().url = prom.url.clone();
+    settings.alertmanager = None;
+    // No cluster here: the example's Seldon rollback becomes a log line.
+    settings.actions.insert(
+        "rollback".into(),
+        serde_yaml::from_str("{type: log}").unwrap(),
+    );
+    point_chat_actions_at(&mut settings.actions, &sink.uri());
+    let app = spawn_app_with(settings).await;
+    let id = stored(&app, fixture("accuracy-firing.json")).await;
+    let (status, html) = page(&app, &format!("/console/notifications/{id}")).await;
+    assert_eq!(status, 200);
+    // The accuracy enrichment, one row per variant, with the exporter's values.
+    for needle in [
+        "Enrichment context",
+        "<th scope=\"row\" rowspan=\"2\">accuracy</th><td>baseline-predictor</td><td class=\"num\">72.5</td>",
+        "<td>enhanced-predictor</td><td class=\"num\">51.2</td>",
+        "net_business_value",
+    ] {
+        assert!(html.contains(needle), "{needle:?} not in {html}");
+    }
+    app.stop().await;
+}

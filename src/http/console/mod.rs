@@ -375,7 +375,11 @@ fn scalar(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => "—".to_owned(),
         Value::Number(n) => match n.as_f64() {
-            Some(f) if f.fract() != 0.0 => format!("{f:.4}"),
+            // At most 4 decimals, without trailing zeros: 72.5, 0.9123.
+            Some(f) if f.fract() != 0.0 => format!("{f:.4}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned(),
             _ => n.to_string(),
         },
         other => other.to_string(),
