@@ -70,6 +70,14 @@ cannot commit, inbox full) carries `Retry-After`.",
         super::health::readyz,
         super::health::metrics,
         openapi_json,
+        super::console::home,
+        super::console::css,
+        super::console::experiments,
+        super::console::notifications,
+        super::console::notification,
+        super::console::replay_preview,
+        super::console::replay,
+        super::console::dead_letters,
     ),
     components(
         schemas(ErrorBody),
@@ -83,6 +91,7 @@ cannot commit, inbox full) carries `Retry-After`.",
         (name = "traffic", description = "Traffic targets (A/B weights) and the decisions taken on them"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "meta", description = "This document"),
+        (name = "console", description = "The web console's pages (HTML, `ui.enabled`); its one form replays a notification"),
     )
 )]
 pub struct ApiDoc;
@@ -650,19 +659,28 @@ mod tests {
             ("/api/v1/notifications", "get"),
             ("/api/v1/notifications/{id}", "get"),
             ("/api/v1/notifications/{id}/replay", "post"),
+            ("/console/notifications/{id}/replay", "post"),
             ("/api/v1/traffic", "get"),
             ("/api/v1/dead-letters", "get"),
             ("/api/v1/openapi.json", "get"),
+            ("/console", "get"),
+            ("/console/console.css", "get"),
+            ("/console/experiments", "get"),
+            ("/console/notifications", "get"),
+            ("/console/notifications/{id}", "get"),
+            ("/console/notifications/{id}/replay", "get"),
+            ("/console/dead-letters", "get"),
             ("/healthz", "get"),
             ("/readyz", "get"),
             ("/metrics", "get"),
         ];
-        assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys());
+        let distinct: BTreeSet<&str> = expected.iter().map(|(p, _)| *p).collect();
+        assert_eq!(paths.len(), distinct.len(), "{:?}", paths.keys());
         for (path, method) in expected {
             let op = &paths[path][method];
             assert!(op.is_object(), "{method} {path} is not documented");
             let responses = op["responses"].as_object().unwrap();
-            if path.starts_with("/api/v1") {
+            if path.starts_with("/api/v1") || path.starts_with("/console") {
                 assert!(responses.contains_key("401"), "{path}: no 401");
             }
         }

@@ -213,14 +213,8 @@ impl From<crate::store::StoreError> for ConsoleError {
 /// The console's routes (mount behind the API's auth).
 pub fn router<S: Clone + Send + Sync + 'static>(console: Arc<Console>) -> Router<S> {
     Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::to("/console/experiments") }),
-        )
-        .route(
-            "/console/",
-            get(|| async { Redirect::to("/console/experiments") }),
-        )
+        .route("/console", get(home))
+        .route("/console/", get(home))
         .route("/console/console.css", get(css))
         .route("/console/experiments", get(experiments))
         .route("/console/notifications", get(notifications))
@@ -233,6 +227,16 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Arc<Console>) -> Router
         .with_state(console)
 }
 
+/// The console's home: the experiments.
+#[utoipa::path(get, path = "/console", tag = "console", operation_id = "console_home",
+    responses((status = 303, description = "To `/console/experiments`", headers(("Location" = String))), super::openapi::Unauthorized))]
+async fn home() -> Redirect {
+    Redirect::to("/console/experiments")
+}
+
+/// The console's stylesheet.
+#[utoipa::path(get, path = "/console/console.css", tag = "console", operation_id = "console_css",
+    responses((status = 200, description = "CSS", content_type = "text/css; charset=utf-8", body = String), super::openapi::Unauthorized))]
 async fn css() -> Response {
     let mut r = CSS.into_response();
     let h = r.headers_mut();
@@ -388,6 +392,9 @@ fn scalar(v: &Value) -> String {
 
 // ---- experiments -------------------------------------------------------------
 
+/// Experiments: weights now, the weight-over-time chart, the last decision.
+#[utoipa::path(get, path = "/console/experiments", tag = "console", operation_id = "console_experiments",
+    responses((status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String), super::openapi::Unauthorized, (status = 503, description = "The store cannot be read (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String)))]
 async fn experiments(State(c): State<Arc<Console>>) -> Response {
     let r = experiments_page(&c).await;
     c.finish(r)
@@ -468,14 +475,23 @@ fn decision_view(d: &TrafficDecision) -> Value {
 
 // ---- notifications -----------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// `firing`, `resolved`, or empty for any.
     status: Option<String>,
+    /// Only notifications with an alert of this name.
     alertname: Option<String>,
+    /// `pending`, `done`, or empty for any.
     state: Option<String>,
+    /// Only ids below this (the "Older" link).
     before: Option<String>,
 }
 
+/// The notifications, newest first, filtered.
+#[utoipa::path(get, path = "/console/notifications", tag = "console", operation_id = "console_notifications",
+    params(ListParams),
+    responses((status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String), (status = 400, description = "A bad filter (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), super::openapi::Unauthorized, (status = 503, description = "The store cannot be read (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String)))]
 async fn notifications(
     State(c): State<Arc<Console>>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -561,11 +577,17 @@ async fn notifications_page(
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DetailParams {
+    /// The round a replay just started (announced on the page).
     replayed: Option<i64>,
 }
 
+/// One notification: alerts, action runs per round, enrichment context.
+#[utoipa::path(get, path = "/console/notifications/{id}", tag = "console", operation_id = "console_notification",
+    params(("id" = i64, Path, description = "The notification's id"), DetailParams),
+    responses((status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String), (status = 400, description = "Not an id (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), super::openapi::Unauthorized, (status = 404, description = "No such notification (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), (status = 503, description = "The store cannot be read (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String)))]
 async fn notification(
     State(c): State<Arc<Console>>,
     Path(id): Path<String>,
@@ -685,6 +707,10 @@ fn run_view(r: &ActionRun) -> Value {
 
 // ---- replay ------------------------------------------------------------------
 
+/// The dry-run plan of a replay, and the confirmation form.
+#[utoipa::path(get, path = "/console/notifications/{id}/replay", tag = "console", operation_id = "console_replay_preview",
+    params(("id" = i64, Path, description = "The notification's id")),
+    responses((status = 200, description = "The preview", content_type = "text/html; charset=utf-8", body = String), (status = 400, description = "Not an id (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), super::openapi::Unauthorized, (status = 404, description = "No such notification (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), (status = 503, description = "The store cannot be read (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String)))]
 async fn replay_preview(
     State(c): State<Arc<Console>>,
     Path(id): Path<String>,
@@ -754,6 +780,14 @@ async fn replay_preview_page(
     )
 }
 
+/// Replays the notification (the confirmation form's target).
+#[utoipa::path(post, path = "/console/notifications/{id}/replay", tag = "console", operation_id = "console_replay",
+    params(("id" = i64, Path, description = "The notification's id")),
+    request_body(content = ReplayForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Replayed: to the notification's page, the new round announced", headers(("Location" = String))),
+        (status = 400, description = "Not an id (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), super::openapi::Unauthorized,
+        (status = 403, description = "Read-only console, a cross-site request, or a missing/expired form token (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), (status = 404, description = "No such notification (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), (status = 503, description = "The store cannot commit (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String)))]
 async fn replay(
     State(c): State<Arc<Console>>,
     Path(id): Path<String>,
@@ -800,13 +834,27 @@ async fn replay_inner(
     .into_response())
 }
 
+/// The replay confirmation form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a documentation shape: the handler reads the form itself
+pub struct ReplayForm {
+    /// The token of the preview page's form.
+    csrf: String,
+}
+
 // ---- dead letters ------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeadParams {
+    /// Only run ids below this (the "Older" link).
     before: Option<String>,
 }
 
+/// Dead letters, each with Replay.
+#[utoipa::path(get, path = "/console/dead-letters", tag = "console", operation_id = "console_dead_letters",
+    params(DeadParams),
+    responses((status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String), (status = 400, description = "A bad cursor (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String), super::openapi::Unauthorized, (status = 503, description = "The store cannot be read (an HTML page naming it)", content_type = "text/html; charset=utf-8", body = String)))]
 async fn dead_letters(
     State(c): State<Arc<Console>>,
     params: Result<Query<DeadParams>, QueryRejection>,
