@@ -7,8 +7,8 @@ use super::openapi::{
     Status, Unauthorized, Unavailable,
 };
 use super::AppState;
+use crate::clock::now_ms;
 use crate::ingest;
-use crate::pipeline::now_ms;
 use crate::store::ListQuery;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -177,13 +177,7 @@ async fn replay(
         let accepted = ingest::parse(&payload, usize::MAX).map_err(anyhow::Error::from)?;
         return Ok((
             StatusCode::OK,
-            Json(
-                state
-                    .pipeline
-                    .planner()
-                    .dry_run(accepted.notification)
-                    .await,
-            ),
+            Json(state.planner.dry_run(accepted.notification).await),
         ));
     }
     let round = state

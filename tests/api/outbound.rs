@@ -319,7 +319,7 @@ fn webhook_settings(dir: &std::path::Path, base: &str, extra: &str) -> Settings 
 /// Runs the worker until the notification is done, making retries due.
 async fn run_to_the_end(app: &TestApp, id: i64) -> Value {
     for _ in 0..10 {
-        while app.worker.try_execute_task().await.unwrap() == Outcome::Completed {}
+        app.drain().await;
         let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
         if detail["state"] == "done" {
             return detail;
@@ -772,9 +772,9 @@ async fn an_absurd_retry_after_is_capped_by_backoff_max_and_dead_letters_past_ma
 #[tokio::test]
 async fn an_endless_alertmanager_answer_fails_the_completion_at_its_cap() {
     let server = Hostile::start(Mode::Endless(200)).await;
-    let settings: mlops_alert_router::enrich::alertmanager::AlertmanagerSettings =
+    let settings: mlops_alert_router::ingest::alertmanager::AlertmanagerSettings =
         serde_yaml::from_str(&format!("{{url: '{}', timeout: 20s}}", server.base)).unwrap();
-    let client = mlops_alert_router::enrich::alertmanager::AlertmanagerClient::new(
+    let client = mlops_alert_router::ingest::alertmanager::AlertmanagerClient::new(
         &settings,
         &mlops_alert_router::outbound::CaPolicy::default(),
     )
