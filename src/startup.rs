@@ -126,7 +126,7 @@ impl Application {
             .then(|| {
                 http::console::Console::new(
                     store.clone(),
-                    pipeline.clone(),
+                    planner.clone(),
                     targets.clone(),
                     wake.clone(),
                     settings.ui.read_only,

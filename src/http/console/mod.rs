@@ -20,8 +20,9 @@ pub mod csrf;
 
 use crate::act::traffic::policy::{normalise, WeightMap};
 use crate::act::traffic::Targets;
+use crate::clock::now_ms;
 use crate::ingest;
-use crate::pipeline::{now_ms, Pipeline, NOTIFICATION_RUN};
+use crate::pipeline::{Planner, NOTIFICATION_RUN};
 use crate::store::{ActionRun, DeadLetterQuery, DecisionQuery, ListQuery, Store, TrafficDecision};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -51,7 +52,7 @@ const CSS: &str = include_str!("templates/console.css");
 /// What the console reads and the one thing it does (replay).
 pub struct Console {
     store: Arc<dyn Store>,
-    pipeline: Arc<Pipeline>,
+    planner: Arc<Planner>,
     targets: Arc<Targets>,
     wake: Arc<Notify>,
     read_only: bool,
@@ -63,14 +64,14 @@ impl Console {
     /// Compiles the templates and draws the form-token key.
     pub fn new(
         store: Arc<dyn Store>,
-        pipeline: Arc<Pipeline>,
+        planner: Arc<Planner>,
         targets: Arc<Targets>,
         wake: Arc<Notify>,
         read_only: bool,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             store,
-            pipeline,
+            planner,
             targets,
             wake,
             read_only,
@@ -735,7 +736,7 @@ async fn replay_preview_page(
         .map_err(|e| ConsoleError::Internal(format!("payload of {id}: {e}")))?;
     let accepted = ingest::parse(&payload, usize::MAX)
         .map_err(|e| ConsoleError::Internal(format!("payload of {id}: {e}")))?;
-    let plan = c.pipeline.planner().dry_run(accepted.notification).await;
+    let plan = c.planner.dry_run(accepted.notification).await;
     let alerts: Vec<Value> = plan["alerts"]
         .as_array()
         .into_iter()
