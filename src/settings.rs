@@ -71,6 +71,9 @@ pub struct Settings {
     /// (the Kubernetes client keeps its kubeconfig / in-cluster CA).
     #[serde(default)]
     pub tls: crate::outbound::TlsSettings,
+    /// The web console (`/console`).
+    #[serde(default)]
+    pub ui: UiSettings,
     /// `tls.*` loaded (certificates read and checked at load time).
     #[serde(skip)]
     pub ca: crate::outbound::CaPolicy,
@@ -258,6 +261,31 @@ pub struct WorkerSettings {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_age: Option<Duration>,
+}
+
+/// `ui.*`: the web console under `/console` (same port, same auth as the API).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiSettings {
+    /// Serve the console (false: `/console` answers 404).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Show everything, change nothing: no replay from the console.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            read_only: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `log.*`

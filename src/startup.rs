@@ -109,6 +109,20 @@ impl Application {
             settings.worker.poll_interval,
             wake.clone(),
         );
+        let console = settings
+            .ui
+            .enabled
+            .then(|| {
+                http::console::Console::new(
+                    store.clone(),
+                    planner.clone(),
+                    targets.clone(),
+                    wake.clone(),
+                    settings.ui.read_only,
+                )
+                .map(Arc::new)
+            })
+            .transpose()?;
         let state_metrics = metrics.clone();
         let state = AppState {
             store: store.clone(),
@@ -119,6 +133,7 @@ impl Application {
             body_read_timeout: settings.server.body_read_timeout,
             wake,
             targets: targets.clone(),
+            console,
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await

@@ -4,6 +4,10 @@
 //! here; the 200 means the notification is on disk.
 
 use super::error::ApiError;
+use super::openapi::{
+    BadRequest, IngestAnswer, RequestTimeout, TooLarge, Unauthorized, Unavailable, Unprocessable,
+    WebhookNotification,
+};
 use super::AppState;
 use crate::clock::now_ms;
 use crate::ingest;
@@ -22,13 +26,29 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/alerts", post(receive))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct IngestQuery {
+    /// Answer the plan (per alert: matched routes, actions, context, each
+    /// action's effect) and store nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+/// The Alertmanager webhook: validate, store (on disk before the answer), answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts",
+    operation_id = "receive_alerts",
+    tag = "alerts",
+    params(IngestQuery),
+    request_body(content = WebhookNotification, description = "Alertmanager's webhook payload, version 4 (at most `ingest.max_body_bytes`, `ingest.max_alerts` alerts)"),
+    responses(
+        (status = 200, description = "Stored (committed to disk before this answer; `duplicate` for a redelivery within `ingest.dedup_window`), or the plan with `?dry_run=true`", body = IngestAnswer),
+        BadRequest, Unauthorized, RequestTimeout, TooLarge, Unprocessable, Unavailable,
+    )
+)]
 async fn receive(
     State(state): State<AppState>,
     query: Result<Query<IngestQuery>, QueryRejection>,

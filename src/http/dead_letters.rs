@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::notifications::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::openapi::{BadRequest, DeadLetterList, Unauthorized, Unavailable};
 use super::AppState;
 use crate::store::DeadLetterQuery;
 use axum::extract::rejection::QueryRejection;
@@ -17,14 +18,30 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/dead-letters", get(list))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// A run id: the previous page's `next_before`.
     before: Option<i64>,
 }
 
+/// Action runs that gave up, in the latest round of their notification,
+/// newest first. A replay takes them off the list.
+#[utoipa::path(
+    get,
+    path = "/api/v1/dead-letters",
+    operation_id = "list_dead_letters",
+    tag = "notifications",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of dead letters", body = DeadLetterList),
+        BadRequest, Unauthorized, Unavailable,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,

@@ -3,10 +3,12 @@
 
 mod alerts;
 pub mod auth;
+pub mod console;
 mod dead_letters;
 pub mod error;
 mod health;
 mod notifications;
+pub mod openapi;
 pub mod server;
 mod traffic;
 
@@ -39,6 +41,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// The traffic targets, for `GET /api/v1/traffic`.
     pub targets: Arc<crate::act::traffic::Targets>,
+    /// The web console under `/console`; `None` with `ui.enabled: false`.
+    pub console: Option<Arc<console::Console>>,
 }
 
 /// The whole API.
@@ -48,6 +52,14 @@ pub fn router(state: AppState) -> Router {
         .merge(notifications::router())
         .merge(traffic::router())
         .merge(dead_letters::router())
+        .merge(openapi::router())
+        .merge(
+            state
+                .console
+                .clone()
+                .map(console::router)
+                .unwrap_or_default(),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let metrics = health::metrics_router().route_layer(middleware::from_fn_with_state(
         state.clone(),
@@ -93,7 +105,7 @@ async fn record_latency(State(state): State<AppState>, request: Request, next: N
 /// 404 for a path no route serves, as JSON like every error.
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!(
-        "no route for {:?} (routes: /api/v1/alerts, /api/v1/notifications, /api/v1/traffic, /api/v1/dead-letters, /healthz, /readyz, /metrics)",
+        "no route for {:?} (routes: /api/v1/alerts, /api/v1/notifications, /api/v1/traffic, /api/v1/dead-letters, /api/v1/openapi.json, /console, /healthz, /readyz, /metrics)",
         clip(uri.path())
     ))
 }

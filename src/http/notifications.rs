@@ -2,6 +2,10 @@
 //! `POST /api/v1/notifications/{id}/replay`.
 
 use super::error::ApiError;
+use super::openapi::{
+    BadRequest, NotFound, NotificationDetail, NotificationList, NotificationState, Plan, Replayed,
+    Status, Unauthorized, Unavailable,
+};
 use super::AppState;
 use crate::clock::now_ms;
 use crate::ingest;
@@ -26,16 +30,37 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/notifications/{id}/replay", post(replay))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// Only ids below this: the previous page's `next_before`.
     before: Option<i64>,
+    /// The notification's status.
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
+    /// Only notifications with an alert of this name.
     alertname: Option<String>,
+    /// `pending` until every action run is final, then `done`.
+    #[param(value_type = Option<NotificationState>)]
     state: Option<String>,
 }
 
+/// Stored notifications, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications",
+    operation_id = "list_notifications",
+    tag = "notifications",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of notifications", body = NotificationList),
+        BadRequest, Unauthorized, Unavailable,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -88,6 +113,20 @@ fn parse_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("id: {}", e.body_text())))
 }
 
+/// One notification: the payload as received and every action run (round,
+/// alert fingerprint, action, status, attempts, last error, timing, result,
+/// enrichment context).
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications/{id}",
+    operation_id = "get_notification",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id")),
+    responses(
+        (status = 200, description = "The notification", body = NotificationDetail),
+        BadRequest, Unauthorized, NotFound, Unavailable,
+    )
+)]
 async fn detail(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -101,13 +140,29 @@ async fn detail(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReplayParams {
+    /// Answer the plan instead, starting nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+/// Runs the notification again in a new round (every action; a traffic shift
+/// records a noop within the same episode).
+#[utoipa::path(
+    post,
+    path = "/api/v1/notifications/{id}/replay",
+    operation_id = "replay_notification",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id"), ReplayParams),
+    responses(
+        (status = 200, description = "The plan (`?dry_run=true`): nothing started", body = Plan),
+        (status = 202, description = "A new round started; the worker picks it up at once", body = Replayed),
+        BadRequest, Unauthorized, NotFound, Unavailable,
+    )
+)]
 async fn replay(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,

@@ -2,6 +2,7 @@
 //! recent decisions (`?target=`, `?limit=`).
 
 use super::error::ApiError;
+use super::openapi::{BadRequest, Traffic, Unauthorized, Unavailable};
 use super::AppState;
 use crate::act::traffic::policy::normalise;
 use crate::store::DecisionQuery;
@@ -16,13 +17,30 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/traffic", get(traffic))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// Only this experiment (a `traffic_targets` key).
     target: Option<String>,
+    /// Most decisions answered (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
+/// Current weights of every traffic target (normalised to percent, with the
+/// last shift recorded on the target) and recent decisions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/traffic",
+    operation_id = "get_traffic",
+    tag = "traffic",
+    params(Params),
+    responses(
+        (status = 200, description = "Targets and decisions", body = Traffic),
+        BadRequest, Unauthorized, Unavailable,
+    )
+)]
 async fn traffic(
     State(state): State<AppState>,
     params: Result<Query<Params>, QueryRejection>,
