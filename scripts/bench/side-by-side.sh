@@ -2,7 +2,7 @@
 # Side-by-side ingest benchmark (loopback only). Figures go to BENCHMARKS.md.
 #
 #   scripts/bench/side-by-side.sh [--rounds N] [--seconds S] [--connections C] [--threads T]
-#                                 [--baseline PATH]
+#                                 [--baseline PATH] [--no-build]
 #
 # Four receivers get the same load (wrk -tT -cC for S seconds, default
 # -t2 -c64 5 s) with the same body: one real two-alert Alertmanager
@@ -13,7 +13,7 @@
 #   go      benches/peers/go-receiver: Go net/http + encoding/json into
 #           Alertmanager's template structs, then dropped (what a relay such as
 #           calert or prometheus-msteams does before it sends anything)
-#   router  the release router, durable (200 only after the SQLite commit),
+#   router  the release router, durable (200 only once the commit is on disk),
 #           worker on (every notification routed to a log action)
 #   ingest  the same router with worker.enabled=false
 #   base, base-ingest   with --baseline PATH: another router binary (e.g. one
@@ -23,14 +23,14 @@
 # Rounds are interleaved (each round runs all four, starting with a different
 # one each round) and each receiver starts fresh (new database). Per round the
 # ratios router/go and router/axum (and ingest/…) are taken, then their median.
-# Builds what it needs (cargo --release, go build); installs nothing: it says
-# what is missing. Everything it starts, it stops; its files go to a temporary
+# Builds what it needs (cargo --release, go build; --no-build: use the
+# binaries already in target/release); installs nothing: it says what is missing. Everything it starts, it stops; its files go to a temporary
 # directory that is removed at exit (BENCH_KEEP=1 keeps it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
 
-rounds=3 secs=5 conns=64 threads=2 baseline=""
+rounds=3 secs=5 conns=64 threads=2 baseline="" build=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -38,7 +38,8 @@ while [ $# -gt 0 ]; do
     --connections) conns=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --baseline) baseline=$(realpath "$2"); shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --no-build) build=0; shift ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -53,8 +54,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 
-echo "== building (release)" >&2
-cargo build --release --quiet --bin mlops-alert-router --example bare_ingest
+if [ "$build" = 1 ]; then
+  echo "== building (release)" >&2
+  cargo build --release --quiet --bin mlops-alert-router --example bare_ingest
+fi
+for bin in target/release/mlops-alert-router target/release/examples/bare_ingest $baseline; do
+  [ -x "$bin" ] || { echo "missing: $bin (run without --no-build)" >&2; exit 1; }
+done
 work=$(mktemp -d "${TMPDIR:-/tmp}/side-by-side.XXXXXX")
 (cd benches/peers/go-receiver && go build -o "$work/go-receiver" .)
 

@@ -197,22 +197,21 @@ fn parse_fast(text: &str) -> Option<Notification> {
 /// Parses with the path of every value tracked, for an error naming the field.
 fn parse_tracked(text: &str) -> Result<Notification, IngestError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    let notification: Notification =
-        serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let msg = strip_position(&inner.to_string());
-                    if path == "." {
-                        IngestError::Schema(msg)
-                    } else {
-                        IngestError::Schema(format!("{path}: {msg}"))
-                    }
+    let notification: Notification = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let msg = strip_position(&inner.to_string());
+                if path == "." {
+                    IngestError::Schema(msg)
+                } else {
+                    IngestError::Schema(format!("{path}: {msg}"))
                 }
-                _ => malformed(&inner),
             }
-        })?;
+            _ => malformed(&inner),
+        }
+    })?;
     // One document per request: `{...} xyz` or two concatenated documents
     // are not a notification with something ignorable after it.
     de.end().map_err(|e| IngestError::Malformed {

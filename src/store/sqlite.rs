@@ -1059,7 +1059,12 @@ impl Syncer {
     }
 
     fn take_forgotten(&self) -> Vec<[u8; 32]> {
-        std::mem::take(&mut *self.forgotten.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .forgotten
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Flushes and answers what is queued, then stops the thread.
