@@ -24,8 +24,9 @@ Use scripts/bench/storm.sh (it builds the release binary first). Options:
   --alerts-per-notification K    (default 10)
   --timeout S                    give up waiting after S seconds (default 120)
   --router PATH                  the router binary (default target/release/mlops-alert-router)
-  --extra-config FILE            a YAML file layered over the generated config
-                                 (e.g. digest settings of the chat action)
+  --extra-config FILE            YAML deep-merged into the generated config, e.g.
+                                 `actions: {chat: {...}}` or `worker: {concurrency: 16}`
+                                 (needs PyYAML)
   --json                         also print the figures as one JSON line
 Exit status: 0 when everything was acted on within the timeout, 1 otherwise.
 """
@@ -258,35 +259,34 @@ def kib(pid, key):
     return None
 
 
-def yaml_str(s):
-    return json.dumps(s)  # JSON strings are YAML strings
-
-
 def router_config(args, prom_port, chat_port):
-    kind = ACTION_TYPES[args.action]
-    lines = [
-        "prometheus:",
-        f"  url: http://127.0.0.1:{prom_port}",
-        "  timeout: 5s",
-        "  cache_ttl: 15s",
-        "enrichments:",
-    ]
-    for name, query in ENRICHMENTS.items():
-        lines += [f"  {name}:", f"    query: {yaml_str(query)}", "    by: model_name"]
-    lines += [
-        "actions:",
-        "  chat:",
-        f"    type: {kind}",
-        f"    url: http://127.0.0.1:{chat_port}/{args.action}",
-    ]
+    """The router's config (written as JSON, which YAML reads as is)."""
+    chat = {"type": ACTION_TYPES[args.action], "url": f"http://127.0.0.1:{chat_port}/{args.action}"}
     if args.rate_limit == "off":
-        lines.append("    rate_limit: {per_second: 1000000, burst: 1000000}")
-    lines += [
-        "route:",
-        "  actions: [chat]",
-        f"  enrich: [{', '.join(ENRICHMENTS)}]",
-    ]
-    return "\n".join(lines) + "\n"
+        chat["rate_limit"] = {"per_second": 1000000, "burst": 1000000}
+    config = {
+        "prometheus": {"url": f"http://127.0.0.1:{prom_port}", "timeout": "5s", "cache_ttl": "15s"},
+        "enrichments": {name: {"query": q, "by": "model_name"} for name, q in ENRICHMENTS.items()},
+        "actions": {"chat": chat},
+        "route": {"actions": ["chat"], "enrich": list(ENRICHMENTS)},
+    }
+    if args.extra_config:
+        try:
+            import yaml  # only needed to read --extra-config
+        except ImportError:
+            sys.exit("missing: PyYAML, needed to read --extra-config (Debian: apt-get install -y python3-yaml)")
+        with open(args.extra_config) as f:
+            merge(config, yaml.safe_load(f) or {})
+    return json.dumps(config, indent=2) + "\n"
+
+
+def merge(into, extra):
+    """Deep merge: mappings are merged key by key, anything else replaced."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def main():
@@ -366,8 +366,6 @@ def run(args, router_bin, work, procs):
     with open(config, "w") as f:
         f.write(router_config(args, prom_port, chat_port))
     cmd = [router_bin, "serve", "--config", config]
-    if args.extra_config:
-        cmd += ["--config", os.path.abspath(args.extra_config)]
     env = dict(os.environ,
                MLOPS_ALERT_ROUTER__SERVER__LISTEN=f"127.0.0.1:{router_port}",
                MLOPS_ALERT_ROUTER__STORAGE__PATH=f"{work}/router.db",
