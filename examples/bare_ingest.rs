@@ -1,6 +1,6 @@
 //! The physical limit for the ingest benchmark: an axum handler that parses
 //! and validates the webhook body exactly as the router does, then drops it.
-//! No store, no auth, no metrics. See `scripts/bench-ingest.sh`.
+//! No store, no auth, no metrics. See `scripts/bench/side-by-side.sh`.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;

@@ -153,30 +153,12 @@ pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
             message: "invalid UTF-8 (JSON must be UTF-8)".into(),
         }
     })?;
-    let de = &mut serde_json::Deserializer::from_str(text);
-    let mut notification: Notification =
-        serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let msg = strip_position(&inner.to_string());
-                    if path == "." {
-                        IngestError::Schema(msg)
-                    } else {
-                        IngestError::Schema(format!("{path}: {msg}"))
-                    }
-                }
-                _ => malformed(&inner),
-            }
-        })?;
-    // One document per request: `{...} xyz` or two concatenated documents
-    // are not a notification with something ignorable after it.
-    de.end().map_err(|e| IngestError::Malformed {
-        line: e.line(),
-        column: e.column(),
-        message: "unexpected data after the end of the JSON document (send exactly one notification per request)".into(),
-    })?;
+    // Fast path: plain serde. Only a body it refuses is parsed again with
+    // path tracking, which costs on every field, to say where it is wrong.
+    let mut notification = match parse_fast(text) {
+        Some(n) => n,
+        None => parse_tracked(text)?,
+    };
     check_label_names(&notification)?;
     if notification.version != "4" {
         return Err(IngestError::Schema(format!(
@@ -203,6 +185,42 @@ pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
         notification,
         dedup_key,
     })
+}
+
+/// The whole body as one notification, or `None` (then [`parse_tracked`] says why).
+fn parse_fast(text: &str) -> Option<Notification> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let n = Notification::deserialize(&mut *de).ok()?;
+    de.end().ok()?;
+    Some(n)
+}
+
+/// Parses with the path of every value tracked, for an error naming the field.
+fn parse_tracked(text: &str) -> Result<Notification, IngestError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let notification: Notification = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let msg = strip_position(&inner.to_string());
+                if path == "." {
+                    IngestError::Schema(msg)
+                } else {
+                    IngestError::Schema(format!("{path}: {msg}"))
+                }
+            }
+            _ => malformed(&inner),
+        }
+    })?;
+    // One document per request: `{...} xyz` or two concatenated documents
+    // are not a notification with something ignorable after it.
+    de.end().map_err(|e| IngestError::Malformed {
+        line: e.line(),
+        column: e.column(),
+        message: "unexpected data after the end of the JSON document (send exactly one notification per request)".into(),
+    })?;
+    Ok(notification)
 }
 
 fn malformed(e: &serde_json::Error) -> IngestError {

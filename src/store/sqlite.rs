@@ -1,11 +1,16 @@
-//! SQLite (WAL, `synchronous=FULL`) implementation of [`Store`].
+//! SQLite (WAL) implementation of [`Store`].
 //!
 //! Every write goes through one writer thread that owns the write connection.
 //! It takes whatever jobs are queued, runs them in one transaction (each in a
-//! savepoint, so one failing job does not undo the others), commits once and
-//! only then answers each caller: group commit. Durability then costs one
-//! fsync per batch, not per request. Reads use a separate connection, which
-//! WAL lets proceed while the writer works.
+//! savepoint, so one failing job does not undo the others) and commits once:
+//! group commit. A commit writes the transaction's frames to the WAL; a
+//! second thread, the syncer, then makes the WAL durable (`fdatasync`) and
+//! only then answers each caller of the batches it covered. While it waits
+//! for the disk, the writer already runs and commits the next batch, so one
+//! flush covers every batch committed since the previous one: durability
+//! costs one flush per flush-time, not one per request (nor one per batch).
+//! Reads use a separate connection, which WAL lets proceed while the writer
+//! works.
 
 use super::health::{free_bytes, wal_path, FileIdentity, Health};
 use super::*;
@@ -15,7 +20,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -290,7 +295,9 @@ impl SqliteStore {
             writer.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         }
         writer.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a commit is on disk before we answer 200, power loss included.
+        // FULL while opening: the schema and migrations are durable at once.
+        // The writer thread switches to NORMAL, with the syncer thread making
+        // each commit durable before anyone is answered (see `syncer_loop`).
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
         // Checkpoints copy the WAL into the database and fsync it; done by the
@@ -332,13 +339,31 @@ impl SqliteStore {
         let ctx = WriterContext {
             health: Arc::new(Health::new(metrics.clone())),
             identity,
-            path: path.to_owned(),
             commits: commits.clone(),
         };
         let writer_metrics = metrics.clone();
+        // The syncer flushes the WAL through its own handle: fdatasync acts on
+        // the file, whichever descriptor wrote the pages.
+        let wal = std::fs::OpenOptions::new()
+            .write(true)
+            .open(wal_path(path))
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot open the write-ahead log of {}: {e}",
+                    path.display()
+                ))
+            })?;
+        // NORMAL: COMMIT writes the WAL frames without waiting for the disk;
+        // the syncer's fdatasync makes them durable before any caller is
+        // answered, so a 200 still means "on disk, power loss included".
+        // Checkpoints (another connection, FULL) sync the WAL before copying
+        // it and the database after, so a restarted WAL never drops a frame
+        // that was not already in the synced database.
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        let syncer = Syncer::spawn(wal, ctx.health.clone(), path.to_owned(), metrics.clone())?;
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer, rx, state, published, writer_metrics, ctx))
+            .spawn(move || writer_loop(writer, rx, state, published, writer_metrics, ctx, syncer))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         let checkpointer = spawn_checkpointer(path, commits, metrics.clone())?;
         for (kind, keep) in [
@@ -425,9 +450,11 @@ impl SqliteStore {
 /// until the returned sender is dropped. PASSIVE while commits happen (never
 /// blocks the writer). Under steady load a PASSIVE checkpoint rarely catches
 /// the very last frame, so SQLite never restarts the WAL from its beginning
-/// and the file grows: when it is over [`WAL_SIZE_LIMIT`], or a whole
-/// interval passed without a commit, a TRUNCATE checkpoint (most frames
-/// already copied by PASSIVE: a short hold on the write lock) empties it.
+/// and the file grows: when it is over [`WAL_SIZE_LIMIT`], a RESTART
+/// checkpoint (most frames already copied by PASSIVE: a short hold on the
+/// write lock) makes the next commit start it over, cut back to the limit,
+/// reusing its blocks; after a whole interval without a commit, a TRUNCATE
+/// checkpoint empties it.
 fn spawn_checkpointer(
     path: &Path,
     commits: Arc<AtomicU64>,
@@ -437,6 +464,9 @@ fn spawn_checkpointer(
     // TRUNCATE waits for readers while holding the write lock: a short wait,
     // then try again at the next idle tick, rather than stall a commit.
     conn.busy_timeout(Duration::from_millis(50))?;
+    // A checkpoint syncs the WAL before copying frames and the database
+    // after: the writer's commits (NORMAL) rely on it before the WAL restarts.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     let db_path = path.to_owned();
     let wal = wal_path(path);
@@ -453,8 +483,13 @@ fn spawn_checkpointer(
                 let idle = now == seen;
                 seen = now;
                 let wal_size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-                let mode = if (idle && wal_frames > 0) || wal_size > WAL_SIZE_LIMIT as u64 {
+                // Over the limit under load: RESTART, so the next commits
+                // write the WAL again from its start (cut back to the limit)
+                // instead of growing it block by block from zero.
+                let mode = if idle && wal_frames > 0 {
                     "TRUNCATE"
+                } else if wal_size > WAL_SIZE_LIMIT as u64 {
+                    "RESTART"
                 } else {
                     "PASSIVE"
                 };
@@ -845,7 +880,6 @@ struct WriterContext {
     health: Arc<Health>,
     /// The file as opened, compared with the path after each commit.
     identity: FileIdentity,
-    path: PathBuf,
     /// Commits so far (the checkpointer truncates the WAL when it stands still).
     commits: Arc<AtomicU64>,
 }
@@ -868,9 +902,15 @@ fn writer_loop(
     published: Arc<AtomicU64>,
     metrics: StoreMetrics,
     mut ctx: WriterContext,
+    syncer: Syncer,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        // Keys of batches whose flush failed: their callers were told to
+        // retry, and a retry must be stored again, not taken for a duplicate.
+        for key in syncer.take_forgotten() {
+            state.recent.remove(&key);
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -940,36 +980,160 @@ fn writer_loop(
                 committed = Err(Health::error(Fault::Gone, &message));
             }
         }
-        metrics
-            .commit_duration
-            .observe(started.elapsed().as_secs_f64());
+        // A clean commit clears a storage fault, once the syncer has made it durable.
+        let mut clear_fault = false;
         match (&committed, state.batch_fault.take()) {
             (Err(StoreError::Storage { fault, message }), _) => ctx.health.fail(*fault, message),
             (_, Some((fault, message))) => ctx.health.fail(fault, &message),
-            (Ok(()), None) => {
-                if let Some((fault, _)) = ctx.health.current() {
-                    let room = fault != Fault::Full
-                        || free_bytes(&ctx.path).is_none_or(|b| b >= MIN_FREE_BYTES);
-                    if room {
-                        ctx.health.clear();
+            (Ok(()), None) => clear_fault = true,
+            (Err(_), None) => {}
+        }
+        ctx.commits.fetch_add(1, Ordering::Relaxed);
+        published.store(state.pending, Ordering::Relaxed);
+        match committed {
+            Ok(()) => syncer.push(Committed {
+                completions,
+                keys: std::mem::take(&mut state.batch_added),
+                started,
+                clear_fault,
+            }),
+            Err(e) => {
+                metrics
+                    .commit_duration
+                    .observe(started.elapsed().as_secs_f64());
+                for key in state.batch_added.drain(..) {
+                    state.recent.remove(&key);
+                }
+                for done in completions {
+                    done(Err(copy_error(&e)));
+                }
+            }
+        }
+    }
+    // Every commit is flushed and answered before the connection closes.
+    syncer.finish();
+}
+
+/// A batch committed to the WAL, waiting for the flush that makes it durable.
+struct Committed {
+    completions: Vec<Completion>,
+    /// Dedup keys the batch added: forgotten if the flush fails.
+    keys: Vec<[u8; 32]>,
+    started: std::time::Instant,
+    /// The batch committed cleanly: a storage fault may clear once it is durable.
+    clear_fault: bool,
+}
+
+/// The writer's handle on the syncer thread.
+struct Syncer {
+    tx: Option<std::sync::mpsc::Sender<Committed>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    forgotten: Arc<Mutex<Vec<[u8; 32]>>>,
+}
+
+impl Syncer {
+    fn spawn(
+        wal: std::fs::File,
+        health: Arc<Health>,
+        path: PathBuf,
+        metrics: StoreMetrics,
+    ) -> Result<Self, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let forgotten = Arc::new(Mutex::new(Vec::new()));
+        let forget = forgotten.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-sync".into())
+            .spawn(move || syncer_loop(wal, rx, health, path, metrics, forget))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start syncer thread: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            forgotten,
+        })
+    }
+
+    fn push(&self, batch: Committed) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(std::sync::mpsc::SendError(batch)) = tx.send(batch) {
+            // The syncer thread is gone (it panicked): nobody can vouch for
+            // durability, so nobody is told the write succeeded.
+            for done in batch.completions {
+                done(Err(StoreError::Unavailable(
+                    "the store's syncer thread stopped".into(),
+                )));
+            }
+        }
+    }
+
+    fn take_forgotten(&self) -> Vec<[u8; 32]> {
+        std::mem::take(
+            &mut *self
+                .forgotten
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Flushes and answers what is queued, then stops the thread.
+    fn finish(mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Flushes the WAL for every batch committed since the last flush (one
+/// `fdatasync` for all of them), then answers their callers: success only
+/// once the frames are on disk. A failed flush answers them with a storage
+/// error (their transactions may or may not survive a crash; a retry is
+/// stored again, see [`Syncer::take_forgotten`]).
+fn syncer_loop(
+    wal: std::fs::File,
+    rx: std::sync::mpsc::Receiver<Committed>,
+    health: Arc<Health>,
+    path: PathBuf,
+    metrics: StoreMetrics,
+    forgotten: Arc<Mutex<Vec<[u8; 32]>>>,
+) {
+    let mut group = Vec::new();
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        group.extend(rx.try_iter());
+        match wal.sync_data() {
+            Ok(()) => {
+                if group.iter().any(|b| b.clear_fault) {
+                    if let Some((fault, _)) = health.current() {
+                        let room = fault != Fault::Full
+                            || free_bytes(&path).is_none_or(|b| b >= MIN_FREE_BYTES);
+                        if room {
+                            health.clear();
+                        }
+                    }
+                }
+                for batch in group.drain(..) {
+                    metrics
+                        .commit_duration
+                        .observe(batch.started.elapsed().as_secs_f64());
+                    for done in batch.completions {
+                        done(Ok(()));
                     }
                 }
             }
-            (Err(_), None) => {}
-        }
-        if committed.is_err() {
-            for key in std::mem::take(&mut state.batch_added) {
-                state.recent.remove(&key);
+            Err(e) => {
+                let message = format!("cannot flush the write-ahead log to disk: {e}");
+                health.fail(Fault::Io, &message);
+                let mut forget = forgotten.lock().unwrap_or_else(PoisonError::into_inner);
+                for batch in group.drain(..) {
+                    metrics
+                        .commit_duration
+                        .observe(batch.started.elapsed().as_secs_f64());
+                    forget.extend(batch.keys);
+                    for done in batch.completions {
+                        done(Err(Health::error(Fault::Io, &message)));
+                    }
+                }
             }
-        }
-        state.batch_added.clear();
-        ctx.commits.fetch_add(1, Ordering::Relaxed);
-        published.store(state.pending, Ordering::Relaxed);
-        for done in completions {
-            done(match &committed {
-                Ok(()) => Ok(()),
-                Err(e) => Err(copy_error(e)),
-            });
         }
     }
 }
