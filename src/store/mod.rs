@@ -313,6 +313,10 @@ pub trait WorkQueue: Send + Sync {
         planned: Vec<PlannedRun>,
     ) -> Result<Vec<ActionRun>, StoreError>;
 
+    /// Extends the lease of a notification being processed to `now + lease_ms`
+    /// (only while it is still leased and pending).
+    async fn renew_lease(&self, id: i64, now: i64, lease_ms: i64) -> Result<(), StoreError>;
+
     /// Records one attempt of a run.
     async fn record_attempt(&self, attempt: RunAttempt) -> Result<(), StoreError>;
 
