@@ -379,7 +379,10 @@ async fn postgresql_down_means_503_and_not_ready_then_everything_resumes() {
     settled(&pg, &db, 2).await;
     assert_eq!(receiver.count(), 2, "{}", a.log());
     let log = a.log();
-    assert!(!log.contains("hunter2"), "the URL's password was logged:\n{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "the URL's password was logged:\n{log}"
+    );
     // The outage is logged once when it starts and once when it ends, not per
     // request or worker poll.
     assert_eq!(log.matches("Storage fault:").count(), 1, "{log}");

@@ -1,0 +1,145 @@
+//! The PostgreSQL store on its own (the behaviour shared with SQLite is in
+//! `store_contract.rs`): several replicas starting at once on an empty
+//! database, TLS with a private CA, and a store handle that outlives a
+//! server restart.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use mlops_alert_router::secret::Secret;
+use mlops_alert_router::store::*;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use std::sync::Arc;
+
+async fn connect(options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+    PostgresStore::connect(options, Default::default()).await
+}
+
+fn note(at: i64, key: u8) -> NewNotification<'static> {
+    NewNotification {
+        received_at: at,
+        dedup_key: [key; 32],
+        receiver: "team",
+        status: "firing",
+        group_key: "g",
+        alert_count: 1,
+        alertnames: vec!["A"],
+        payload: "{}",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_at_once_apply_the_schema_once() {
+    let server = pg::PgServer::start();
+    let url = server.fresh_database();
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { connect(PostgresOptions::new(Secret::new(url))).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for s in starts {
+        stores.push(Arc::new(s.await.unwrap().expect("every replica starts")));
+    }
+    assert_eq!(
+        server.psql(
+            &url,
+            "SELECT string_agg(version::text, ',') FROM schema_migrations"
+        ),
+        "1"
+    );
+    // And they share one inbox: a redelivery to another replica is a duplicate.
+    let first = stores[0]
+        .insert_notification(note(1, 1), 100)
+        .await
+        .unwrap();
+    let again = stores[5]
+        .insert_notification(note(2, 1), 100)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.id, first.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_handle_survives_a_server_restart() {
+    let server = pg::PgServer::start();
+    let url = server.fresh_database();
+    let store = connect(PostgresOptions::new(Secret::new(url)))
+        .await
+        .unwrap();
+    store.insert_notification(note(1, 1), 100).await.unwrap();
+    server.stop();
+    let down = store.insert_notification(note(2, 2), 100).await;
+    assert!(
+        matches!(
+            &down,
+            Err(StoreError::Storage {
+                fault: Fault::Unreachable,
+                ..
+            })
+        ),
+        "{down:?}"
+    );
+    assert!(store.check_writable().await.is_err());
+    server.restart();
+    // Broken pooled connections are replaced: the first call after the
+    // restart may still meet one, the next ones work.
+    let start = std::time::Instant::now();
+    loop {
+        if store.check_writable().await.is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "never recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let back = store.insert_notification(note(3, 3), 100).await.unwrap();
+    assert!(!back.duplicate);
+    let rows = store
+        .list(ListQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "the one refused while down was not stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_verifies_the_server_certificate_against_the_configured_ca() {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test-postgres-ca");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let server = pg::PgServer::start_tls(&cert.pem(), &key.serialize_pem());
+    let url = server.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+
+    for mode in ["require", "verify-full"] {
+        let tls_url = url.replace("sslmode=disable", &format!("sslmode={mode}"));
+        // Without the CA: the certificate is not trusted, nothing connects.
+        let refused = connect(PostgresOptions::new(Secret::new(tls_url.clone()))).await;
+        let message = refused.expect_err("an untrusted certificate").to_string();
+        assert!(message.contains("certificate"), "{mode}: {message}");
+        // With it: connected over TLS.
+        let mut options = PostgresOptions::new(Secret::new(tls_url));
+        options.ca_files = vec![ca_file.clone()];
+        let store = connect(options).await.expect("trusted");
+        store.check_writable().await.unwrap();
+    }
+}
