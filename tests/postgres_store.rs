@@ -143,3 +143,180 @@ async fn tls_verifies_the_server_certificate_against_the_configured_ca() {
         store.check_writable().await.unwrap();
     }
 }
+
+/// `store copy --to postgres` (the real binary): everything a SQLite store
+/// holds arrives with its ids; the copy is a working store; a second copy
+/// into the now non-empty database is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_copy_moves_a_sqlite_store_into_postgres() {
+    let now = chrono::Utc::now().timestamp_millis();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("router.db");
+    {
+        let sqlite = SqliteStore::open(
+            &db_path,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(300),
+            Default::default(),
+        )
+        .unwrap();
+        let s: &dyn Store = &sqlite;
+        for k in 1..=3 {
+            s.insert_notification(note(now + k as i64, k), 100)
+                .await
+                .unwrap();
+        }
+        let c = s.claim(now + 10, 60_000).await.unwrap().unwrap();
+        let runs = s
+            .ensure_runs(
+                c.id,
+                c.round,
+                vec![PlannedRun {
+                    fingerprint: "f".into(),
+                    action: "hook".into(),
+                    action_type: "webhook".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        s.record_attempt(RunAttempt {
+            run_id: runs[0].id,
+            started_at: now,
+            finished_at: now + 5,
+            outcome: RunOutcome::Dead {
+                error: "410".into(),
+            },
+            context: Some(serde_json::json!({"k": "v"})),
+        })
+        .await
+        .unwrap();
+        s.settle(c.id, c.round, now + 20).await.unwrap();
+        s.record_decision(TrafficDecision {
+            id: 0,
+            at: now,
+            action: "rollback".into(),
+            target: "exp".into(),
+            episode: "rollback/exp/f/t".into(),
+            fingerprint: "f".into(),
+            notification_id: c.id,
+            decision: "shifted".into(),
+            before: Some(serde_json::json!({"a": 50})),
+            after: Some(serde_json::json!({"a": 40})),
+            reason: "r".into(),
+        })
+        .await
+        .unwrap();
+        s.save_chat_thread(ChatThread {
+            key: ChatThreadKey {
+                action: "slack".into(),
+                channel: "#ab".into(),
+                group_key: "g".into(),
+            },
+            channel_id: "C1".into(),
+            message_id: "1.5".into(),
+            resolved: true,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    }
+    let server = pg::PgServer::start();
+    let url = server.fresh_database();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  path: {}\n  postgres: {{url: \"{url}\"}}\n",
+            db_path.display()
+        ),
+    )
+    .unwrap();
+    let copy = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mlops-alert-router"))
+            .arg("--config")
+            .arg(&config)
+            .args(["store", "copy", "--to", "postgres"])
+            .output()
+            .unwrap()
+    };
+    let out = copy();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("copied 3 notifications, 1 action runs, 1 traffic decisions, 1 chat threads"),
+        "{stdout}"
+    );
+
+    let pg = connect(PostgresOptions::new(Secret::new(url.clone())))
+        .await
+        .unwrap();
+    let p: &dyn Store = &pg;
+    let rows = p
+        .list(ListQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![3, 2, 1]);
+    assert_eq!(rows[2].state, "done");
+    assert_eq!(rows[2].alertnames, vec!["A"]);
+    assert_eq!(
+        p.inbox_depth(),
+        2,
+        "the two pending ones are still the inbox"
+    );
+    let detail = p.get(1).await.unwrap().unwrap();
+    assert_eq!(detail.action_runs[0].status, RunStatus::Dead);
+    assert_eq!(
+        detail.action_runs[0].context,
+        Some(serde_json::json!({"k": "v"}))
+    );
+    assert_eq!(p.dead_letter_count().await.unwrap(), 1);
+    let shifts = p
+        .decisions(DecisionQuery {
+            target: Some("exp".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(shifts.len(), 1);
+    assert_eq!(shifts[0].after, Some(serde_json::json!({"a": 40})));
+    let thread = p
+        .chat_thread(ChatThreadKey {
+            action: "slack".into(),
+            channel: "#ab".into(),
+            group_key: "g".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(thread.resolved);
+    // The dedup window carried over; new rows continue after the copied ids.
+    let again = p
+        .insert_notification(note(now + 100, 2), 100)
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.duplicate), (2, true));
+    let fresh = p
+        .insert_notification(note(now + 100, 9), 100)
+        .await
+        .unwrap();
+    assert_eq!((fresh.id, fresh.duplicate), (4, false));
+    // Claimable there: the pending ones were copied without leases.
+    assert!(p.claim(now + 200, 60_000).await.unwrap().is_some());
+
+    let refused = copy();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("copy only into an empty one"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

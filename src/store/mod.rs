@@ -8,6 +8,7 @@
 //! Both pass one contract suite (`tests/store_contract.rs`). All timestamps
 //! are Unix milliseconds.
 
+mod copy;
 mod health;
 mod postgres;
 mod sqlite;
@@ -15,6 +16,7 @@ mod sqlite;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use copy::{copy_sqlite_to_postgres, CopyReport};
 pub use health::{Fault, MIN_FREE_BYTES};
 pub use postgres::{check_url as check_postgres_url, PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteStore, StoreOptions};

@@ -393,6 +393,11 @@ impl PostgresStore {
     async fn client(&self) -> Result<Object, StoreError> {
         Ok(self.inner.pool.get().await?)
     }
+
+    /// A pooled connection, for the copy tool.
+    pub(crate) async fn pool_client(&self) -> Result<Object, StoreError> {
+        self.client().await
+    }
 }
 
 impl Inner {
