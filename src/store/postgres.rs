@@ -262,6 +262,9 @@ struct Inner {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     inner: Arc<Inner>,
+    /// Waiters for a target queue here first, so at most one pooled
+    /// connection per target waits on the advisory lock.
+    local: LocalLocks,
     /// Dropping it stops the background tasks.
     _stop: DropGuard,
 }
@@ -361,6 +364,7 @@ impl PostgresStore {
         tokio::spawn(background(inner.clone(), stop.clone()));
         Ok(Self {
             inner,
+            local: LocalLocks::default(),
             _stop: stop.drop_guard(),
         })
     }
@@ -1162,6 +1166,7 @@ impl TrafficLedger for PostgresStore {
 
     async fn lock_target(&self, target: &str) -> Result<TargetLock, StoreError> {
         let key = target.to_owned();
+        let local = self.local.lock(target).await;
         self.timed(async {
             let client = self.client().await?;
             // Waits for another replica's decision on the same target; the
@@ -1172,10 +1177,15 @@ impl TrafficLedger for PostgresStore {
                     &[&TARGET_NAMESPACE, &key],
                 )
                 .await?;
-            Ok(TargetLock::new(HeldTarget {
-                client: Some(client),
-                key: key.clone(),
-            }))
+            // Dropped in order: this process's next waiter may start waiting
+            // on the advisory lock as the unlock is sent.
+            Ok(TargetLock::new((
+                local,
+                HeldTarget {
+                    client: Some(client),
+                    key: key.clone(),
+                },
+            )))
         })
         .await
     }
