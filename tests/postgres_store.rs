@@ -320,3 +320,59 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// The storage keys at `check-config`: what is wrong is named, the URL
+/// (a secret) never printed.
+#[test]
+fn check_config_names_bad_postgres_settings_without_printing_the_url() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mlops-alert-router"));
+        cmd.arg("check-config").args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let backend = ("MLOPS_ALERT_ROUTER__STORAGE__BACKEND", "postgres");
+    let (ok, out) = run(&[backend], &[]);
+    assert!(!ok);
+    assert!(
+        out.contains("storage.postgres.url: is required with storage.backend: postgres"),
+        "{out}"
+    );
+    let bad = (
+        "MLOPS_ALERT_ROUTER__STORAGE__POSTGRES__URL",
+        "postgres://u:pw-never-printed@db/x?sslmode=bogus",
+    );
+    let (ok, out) = run(&[backend, bad], &[]);
+    assert!(!ok);
+    assert!(
+        out.contains("storage.postgres.url: not a valid PostgreSQL connection URL"),
+        "{out}"
+    );
+    assert!(out.contains("sslmode"), "{out}");
+    assert!(!out.contains("pw-never-printed"), "{out}");
+    let good = (
+        "MLOPS_ALERT_ROUTER__STORAGE__POSTGRES__URL",
+        "postgres://u:pw-never-printed@db/x?sslmode=verify-full",
+    );
+    let (ok, out) = run(&[backend, good], &["--print"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("stores into PostgreSQL (storage.postgres)"),
+        "{out}"
+    );
+    assert!(out.contains("url: <redacted>"), "{out}");
+    assert!(!out.contains("pw-never-printed"), "{out}");
+    let (ok, out) = run(&[("MLOPS_ALERT_ROUTER__STORAGE__BACKEND", "mysql")], &[]);
+    assert!(!ok);
+    assert!(out.contains("storage.backend"), "{out}");
+}

@@ -92,8 +92,14 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     let url = url
         .replace("sslmode=verify-full", "sslmode=require")
         .replace("sslmode=verify-ca", "sslmode=require");
-    url.parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a valid PostgreSQL connection URL ({e})"))
+    url.parse::<tokio_postgres::Config>().map_err(|e| {
+        // The reason ("invalid value for option `sslmode`") is the source;
+        // neither repeats the URL.
+        let reason = std::error::Error::source(&e)
+            .map(|s| format!("{e}: {s}"))
+            .unwrap_or_else(|| e.to_string());
+        format!("not a valid PostgreSQL connection URL ({reason})")
+    })
 }
 
 /// The store error for a driver error: a connection-level failure (no
