@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check-config`, `routes`, `plan`, `replay`.
+//! Command line: `serve`, `check-config`, `store copy`, `routes`, `plan`, `replay`.
 
 use crate::route::matcher::parse_label_arg;
 use crate::route::test_output;
@@ -37,6 +37,11 @@ pub enum Command {
         #[arg(long, short)]
         print: bool,
     },
+    /// Move the stored data between backends.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Inspect the route tree.
     Routes {
         #[command(subcommand)]
@@ -61,6 +66,26 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `store …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the SQLite database at `storage.path` (inbox, ledger, traffic
+    /// decisions, chat threads, dedup keys) into the empty PostgreSQL
+    /// database of `storage.postgres.url`. Stop the router first; then set
+    /// `storage.backend: postgres`.
+    Copy {
+        /// The destination backend.
+        #[arg(long, value_enum)]
+        to: CopyTarget,
+    },
+}
+
+/// Where `store copy` copies to.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CopyTarget {
+    Postgres,
 }
 
 /// `routes …` subcommands.
@@ -100,6 +125,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let app = Application::build(settings).await?;
                 app.run_until_stopped(shutdown).await
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::Copy {
+                to: CopyTarget::Postgres,
+            },
+        } => {
+            let settings = load(cli.config.as_deref())?;
+            crate::telemetry::init(&settings.log);
+            let report = runtime()?.block_on(crate::startup::copy_store_to_postgres(&settings))?;
+            println!(
+                "copied {} notifications, {} action runs, {} traffic decisions, {} chat threads from {} to PostgreSQL",
+                report.notifications,
+                report.action_runs,
+                report.traffic_decisions,
+                report.chat_threads,
+                settings.storage.path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file, print } => Ok(check_config(file.or(cli.config), print)),

@@ -239,6 +239,47 @@ impl Application {
     }
 }
 
+/// `store copy --to postgres`: the SQLite database at `storage.path` into the
+/// empty PostgreSQL database of `storage.postgres.*`.
+pub async fn copy_store_to_postgres(
+    settings: &Settings,
+) -> anyhow::Result<crate::store::CopyReport> {
+    let metrics = Metrics::new();
+    let options = postgres_options(settings)?;
+    let to = PostgresStore::connect(options, metrics.store.clone())
+        .await
+        .context("opening the PostgreSQL store (storage.postgres)")?;
+    crate::store::copy_sqlite_to_postgres(&settings.storage.path, &to)
+        .await
+        .with_context(|| format!("copying {}", settings.storage.path.display()))
+}
+
+fn postgres_options(settings: &Settings) -> anyhow::Result<PostgresOptions> {
+    let s = &settings.storage;
+    let pg = &s.postgres;
+    let url = pg
+        .url
+        .clone()
+        .context("storage.postgres.url (or url_file) is required")?;
+    Ok(PostgresOptions {
+        url,
+        pool_size: pg.pool_size,
+        connect_timeout: pg.connect_timeout,
+        statement_timeout: pg.statement_timeout,
+        ca_files: settings
+            .tls
+            .ca_file
+            .iter()
+            .chain(pg.ca_file.iter())
+            .cloned()
+            .collect(),
+        dedup_window: settings.ingest.dedup_window,
+        retention: s.retention,
+        dead_letter_retention: s.dead_letter_retention,
+        prune_interval: Some(s.prune_interval),
+    })
+}
+
 /// Opens the configured store (`storage.backend`).
 async fn open_store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
     let s = &settings.storage;
@@ -258,28 +299,7 @@ async fn open_store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Ar
             .with_context(|| format!("opening store {}", s.path.display()))?,
         ),
         StorageBackend::Postgres => {
-            let pg = &s.postgres;
-            let url = pg
-                .url
-                .clone()
-                .context("storage.postgres.url is required with storage.backend: postgres")?;
-            let options = PostgresOptions {
-                url,
-                pool_size: pg.pool_size,
-                connect_timeout: pg.connect_timeout,
-                statement_timeout: pg.statement_timeout,
-                ca_files: settings
-                    .tls
-                    .ca_file
-                    .iter()
-                    .chain(pg.ca_file.iter())
-                    .cloned()
-                    .collect(),
-                dedup_window: settings.ingest.dedup_window,
-                retention: s.retention,
-                dead_letter_retention: s.dead_letter_retention,
-                prune_interval: Some(s.prune_interval),
-            };
+            let options = postgres_options(settings)?;
             Arc::new(
                 PostgresStore::connect(options, metrics.store.clone())
                     .await

@@ -58,8 +58,30 @@ impl Worker {
         else {
             return Ok(Outcome::Empty);
         };
-        self.pipeline.process(claimed).await?;
-        Ok(Outcome::Completed)
+        // Renew the lease while processing (every third of it): a live
+        // worker's notification is never taken over by another replica,
+        // however long its actions take. A worker that dies stops renewing,
+        // and its work is taken over once the lease runs out.
+        let id = claimed.id;
+        let lease_ms = self.lease.as_millis() as i64;
+        let process = self.pipeline.process(claimed);
+        tokio::pin!(process);
+        let mut renew = tokio::time::interval((self.lease / 3).max(Duration::from_millis(10)));
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut process => {
+                    result?;
+                    return Ok(Outcome::Completed);
+                }
+                _ = renew.tick() => {
+                    if let Err(e) = self.store.renew_lease(id, now_ms(), lease_ms).await {
+                        tracing::warn!(error = %e, notification = id, "Cannot renew the lease; another replica may take over when it runs out");
+                    }
+                }
+            }
+        }
     }
 
     /// Loops until `shutdown`; the item in hand is always finished first.

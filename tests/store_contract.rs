@@ -229,6 +229,26 @@ async fn claims_are_leased_until_they_expire(open: Open<'_>) {
     assert!(s2.claim(T0 - 1, 60_000).await.unwrap().is_none());
 }
 
+async fn a_renewed_lease_is_not_taken_over(open: Open<'_>) {
+    let s = open().await;
+    let n = insert(s.as_ref(), T0, 1).await;
+    let c = s.claim(T0, 60_000).await.unwrap().unwrap();
+    s.renew_lease(c.id, T0 + 50_000, 60_000).await.unwrap();
+    assert!(s.claim(T0 + 60_001, 60_000).await.unwrap().is_none());
+    let again = s.claim(T0 + 110_001, 60_000).await.unwrap();
+    assert_eq!(
+        again.map(|c| c.id),
+        Some(n.id),
+        "taken over once the renewal ran out"
+    );
+    // A settled notification has no lease to renew.
+    s.ensure_runs(n.id, 0, vec![]).await.unwrap();
+    s.settle(n.id, 0, T0 + 110_002).await.unwrap();
+    s.renew_lease(n.id, T0 + 110_003, 60_000).await.unwrap();
+    assert_eq!(s.get(n.id).await.unwrap().unwrap().summary.state, "done");
+    assert!(s.claim(T0 + 500_000, 60_000).await.unwrap().is_none());
+}
+
 async fn concurrent_claims_never_hand_out_the_same_notification(open: Open<'_>) {
     let s = open().await;
     for k in 0..20 {
@@ -578,6 +598,7 @@ const CASES: &[(&str, Case)] = cases![
     concurrent_redeliveries_store_one_row,
     a_full_inbox_refuses_new_notifications_but_counts_redeliveries,
     claims_are_leased_until_they_expire,
+    a_renewed_lease_is_not_taken_over,
     concurrent_claims_never_hand_out_the_same_notification,
     runs_attempts_settle_and_dead_letters,
     chat_threads_are_saved_and_replaced,

@@ -48,6 +48,9 @@ pub enum Fault {
     ReadOnly,
     /// Any other I/O error from the disk.
     Io,
+    /// The database server (PostgreSQL) cannot be reached, is shutting down,
+    /// or refuses writes (a standby during a failover).
+    Unreachable,
 }
 
 impl Fault {
@@ -57,6 +60,7 @@ impl Fault {
             Fault::Full => "full",
             Fault::ReadOnly => "read_only",
             Fault::Io => "io",
+            Fault::Unreachable => "unreachable",
         }
     }
 

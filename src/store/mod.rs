@@ -8,6 +8,7 @@
 //! Both pass one contract suite (`tests/store_contract.rs`). All timestamps
 //! are Unix milliseconds.
 
+mod copy;
 mod health;
 mod postgres;
 mod sqlite;
@@ -15,6 +16,7 @@ mod sqlite;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use copy::{copy_sqlite_to_postgres, CopyReport};
 pub use health::{Fault, MIN_FREE_BYTES};
 pub use postgres::{check_url as check_postgres_url, PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteStore, StoreOptions};
@@ -312,6 +314,10 @@ pub trait WorkQueue: Send + Sync {
         round: i64,
         planned: Vec<PlannedRun>,
     ) -> Result<Vec<ActionRun>, StoreError>;
+
+    /// Extends the lease of a notification being processed to `now + lease_ms`
+    /// (only while it is still leased and pending).
+    async fn renew_lease(&self, id: i64, now: i64, lease_ms: i64) -> Result<(), StoreError>;
 
     /// Records one attempt of a run.
     async fn record_attempt(&self, attempt: RunAttempt) -> Result<(), StoreError>;

@@ -92,10 +92,20 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     let url = url
         .replace("sslmode=verify-full", "sslmode=require")
         .replace("sslmode=verify-ca", "sslmode=require");
-    url.parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a valid PostgreSQL connection URL ({e})"))
+    url.parse::<tokio_postgres::Config>().map_err(|e| {
+        // The reason ("invalid value for option `sslmode`") is the source;
+        // neither repeats the URL.
+        let reason = std::error::Error::source(&e)
+            .map(|s| format!("{e}: {s}"))
+            .unwrap_or_else(|| e.to_string());
+        format!("not a valid PostgreSQL connection URL ({reason})")
+    })
 }
 
+/// The store error for a driver error: a connection-level failure (no
+/// connection, server shutting down or in recovery, a standby refusing
+/// writes) is a storage fault, logged once while it lasts; anything else is
+/// reported as it happens.
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The driver's message is short ("db error", "error connecting to
@@ -107,7 +117,31 @@ impl From<tokio_postgres::Error> for StoreError {
             message.push_str(&format!(": {s}"));
             source = s.source();
         }
-        StoreError::Unavailable(message)
+        let unreachable = match e.code() {
+            None => true,
+            Some(code) => {
+                let code = code.code();
+                // 08: connection exception; 57P0x: shutdown, crash, cannot
+                // connect now; 25006: read-only transaction (a standby);
+                // 53300: too many connections.
+                code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || code == "25006"
+                    || code == "53300"
+            }
+        };
+        if unreachable {
+            unreachable_error(message)
+        } else {
+            StoreError::Unavailable(message)
+        }
+    }
+}
+
+fn unreachable_error(message: String) -> StoreError {
+    StoreError::Storage {
+        fault: Fault::Unreachable,
+        message,
     }
 }
 
@@ -116,9 +150,9 @@ impl From<PoolError> for StoreError {
         match e {
             PoolError::Backend(e) => e.into(),
             PoolError::Timeout(_) => {
-                StoreError::Unavailable("PostgreSQL: no connection within connect_timeout".into())
+                unreachable_error("PostgreSQL: no connection within connect_timeout".into())
             }
-            other => StoreError::Unavailable(format!("PostgreSQL: {other}")),
+            other => unreachable_error(format!("PostgreSQL: {other}")),
         }
     }
 }
@@ -223,6 +257,8 @@ const DEPTH_REFRESH: Duration = Duration::from_secs(1);
 
 struct Inner {
     pool: Pool,
+    /// Connection-level faults, logged once when they start and clear.
+    health: super::health::Health,
     options: PostgresOptions,
     /// Pending notifications, as last counted (plus this replica's inserts since).
     depth: AtomicU64,
@@ -232,6 +268,9 @@ struct Inner {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     inner: Arc<Inner>,
+    /// Waiters for a target queue here first, so at most one pooled
+    /// connection per target waits on the advisory lock.
+    local: LocalLocks,
     /// Dropping it stops the background tasks.
     _stop: DropGuard,
 }
@@ -310,6 +349,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL pool: {e}")))?;
         let inner = Arc::new(Inner {
             pool,
+            health: super::health::Health::new(metrics.clone()),
             options,
             depth: AtomicU64::new(0),
             metrics,
@@ -330,6 +370,7 @@ impl PostgresStore {
         tokio::spawn(background(inner.clone(), stop.clone()));
         Ok(Self {
             inner,
+            local: LocalLocks::default(),
             _stop: stop.drop_guard(),
         })
     }
@@ -341,17 +382,31 @@ impl PostgresStore {
         f: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.inner.options.connect_timeout + self.inner.options.statement_timeout;
-        match tokio::time::timeout(limit, f).await {
+        let result = match tokio::time::timeout(limit, f).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(unreachable_error(format!(
                 "PostgreSQL: no answer within {}",
                 humantime::format_duration(limit)
             ))),
+        };
+        match &result {
+            Err(StoreError::Storage { fault, message }) => self.inner.health.fail(*fault, message),
+            // Reached the server and it answered: whatever was wrong is over.
+            Ok(_) | Err(StoreError::Unavailable(_)) | Err(StoreError::InboxFull { .. }) => {
+                self.inner.health.clear()
+            }
+            Err(StoreError::Closed) => {}
         }
+        result
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
         Ok(self.inner.pool.get().await?)
+    }
+
+    /// A pooled connection, for the copy tool.
+    pub(crate) async fn pool_client(&self) -> Result<Object, StoreError> {
+        self.client().await
     }
 }
 
@@ -366,12 +421,19 @@ impl Inner {
             )
             .await?;
         let result = async {
-            client
-                .batch_execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (\
-                       version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-                )
-                .await?;
+            // Checked first: IF NOT EXISTS would log a notice at every start.
+            let exists: bool = client
+                .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+                .await?
+                .get(0);
+            if !exists {
+                client
+                    .batch_execute(
+                        "CREATE TABLE schema_migrations (\
+                           version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                    )
+                    .await?;
+            }
             for (version, sql) in MIGRATIONS {
                 let tx = client.transaction().await?;
                 let done = tx
@@ -711,7 +773,7 @@ impl WorkQueue for PostgresStore {
             let client = self.client().await?;
             let row = client
                 .query_opt(
-                    "UPDATE notifications SET lease_until = $1 + $2 WHERE id = ( \
+                    "UPDATE notifications SET lease_until = $1::BIGINT + $2::BIGINT WHERE id = ( \
                        SELECT id FROM notifications WHERE state = 'pending' \
                        AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
                        ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
@@ -770,6 +832,21 @@ impl WorkQueue for PostgresStore {
                 .collect();
             tx.commit().await?;
             Ok(runs)
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, id: i64, now: i64, lease_ms: i64) -> Result<(), StoreError> {
+        self.timed(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "UPDATE notifications SET lease_until = $2::BIGINT + $3::BIGINT \
+                     WHERE id = $1 AND lease_until IS NOT NULL AND state = 'pending'",
+                    &[&id, &now, &lease_ms],
+                )
+                .await?;
+            Ok(())
         })
         .await
     }
@@ -1095,6 +1172,7 @@ impl TrafficLedger for PostgresStore {
 
     async fn lock_target(&self, target: &str) -> Result<TargetLock, StoreError> {
         let key = target.to_owned();
+        let local = self.local.lock(target).await;
         self.timed(async {
             let client = self.client().await?;
             // Waits for another replica's decision on the same target; the
@@ -1105,10 +1183,15 @@ impl TrafficLedger for PostgresStore {
                     &[&TARGET_NAMESPACE, &key],
                 )
                 .await?;
-            Ok(TargetLock::new(HeldTarget {
-                client: Some(client),
-                key: key.clone(),
-            }))
+            // Dropped in order: this process's next waiter may start waiting
+            // on the advisory lock as the unlock is sent.
+            Ok(TargetLock::new((
+                local,
+                HeldTarget {
+                    client: Some(client),
+                    key: key.clone(),
+                },
+            )))
         })
         .await
     }
@@ -1252,7 +1335,7 @@ impl Upkeep for PostgresStore {
                 Ok(())
             })
             .await;
-        self.inner.metrics.writable.set(i64::from(result.is_ok()));
+        // (The writable gauge follows the store's health.)
         result
     }
 

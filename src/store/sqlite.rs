@@ -1778,6 +1778,18 @@ impl WorkQueue for SqliteStore {
         SqliteStore::ensure_runs(self, notification_id, round, planned).await
     }
 
+    async fn renew_lease(&self, id: i64, now: i64, lease_ms: i64) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            conn.prepare_cached(
+                "UPDATE notifications SET lease_until = ?2 + ?3 \
+                 WHERE id = ?1 AND lease_until IS NOT NULL AND state = 'pending'",
+            )?
+            .execute(params![id, now, lease_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn record_attempt(&self, attempt: RunAttempt) -> Result<(), StoreError> {
         SqliteStore::record_attempt(self, attempt).await
     }

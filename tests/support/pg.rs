@@ -17,6 +17,8 @@ pub struct PgServer {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// Extra `-c` settings of the server.
+    settings: String,
 }
 
 fn bin_dir() -> PathBuf {
@@ -61,11 +63,35 @@ fn free_port() -> u16 {
 impl PgServer {
     /// Creates and starts a server; panics with the server's log if it cannot.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that also accepts TLS (`ssl=on`) with this certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pg-test-")
             .tempdir()
             .expect("temp dir");
         let as_postgres = is_root();
+        let mut settings = String::new();
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let (cert_path, key_path) =
+                (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert_path, cert).unwrap();
+            std::fs::write(&key_path, key).unwrap();
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            settings = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_path.display(),
+                key_path.display()
+            );
+        }
         if as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -82,6 +108,7 @@ impl PgServer {
             bin: bin_dir(),
             port: free_port(),
             as_postgres,
+            settings,
         };
         let data = server.data_dir();
         let out = server
@@ -129,9 +156,10 @@ impl PgServer {
 
     fn pg_ctl_start(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         let out = self
             .command("pg_ctl")
