@@ -14,6 +14,7 @@
 //!   evaluated (enrichment failed) defers the run instead of shifting blind;
 //! - every decision is in the audit trail (`traffic_decisions`).
 
+pub mod evidence;
 mod file;
 pub mod kube;
 pub mod policy;
