@@ -235,7 +235,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     humantime::format_duration(step.after)
                 );
             }
-            summary.add(&out.requests, &out.errors);
+            summary.add(&out.requests, &out.errors, &out.correct);
             if let Some(line) = summary.take_if_due(&names) {
                 log!("{line}");
             }
@@ -361,10 +361,11 @@ fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-/// Requests and errors per variant, logged every [`SUMMARY_EVERY`].
+/// Requests, errors and correct predictions per variant, logged every [`SUMMARY_EVERY`].
 struct Summary {
     requests: Vec<u64>,
     errors: Vec<u64>,
+    correct: Vec<u64>,
     since: Instant,
 }
 
@@ -375,11 +376,16 @@ impl Summary {
         Self {
             requests: vec![0; n],
             errors: vec![0; n],
+            correct: vec![0; n],
             since,
         }
     }
 
-    fn add(&mut self, requests: &[u64], errors: &[u64]) {
+    fn add(&mut self, requests: &[u64], errors: &[u64], correct: &[u64]) {
+        self.correct
+            .iter_mut()
+            .zip(correct)
+            .for_each(|(a, b)| *a += b);
         self.requests
             .iter_mut()
             .zip(requests)
@@ -396,8 +402,8 @@ impl Summary {
         }
         let parts: Vec<String> = names
             .iter()
-            .zip(self.requests.iter().zip(&self.errors))
-            .map(|(n, (r, e))| format!("{n}={r} ({e} errors)"))
+            .zip(self.requests.iter().zip(&self.errors).zip(&self.correct))
+            .map(|(n, ((r, e), c))| format!("{n}={r} ({e} errors, {c} correct)"))
             .collect();
         let line = format!(
             "last {}s: {}",
