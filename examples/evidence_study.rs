@@ -24,8 +24,9 @@
 //!
 //! A/A (both variants at 1%): the share of experiments in which a guard ever
 //! shifts within the day is its false-shift rate. A/B (the candidate worse by
-//! 1, 2, 5, 10 points from the start): median and 90th percentile of the time
-//! to the first shift. Requests per look follow the rate exactly (with a
+//! 1, 2, 5, 10 points from the start; and by 2, 5 points after 6 healthy
+//! hours, where counts since the start dilute the drop): median and 90th
+//! percentile of the time to the first shift, from the start of the drop. Requests per look follow the rate exactly (with a
 //! fractional carry, as ab-simulator does); which of them fail is binomial.
 
 use mlops_alert_router::act::traffic::evidence::stats::{normal_quantile, Call, Counts, Judgement};
@@ -93,7 +94,15 @@ struct FirstShift {
 }
 
 /// One simulated day of one experiment.
-fn experiment(rng: &mut Rng, rate: f64, candidate_error: f64, z_crit: f64) -> FirstShift {
+/// The candidate fails at `candidate_error` from look `drop_after` + 1 on
+/// (at the base rate before); times are counted from the drop.
+fn experiment(
+    rng: &mut Rng,
+    rate: f64,
+    candidate_error: f64,
+    drop_after: usize,
+    z_crit: f64,
+) -> FirstShift {
     let mut first = FirstShift::default();
     let (mut cand, mut base) = (Counts::new(0.0, 0.0), Counts::new(0.0, 0.0));
     // Per look (candidate bad, candidate total, baseline bad, baseline total),
@@ -111,7 +120,12 @@ fn experiment(rng: &mut Rng, rate: f64, candidate_error: f64, z_crit: f64) -> Fi
         let nc = ((cand_due + 1e-9).floor() as u64 - cand_made).min(n);
         cand_made += nc;
         let nb = n - nc;
-        let xc = rng.binomial(nc, candidate_error) as f64;
+        let p = if look > drop_after {
+            candidate_error
+        } else {
+            BASE_ERROR_RATE
+        };
+        let xc = rng.binomial(nc, p) as f64;
         let xb = rng.binomial(nb, BASE_ERROR_RATE) as f64;
         cand = Counts::new(cand.bad + xc, cand.total + nc as f64);
         base = Counts::new(base.bad + xb, base.total + nb as f64);
@@ -139,12 +153,12 @@ fn experiment(rng: &mut Rng, rate: f64, candidate_error: f64, z_crit: f64) -> Fi
         if first.evidence.is_none()
             && Judgement::new(cand, base, ALPHA, TAU, MIN_SAMPLES).call == Call::FromWorse
         {
-            first.evidence = Some(look);
+            first.evidence = Some(look.saturating_sub(drop_after));
         }
         if first.evidence_hour.is_none() {
             let (c, b) = counts(hour);
             if Judgement::new(c, b, ALPHA, TAU, MIN_SAMPLES).call == Call::FromWorse {
-                first.evidence_hour = Some(look);
+                first.evidence_hour = Some(look.saturating_sub(drop_after));
             }
         }
         if first.threshold.is_none() {
@@ -155,14 +169,14 @@ fn experiment(rng: &mut Rng, rate: f64, candidate_error: f64, z_crit: f64) -> Fi
                 above = 0;
             }
             if above >= THRESHOLD_FOR_LOOKS {
-                first.threshold = Some(look);
+                first.threshold = Some(look.saturating_sub(drop_after));
             }
         }
         if first.ztest.is_none() && cand.total >= MIN_SAMPLES && base.total >= MIN_SAMPLES {
             let (pa, pb) = (cand.rate(), base.rate());
             let v = pa * (1.0 - pa) / cand.total + pb * (1.0 - pb) / base.total;
             if v > 0.0 && (pa - pb) / v.sqrt() > z_crit {
-                first.ztest = Some(look);
+                first.ztest = Some(look.saturating_sub(drop_after));
             }
         }
         if first.evidence.is_some()
@@ -231,7 +245,7 @@ fn main() {
     let mut rng = Rng(seed);
     for rate in [50.0, 5.0, 1.0, 0.2] {
         let xs: Vec<FirstShift> = (0..experiments)
-            .map(|_| experiment(&mut rng, rate, BASE_ERROR_RATE, z_crit))
+            .map(|_| experiment(&mut rng, rate, BASE_ERROR_RATE, 0, z_crit))
             .collect();
         let pct = |f: fn(&FirstShift) -> Option<usize>| format!("{:.1}%", 100.0 * share(&xs, f));
         println!(
@@ -248,19 +262,28 @@ fn main() {
         );
     }
 
-    println!("\nA/B: the candidate worse from the start. Time to the first shift in minutes, median / p90 (share of experiments shifted within the day; — = not within the day).\n");
+    println!("\nA/B: the candidate worse from the start (or after 6 healthy hours). Time from the drop to the first shift in minutes, median / p90 (share of experiments shifted within the day; — = not within the day).\n");
     println!("| traffic | candidate error rate | evidence, since_start | evidence, window 1h | threshold 5% for 5m | z-test at every look |");
     println!("|---|---|---|---|---|---|");
-    for (rate, points) in [50.0, 5.0]
+    let rows = [50.0, 5.0]
         .into_iter()
-        .flat_map(|r| [1.0, 2.0, 5.0, 10.0].map(|p| (r, p)))
-    {
+        .flat_map(|r| [1.0, 2.0, 5.0, 10.0].map(|p| (r, p, 0)))
+        .chain([2.0, 5.0].map(|p| (50.0, p, 6 * 240)));
+    for (rate, points, drop_after) in rows {
         let p = BASE_ERROR_RATE + points / 100.0;
         let xs: Vec<FirstShift> = (0..experiments)
-            .map(|_| experiment(&mut rng, rate, p, z_crit))
+            .map(|_| experiment(&mut rng, rate, p, drop_after, z_crit))
             .collect();
+        let when = if drop_after == 0 {
+            String::new()
+        } else {
+            format!(
+                " after {} h healthy",
+                drop_after as f64 * LOOK_SECONDS / 3600.0
+            )
+        };
         println!(
-            "| {rate} req/s | {:.0}% (+{points} points) | **{}** | {} | {} | {} |",
+            "| {rate} req/s | {:.0}% (+{points} points){when} | **{}** | {} | {} | {} |",
             100.0 * p,
             times(&xs, |x| x.evidence),
             times(&xs, |x| x.evidence_hour),
