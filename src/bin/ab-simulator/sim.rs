@@ -212,17 +212,33 @@ struct Variant {
 }
 
 impl Variant {
-    /// How many of `n` trials succeed at `rate`: Bernoulli draws with noise,
-    /// else the expected count with the fraction carried in `carry`.
-    fn count(rng: &mut XorShift64, noise: bool, carry: &mut f64, n: u64, rate: f64) -> u64 {
+    /// How many of `count` requests fail and how many of the others are
+    /// correct predictions. With noise, one draw per request in request order
+    /// (fails at `error_rate`; if not, correct at `accuracy`), so the k-th
+    /// request's outcome depends only on the seed, not on how ticks cut the
+    /// stream; without, the expected counts with their fractions carried.
+    fn outcomes(&mut self, noise: bool, count: u64, p: &Params) -> (u64, u64) {
+        let accuracy = p.accuracy / 100.0;
         if noise {
-            (0..n).filter(|_| rng.next_f64() < rate).count() as u64
-        } else {
+            let (mut failed, mut correct) = (0, 0);
+            for _ in 0..count {
+                if self.noise_rng.next_f64() < p.error_rate {
+                    failed += 1;
+                } else if self.noise_rng.next_f64() < accuracy {
+                    correct += 1;
+                }
+            }
+            return (failed, correct);
+        }
+        let carry = |carry: &mut f64, n: u64, rate: f64| {
             let want = n as f64 * rate + *carry;
             let k = ((want + EPSILON).floor() as u64).min(n);
             *carry = want - k as f64;
             k
-        }
+        };
+        let failed = carry(&mut self.error_carry, count, p.error_rate);
+        let correct = carry(&mut self.correct_carry, count - failed, accuracy);
+        (failed, correct)
     }
 }
 
@@ -398,21 +414,8 @@ impl Simulator {
         let noise = self.noise;
         for (v, &count) in self.variants.iter_mut().zip(&requests) {
             let params = self.scenario.current()[&v.name];
-            let failed = Variant::count(
-                &mut v.noise_rng,
-                noise,
-                &mut v.error_carry,
-                count,
-                params.error_rate,
-            );
+            let (failed, right) = v.outcomes(noise, count, &params);
             errors.push(failed);
-            let right = Variant::count(
-                &mut v.noise_rng,
-                noise,
-                &mut v.correct_carry,
-                count - failed,
-                params.accuracy / 100.0,
-            );
             correct.push(right);
             for (outcome, n) in [("correct", right), ("incorrect", count - failed - right)] {
                 self.metrics
@@ -727,6 +730,32 @@ steps:
             value(&text, "ab_test_model_accuracy", "enhanced-predictor", ""),
             78.0
         );
+    }
+
+    #[test]
+    fn noise_outcomes_do_not_depend_on_how_ticks_cut_the_requests() {
+        // No scenario step: a step applies at a tick, which differs by tick size.
+        let scenario = "variants:\n  baseline-predictor: {accuracy: 72, latency: 80ms, error_rate: 0.1}\n  enhanced-predictor: {accuracy: 60, latency: 60ms, error_rate: 0.2}\n";
+        let go = |tick_ms: u64| {
+            let mut s = sim(
+                scenario,
+                &[("baseline-predictor", 70.0), ("enhanced-predictor", 30.0)],
+            );
+            s.set_noise(true);
+            let (mut e, mut c) = (vec![0u64; 2], vec![0u64; 2]);
+            let mut t = Duration::ZERO;
+            while t < Duration::from_secs(20) {
+                t += Duration::from_millis(tick_ms);
+                let out = s.tick(t, 50.0);
+                for k in 0..2 {
+                    e[k] += out.errors[k];
+                    c[k] += out.correct[k];
+                }
+            }
+            (e, c)
+        };
+        assert_eq!(go(100), go(1000));
+        assert_eq!(go(100), go(20));
     }
 
     #[test]
