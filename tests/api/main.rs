@@ -9,6 +9,7 @@ mod chat_secrets;
 mod chat_snapshots;
 mod cli;
 mod closed_loop;
+mod closed_loop_evidence;
 mod components;
 mod durability;
 mod enrichment;
