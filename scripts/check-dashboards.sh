@@ -49,7 +49,7 @@ esac
 
 # Router metrics the dashboards use that the router does not export yet. Remove a
 # name when its feature lands (the check fails when an entry is exported).
-PENDING="traffic_evidence_decision traffic_evidence_samples traffic_evidence_bad_ratio traffic_evidence_difference traffic_evidence_p_value"
+PENDING=""
 # Series Prometheus makes itself (scrape health, alert state).
 PROMETHEUS_MADE="up ALERTS"
 # Series from the cluster: cAdvisor via the kubelet, and kube-state-metrics

@@ -13,6 +13,7 @@ mod closed_loop_evidence;
 mod components;
 mod durability;
 mod enrichment;
+mod evidence;
 mod fake_kube;
 mod ingest;
 mod kube_tls;

@@ -138,7 +138,7 @@ pub struct EvidenceConfig {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "crate::settings::opt_duration"
+        with = "crate::conf::opt_duration"
     )]
     pub slow_above: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,7 +366,94 @@ impl Evidence {
                 "mixing_sd": j.test.mixing_variance.sqrt(),
             },
             "queries": self.queries,
+            "summary": self.summary(),
         })
+    }
+}
+
+/// The decision the evidence asks for, as `traffic_evidence_decision` names it.
+pub fn decision_name(call: Call) -> &'static str {
+    match call {
+        Call::FromWorse => "shift",
+        Call::ToWorse => "blocked",
+        Call::TooFewSamples | Call::Inconclusive => "deferred",
+    }
+}
+
+const DECISIONS: [&str; 3] = ["shift", "deferred", "blocked"];
+
+/// Creates the `traffic_evidence_*` series of a target: NaN (nothing
+/// measured yet), every decision 0.
+pub fn declare(m: &crate::metrics::EvidenceMetrics, target: &str) {
+    use crate::metrics::{BoundLabels, EvidenceDecisionLabels, RoleLabels, TargetLabels};
+    for role in ["from", "to"] {
+        let l = RoleLabels {
+            target: target.to_owned(),
+            role: role.to_owned(),
+        };
+        m.samples.get_or_create(&l).set(f64::NAN);
+        m.bad_ratio.get_or_create(&l).set(f64::NAN);
+    }
+    for bound in ["estimate", "lower", "upper"] {
+        m.difference
+            .get_or_create(&BoundLabels {
+                target: target.to_owned(),
+                bound: bound.to_owned(),
+            })
+            .set(f64::NAN);
+    }
+    m.p_value
+        .get_or_create(&TargetLabels {
+            target: target.to_owned(),
+        })
+        .set(f64::NAN);
+    for d in DECISIONS {
+        m.decision
+            .get_or_create(&EvidenceDecisionLabels {
+                target: target.to_owned(),
+                decision: d.to_owned(),
+            })
+            .set(0);
+    }
+}
+
+/// Publishes one evaluation of `target` (a configured target).
+pub fn publish(m: &crate::metrics::EvidenceMetrics, target: &str, e: &Evidence) {
+    use crate::metrics::{BoundLabels, EvidenceDecisionLabels, RoleLabels, TargetLabels};
+    let j = &e.judgement;
+    for (role, c) in [("from", j.from), ("to", j.to)] {
+        let l = RoleLabels {
+            target: target.to_owned(),
+            role: role.to_owned(),
+        };
+        m.samples.get_or_create(&l).set(c.total);
+        m.bad_ratio.get_or_create(&l).set(c.rate());
+    }
+    for (bound, v) in [
+        ("estimate", j.test.difference),
+        ("lower", j.interval.0),
+        ("upper", j.interval.1),
+    ] {
+        m.difference
+            .get_or_create(&BoundLabels {
+                target: target.to_owned(),
+                bound: bound.to_owned(),
+            })
+            .set(v);
+    }
+    m.p_value
+        .get_or_create(&TargetLabels {
+            target: target.to_owned(),
+        })
+        .set(j.test.p_value());
+    let chosen = decision_name(j.call);
+    for d in DECISIONS {
+        m.decision
+            .get_or_create(&EvidenceDecisionLabels {
+                target: target.to_owned(),
+                decision: d.to_owned(),
+            })
+            .set(i64::from(d == chosen));
     }
 }
 
