@@ -1145,6 +1145,50 @@ mod tests {
         assert_eq!(enhanced_weight(&f), 0);
     }
 
+    /// Without counts (no Prometheus), the evidence guard defers: never blind.
+    #[tokio::test]
+    async fn the_evidence_guard_never_shifts_blind() {
+        let f = fixture("{step: 30, cooldown: 0s, evidence: {metric: error_rate}}");
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json");
+        let n = crate::ingest::parse(body.as_bytes(), 10)
+            .unwrap()
+            .notification;
+        let context = Context::default();
+        let ctx = ActionContext {
+            notification_id: 1,
+            notification: &n,
+            alerts: vec![AlertInput {
+                alert: &n.alerts[0],
+                context: &context,
+                outcomes: Vec::new(),
+            }],
+            attempt: 1,
+            store: None,
+            metrics: None,
+        };
+        match f.action.execute(&ctx).await {
+            Err(ActionError::Retryable { message, .. }) => assert_eq!(
+                message,
+                "deferred: evidence: prometheus.url is not configured"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let plan = f.action.plan(&ctx).await;
+        assert_eq!(plan["decision"], "deferred");
+        assert_eq!(
+            plan["evidence"]["queries"]["bad"],
+            "sum by (model_name) (ab_test_requests_total{experiment=\"financial-ab-test-experiment\", status=\"error\"})"
+        );
+        assert_eq!(enhanced_weight(&f), 30, "weights untouched");
+        // An invalid evidence block cannot build the action.
+        let bad: TrafficShiftConfig =
+            serde_yaml::from_str("{step: 30, evidence: {metric: accuracy, alpha: 0}}").unwrap();
+        assert_eq!(
+            bad.validate_all().unwrap_err(),
+            ["evidence.alpha: must be in (0, 0.5], got 0 (0.05: at most 5% of shifts on noise)"]
+        );
+    }
+
     #[tokio::test]
     async fn cooldown_holds_back_until_it_has_elapsed() {
         let f = fixture("{step: 10, cooldown: 10m, max_shifts_per_hour: 10}");
