@@ -184,7 +184,7 @@ async fn noise_fires_the_threshold_alert_but_the_evidence_guard_does_not_shift()
         ev["interval"][1].as_f64().unwrap(),
     );
     assert!(
-        lo <= 0.0,
+        lo <= 0.0 && hi > lo,
         "the interval does not exclude a better candidate: {ev:#}"
     );
     assert!(
