@@ -88,11 +88,11 @@ async fn closed_loop(weights: &str, scenario: &str, sim_args: &[&str], evidence:
     let mut settings = test_settings(dir.path());
     settings.server.listen = format!("127.0.0.1:{router_port}").parse().unwrap();
     settings.worker.weights_poll_interval = Duration::from_millis(500);
-    // A deferred run is evaluated again after 1 s, 2 s, 4 s, … up to 30 s old.
+    // A deferred run is evaluated again after 1 s, 2 s, 4 s, 4 s, … until it
+    // is the evidence guard's max_age old, whatever worker.max_attempts says.
     settings.worker.backoff_initial = Duration::from_secs(1);
     settings.worker.backoff_max = Duration::from_secs(4);
-    settings.worker.max_attempts = 100;
-    settings.worker.max_age = Some(Duration::from_secs(30));
+    settings.worker.max_attempts = 3;
     settings.actions.insert(
         "rollback".into(),
         serde_yaml::from_str(&format!(
@@ -148,7 +148,7 @@ async fn noise_fires_the_threshold_alert_but_the_evidence_guard_does_not_shift()
         "variants:\n  baseline-predictor: {accuracy: 72, latency: 80ms, error_rate: 0.02}\n  \
          enhanced-predictor: {accuracy: 72, latency: 80ms, error_rate: 0.02}\n",
         &["--rate", "10", "--noise", "--seed", "4"],
-        "{metric: error_rate, alpha: 0.05, min_samples: 20}",
+        "{metric: error_rate, alpha: 0.05, min_samples: 20, max_age: 30s}",
     )
     .await;
     let app = &l.app;

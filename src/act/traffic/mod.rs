@@ -952,6 +952,18 @@ impl Action for TrafficShift {
         "traffic_shift"
     }
 
+    /// With an evidence guard, a deferred decision is evaluated again until
+    /// the run is `evidence.max_age` old, however many attempts that takes.
+    fn retry_limits(&self) -> super::RetryLimits {
+        match &self.config.evidence {
+            Some(e) => super::RetryLimits {
+                max_attempts: Some(u32::MAX),
+                max_age: Some(e.max_age),
+            },
+            None => super::RetryLimits::default(),
+        }
+    }
+
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
         let (episode, verdict) = self.decide(ctx, false).await;
         match verdict {
@@ -1180,6 +1192,10 @@ mod tests {
             "sum by (model_name) (ab_test_requests_total{experiment=\"financial-ab-test-experiment\", status=\"error\"})"
         );
         assert_eq!(enhanced_weight(&f), 30, "weights untouched");
+        // Deferred runs are evaluated again until evidence.max_age (1h by default).
+        let limits = f.action.retry_limits();
+        assert_eq!(limits.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(limits.max_attempts, Some(u32::MAX));
         // An invalid evidence block cannot build the action.
         let bad: TrafficShiftConfig =
             serde_yaml::from_str("{step: 30, evidence: {metric: accuracy, alpha: 0}}").unwrap();

@@ -8,6 +8,7 @@
 //!   alpha: 0.05             # false-shift rate guaranteed under continuous monitoring
 //!   min_samples: 200        # per variant, before anything is decided
 //!   window: since_start     # or a duration (counts over the last 1h, …)
+//!   # max_age: 1h           # deferred: evaluated again until the run is this old
 //!   # mixing_sd: 0.02       # τ of the test (see stats.rs)
 //!   # slow_above: 200ms     # slow_requests: a bucket bound of the histogram
 //!   # queries: {total: '<selector>', bad: '<selector>'}   # other metric names
@@ -143,6 +144,15 @@ pub struct EvidenceConfig {
     pub slow_above: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queries: Option<Queries>,
+    /// How long a deferred decision keeps being evaluated again (with the
+    /// worker's backoff, whatever `worker.max_attempts` says) before the run
+    /// is dead with the evidence as its reason.
+    #[serde(default = "default_max_age", with = "crate::conf::duration")]
+    pub max_age: Duration,
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_alpha() -> f64 {
@@ -173,6 +183,9 @@ impl EvidenceConfig {
                 "mixing_sd: must be in (0, 1), a fraction (0.02 = 2 points), got {}",
                 self.mixing_sd
             ));
+        }
+        if self.max_age < Duration::from_secs(1) {
+            errors.push("max_age: must be at least 1s".into());
         }
         if let Window::Last(d) = self.window {
             if d < Duration::from_secs(60) {
