@@ -11,6 +11,11 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Wall-clock time as a date (HTTP dates, RFC 3339 stamps).
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
 /// The real clock as a [`Clock`].
 pub fn system() -> Clock {
     Arc::new(now_ms)

@@ -5,28 +5,44 @@
 //!
 //! ```text
 //! Alertmanager ──POST──▶ http ──▶ ingest ──▶ store (SQLite inbox) ──▶ worker ──▶ pipeline
-//!                                                                       route → act → ledger
+//!                                                    complete → route → enrich → act → ledger
 //! ```
 //!
 //! - [`http`]: the axum API. Handlers extract, convert, make one call, map to
 //!   a status. [`http::error::ApiError`] is the only error they answer with.
 //! - [`ingest`]: the Alertmanager v4 payload parsed once into domain types,
-//!   with field-naming validation errors and the redelivery (dedup) key.
+//!   with field-naming validation errors and the redelivery (dedup) key;
+//!   [`ingest::alertmanager`] completes a group Alertmanager truncated.
 //! - [`store`]: the durable inbox and ledger behind the [`store::Store`] trait;
 //!   [`store::SqliteStore`] group-commits concurrent writes in one transaction.
 //! - [`worker`]: claims stored notifications with a lease; one step at a time
 //!   ([`worker::Worker::try_execute_task`]) or in a loop until shutdown.
-//! - [`pipeline`]: the only place that knows the stage order; records each
-//!   action run's outcome, retries with backoff, dead-letters.
+//! - [`pipeline`]: the only place that knows the stage order:
+//!   [`pipeline::plan`] (complete, route, enrich; the dry-run plan),
+//!   [`pipeline::run`] (act, record each run's outcome) and
+//!   [`pipeline::retry`] (backoff, dead letters: a pure decision).
 //! - [`route`]: labels → named actions.
-//! - [`act`]: the actions, a closed config enum that builds runtime objects;
-//!   [`act::chat`] holds the chat platforms and the generic webhook (one
-//!   message per notification, cut to each platform's limits).
+//! - [`enrich`]: Prometheus queries rendered per alert (cached, coalesced,
+//!   bounded) and links, the [`enrich::Context`] actions see.
+//! - [`act`]: the actions, a closed config enum that builds runtime objects
+//!   once (a config that cannot be built stops startup); [`act::chat`] holds
+//!   the chat platforms and the generic webhook (one message per
+//!   notification, cut to each platform's limits); [`act::traffic`] the
+//!   traffic shift and its typed [`act::traffic::Decision`].
+//! - [`outbound`]: the one outbound HTTP client (timeouts, caps, CA policy,
+//!   secrets scrubbed from errors).
 //! - [`settings`], [`secret`]: layered config with key-path errors; secrets
-//!   that cannot be printed.
+//!   that cannot be printed. [`conf`], [`clock`], [`text`]: the leaves every
+//!   layer shares (config helpers, the wall clock, clipping).
 //! - [`metrics`], [`telemetry`]: OpenMetrics and `tracing`.
 //! - [`startup`]: [`startup::Application`] wires it all and handles shutdown;
 //!   [`cli`] is the command line.
+//!
+//! Imports flow one way, from [`startup`]/[`cli`] down through [`http`],
+//! [`pipeline`], [`settings`], the stages ([`act`] over [`enrich`]) and the
+//! domain ([`ingest`], [`route`], [`store`]) to [`outbound`] and the leaves;
+//! `scripts/check-layering.py` fails on an upward import or a cycle
+//! (ARCHITECTURE.md, "Layers").
 
 #![forbid(unsafe_code)]
 

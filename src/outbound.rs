@@ -718,7 +718,7 @@ fn utf8_prefix(bytes: &[u8], cut: bool) -> String {
 /// [`MAX_RETRY_AFTER`], however large the value (10^30 s included).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    parse_retry_after(value, chrono::Utc::now())
+    parse_retry_after(value, crate::clock::now())
 }
 
 /// `Retry-After`'s value as a wait from `now`.

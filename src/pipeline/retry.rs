@@ -236,6 +236,32 @@ mod tests {
     }
 
     #[test]
+    fn the_backoff_doubles_from_initial_up_to_the_max_plus_its_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 50,
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            max_age: None,
+        };
+        for attempt in 1..=40u32 {
+            // The exponential step, capped; backon's jitter adds up to as
+            // much again (so a wait can reach twice backoff_max).
+            let step = (policy.initial * 2u32.pow((attempt - 1).min(10))).min(policy.max);
+            let d = policy.delay(attempt);
+            assert!(
+                d >= step && d < step * 2,
+                "attempt {attempt}: {d:?}, step {step:?}"
+            );
+        }
+        let zero = RetryPolicy {
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+            ..policy
+        };
+        assert_eq!(zero.delay(3), Duration::ZERO, "tests' zero backoff");
+    }
+
+    #[test]
     fn the_actions_own_limits_win_over_the_workers() {
         let policy = RetryPolicy {
             max_attempts: 5,

@@ -29,27 +29,10 @@ async fn chat_app(yaml: &str) -> (TestApp, tempfile::TempDir) {
     (app, dir)
 }
 
-async fn post(app: &TestApp, body: impl Into<reqwest::Body>) -> i64 {
-    let r: Value = app.post_alerts(body).await.json().await.unwrap();
-    r["id"].as_i64().expect("stored")
-}
-
-/// Runs the worker until nothing is due (retries of zero backoff included).
-async fn drain(app: &TestApp) {
-    for _ in 0..20 {
-        if app.worker.try_execute_task().await.unwrap() == Outcome::Empty {
-            return;
-        }
-    }
-    panic!("inbox never drained");
-}
-
 async fn chat_run(app: &TestApp, id: i64) -> Value {
-    let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
-    let runs = detail["action_runs"].as_array().unwrap();
-    let chat: Vec<&Value> = runs.iter().filter(|r| r["action"] == "chat").collect();
-    assert_eq!(chat.len(), 1, "one run per notification: {detail:#}");
-    chat[0].clone()
+    let mut chat = app.action_runs(id, "chat").await;
+    assert_eq!(chat.len(), 1, "one run per notification: {chat:#?}");
+    chat.remove(0)
 }
 
 fn body_of(r: &Request) -> Value {
@@ -96,8 +79,10 @@ async fn slack_webhook_gets_block_kit_in_a_severity_coloured_attachment() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("accuracy-firing-both-variants.json")).await;
-    drain(&app).await;
+    let id = app
+        .post(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    app.drain().await;
 
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
@@ -171,14 +156,14 @@ async fn slack_bot_updates_the_groups_message_and_replies_in_its_thread_when_res
     ))
     .await;
 
-    let firing = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let firing = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = chat_run(&app, firing).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["result"]["posted"], "1700000000.000100");
 
-    let resolved = post(&app, fixture("accuracy-resolved.json")).await;
-    drain(&app).await;
+    let resolved = app.post(fixture("accuracy-resolved.json")).await;
+    app.drain().await;
     let run = chat_run(&app, resolved).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["result"]["updated"], "1700000000.000100");
@@ -212,8 +197,8 @@ async fn slack_bot_updates_the_groups_message_and_replies_in_its_thread_when_res
     // Resolved closed it: the next firing of the group starts a new message.
     let mut again = fixture_json("accuracy-firing.json");
     again["alerts"][0]["startsAt"] = json!("2026-11-27T03:00:00Z");
-    post(&app, again.to_string()).await;
-    drain(&app).await;
+    app.post(again.to_string()).await;
+    app.drain().await;
     let last = requests(&server).await.pop().unwrap();
     assert_eq!(last.url.path(), "/api/chat.postMessage");
     assert!(body_of(&last).get("thread_ts").is_none());
@@ -236,8 +221,8 @@ async fn a_slack_api_error_is_permanent_unless_slack_says_retry() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "dead");
     assert_eq!(run["attempts"], 1);
@@ -271,8 +256,8 @@ async fn teams_gets_an_adaptive_card_and_202_is_success() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("server-down-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("server-down-firing.json")).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["result"]["status"], 202);
@@ -304,8 +289,8 @@ async fn mattermost_gets_text_and_a_coloured_attachment() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("accuracy-partially-resolved.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-partially-resolved.json")).await;
+    app.drain().await;
     assert_eq!(chat_run(&app, id).await["status"], "succeeded");
     let body = body_of(&requests(&server).await[0]);
     assert_eq!(body["channel"], "ml-alerts");
@@ -333,8 +318,10 @@ async fn discord_gets_embeds_with_fields_and_pings_nobody() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("accuracy-firing-both-variants.json")).await;
-    drain(&app).await;
+    let id = app
+        .post(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    app.drain().await;
     assert_eq!(chat_run(&app, id).await["status"], "succeeded");
     let body = body_of(&requests(&server).await[0]);
     assert_eq!(body["allowed_mentions"], json!({"parse": []}));
@@ -376,9 +363,9 @@ async fn google_chat_threads_every_notification_of_a_group_together() {
         server.uri()
     ))
     .await;
-    post(&app, fixture("accuracy-firing.json")).await;
-    post(&app, fixture("accuracy-resolved.json")).await;
-    drain(&app).await;
+    app.post(fixture("accuracy-firing.json")).await;
+    app.post(fixture("accuracy-resolved.json")).await;
+    app.drain().await;
     let bodies: Vec<Value> = requests(&server).await.iter().map(body_of).collect();
     assert_eq!(bodies.len(), 2);
     let key = bodies[0]["thread"]["threadKey"]
@@ -430,8 +417,8 @@ template: |
         server.uri()
     );
     let (app, _dir) = chat_app(&yaml).await;
-    let id = post(&app, fixture("latency-firing-unicode.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("latency-firing-unicode.json")).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     let body = body_of(&requests(&server).await[0]);
@@ -453,8 +440,9 @@ async fn a_webhook_without_template_posts_the_notification_view() {
         .mount(&server)
         .await;
     let (app, _dir) = chat_app(&format!("{{type: webhook, url: '{}/hook'}}", server.uri())).await;
-    post(&app, fixture("accuracy-firing-both-variants.json")).await;
-    drain(&app).await;
+    app.post(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    app.drain().await;
     let body = body_of(&requests(&server).await[0]);
     assert_eq!(body["version"], "1");
     assert_eq!(body["status"], "firing");
@@ -493,8 +481,8 @@ async fn a_truncated_group_that_cannot_be_completed_says_n_shown_of_m() {
             .as_deref()
             .map(|y| serde_yaml::from_str(y).unwrap());
         let app = spawn_app_with(settings).await;
-        let id = post(&app, fixture("cpu-firing-truncated.json")).await;
-        drain(&app).await;
+        let id = app.post(fixture("cpu-firing-truncated.json")).await;
+        app.drain().await;
         let run = chat_run(&app, id).await;
         assert_eq!(run["status"], "succeeded", "{alertmanager:?}: {run:#}");
         let body = body_of(&requests(&server).await[0]).to_string();
@@ -522,7 +510,7 @@ async fn a_429_waits_at_least_its_retry_after_then_delivers() {
         .mount(&server)
         .await;
     let (app, _dir) = chat_app(&format!("{{type: slack, url: '{}/hook'}}", server.uri())).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
 
     assert_eq!(
         app.worker.try_execute_task().await.unwrap(),
@@ -541,7 +529,7 @@ async fn a_429_waits_at_least_its_retry_after_then_delivers() {
     assert!(waited >= 120_000, "retry after {waited} ms: {run:#}");
 
     make_due(&app);
-    drain(&app).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["attempts"], 2);
@@ -563,8 +551,8 @@ async fn three_500s_then_the_fourth_attempt_delivers() {
         .mount(&server)
         .await;
     let (app, _dir) = chat_app(&format!("{{type: discord, url: '{}/hook'}}", server.uri())).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["attempts"], 4);
@@ -602,8 +590,8 @@ async fn a_timeout_is_retried() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["attempts"], 2);
@@ -623,8 +611,8 @@ async fn permanent_4xx_is_dead_at_once_and_listed_as_a_dead_letter() {
             .mount(&server)
             .await;
         let (app, _dir) = chat_app(&format!("{{type: slack, url: '{}/hook'}}", server.uri())).await;
-        let id = post(&app, fixture("accuracy-firing.json")).await;
-        drain(&app).await;
+        let id = app.post(fixture("accuracy-firing.json")).await;
+        app.drain().await;
         let run = chat_run(&app, id).await;
         assert_eq!(run["status"], "dead", "{status}: {run:#}");
         assert_eq!(run["attempts"], 1, "{status}: not retried");
@@ -664,9 +652,9 @@ async fn dead_letters_are_newest_first_paginated_and_leave_once_replayed() {
         "server-down-firing.json",
         "latency-firing-unicode.json",
     ] {
-        ids.push(post(&app, fixture(name)).await);
+        ids.push(app.post(fixture(name)).await);
     }
-    drain(&app).await;
+    app.drain().await;
     let page = app.get_json("/api/v1/dead-letters?limit=2").await;
     let got: Vec<i64> = page["dead_letters"]
         .as_array()
@@ -699,7 +687,7 @@ async fn dead_letters_are_newest_first_paginated_and_leave_once_replayed() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    drain(&app).await;
+    app.drain().await;
     let after = app.get_json("/api/v1/dead-letters").await;
     assert_eq!(
         after["dead_letters"].as_array().unwrap().len(),
@@ -740,8 +728,8 @@ async fn an_actions_own_max_attempts_and_max_age_win_over_the_workers() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "dead");
     assert_eq!(run["attempts"], 2);
@@ -765,8 +753,8 @@ async fn an_actions_own_max_attempts_and_max_age_win_over_the_workers() {
         server.uri()
     ))
     .await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = chat_run(&app, id).await;
     assert_eq!(run["status"], "dead", "{run:#}");
     assert_eq!(run["attempts"], 1);
@@ -923,8 +911,10 @@ async fn a_custom_template_replaces_the_text_and_a_broken_one_falls_back_to_the_
     );
     settings.route = serde_yaml::from_str("{actions: [chat, broken]}").unwrap();
     let app = spawn_app_with(settings).await;
-    let id = post(&app, fixture("accuracy-firing-both-variants.json")).await;
-    drain(&app).await;
+    let id = app
+        .post(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    app.drain().await;
     let mut bodies = std::collections::BTreeMap::new();
     for r in requests(&server).await {
         bodies.insert(r.url.path().to_owned(), body_of(&r));

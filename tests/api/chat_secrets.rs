@@ -3,7 +3,6 @@
 //! `check-config` output — even when the platform echoes it back.
 
 use crate::helpers::*;
-use mlops_alert_router::worker::Outcome;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -135,7 +134,7 @@ async fn secrets_stay_out_of_logs_and_api_answers_even_when_echoed() {
         .await
         .unwrap();
     let id = r["id"].as_i64().unwrap();
-    while app.worker.try_execute_task().await.unwrap() == Outcome::Completed {}
+    app.drain().await;
 
     let detail = app
         .get(&format!("/api/v1/notifications/{id}"))

@@ -164,14 +164,7 @@ async fn shutdown_stops_accepting_but_finishes_the_item_in_hand() {
     let app = spawn_app_with_actions(settings.clone(), actions).await;
     let address = app.address.clone();
     let db = app.db_path.clone();
-    let id = app
-        .post_alerts(fixture("accuracy-firing.json"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post(fixture("accuracy-firing.json")).await;
     started.acquire().await.unwrap().forget();
 
     let stopping = tokio::spawn(app.stop());

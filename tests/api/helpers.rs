@@ -4,7 +4,7 @@ use mlops_alert_router::act::ActionSet;
 use mlops_alert_router::settings::Settings;
 use mlops_alert_router::startup::Application;
 use mlops_alert_router::store::Store;
-use mlops_alert_router::worker::Worker;
+use mlops_alert_router::worker::{Outcome, Worker};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +46,9 @@ pub fn test_settings(dir: &Path) -> Settings {
     s.worker.backoff_initial = Duration::ZERO;
     s
 }
+
+/// Most notifications [`TestApp::drain`] processes before it gives up.
+pub const MAX_DRAIN_STEPS: usize = 200;
 
 pub struct TestApp {
     pub address: String,
@@ -108,6 +111,48 @@ impl TestApp {
             .expect("request sent");
         assert!(r.status().is_success(), "dry run: {}", r.status());
         r.json().await.expect("a JSON plan")
+    }
+
+    /// POSTs a notification; returns its id (panics unless it was stored).
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> i64 {
+        let r = self.post_alerts(body).await;
+        let status = r.status();
+        let answer: Value = r.json().await.expect("a JSON answer");
+        answer["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("not stored ({status}): {answer}"))
+    }
+
+    /// Runs the worker until nothing is due (every retry is due at once:
+    /// `backoff_initial` is zero in tests), at most [`MAX_DRAIN_STEPS`]
+    /// notifications, so a run that never settles fails the test instead of
+    /// hanging it.
+    pub async fn drain(&self) {
+        for _ in 0..MAX_DRAIN_STEPS {
+            if self.worker.try_execute_task().await.expect("worker step") == Outcome::Empty {
+                return;
+            }
+        }
+        panic!("inbox never drained in {MAX_DRAIN_STEPS} steps");
+    }
+
+    /// The runs of `action` in notification `id`'s detail, in order.
+    pub async fn action_runs(&self, id: i64, action: &str) -> Vec<Value> {
+        let detail = self.get_json(&format!("/api/v1/notifications/{id}")).await;
+        detail["action_runs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no action_runs: {detail:#}"))
+            .iter()
+            .filter(|r| r["action"] == action)
+            .cloned()
+            .collect()
+    }
+
+    /// The last run of `action` in notification `id` (panics when there is none).
+    pub async fn action_run(&self, id: i64, action: &str) -> Value {
+        let mut runs = self.action_runs(id, action).await;
+        runs.pop()
+            .unwrap_or_else(|| panic!("notification {id} has no run of {action:?}"))
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

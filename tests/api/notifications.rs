@@ -1,11 +1,6 @@
 use crate::helpers::*;
 use serde_json::{json, Value};
 
-async fn post(app: &TestApp, name: &str) -> i64 {
-    let r: Value = app.post_alerts(fixture(name)).await.json().await.unwrap();
-    r["id"].as_i64().unwrap()
-}
-
 fn ids(page: &Value) -> Vec<i64> {
     page["notifications"]
         .as_array()
@@ -19,10 +14,10 @@ fn ids(page: &Value) -> Vec<i64> {
 async fn list_is_newest_first_paginated_and_filterable() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(test_settings(dir.path())).await;
-    let a = post(&app, "accuracy-firing.json").await;
-    let b = post(&app, "server-down-firing.json").await;
-    let c = post(&app, "accuracy-resolved.json").await;
-    let d = post(&app, "latency-firing-unicode.json").await;
+    let a = app.post(fixture("accuracy-firing.json")).await;
+    let b = app.post(fixture("server-down-firing.json")).await;
+    let c = app.post(fixture("accuracy-resolved.json")).await;
+    let d = app.post(fixture("latency-firing-unicode.json")).await;
 
     assert_eq!(
         ids(&app.get_json("/api/v1/notifications").await),
@@ -71,7 +66,9 @@ async fn list_is_newest_first_paginated_and_filterable() {
 async fn detail_shows_alerts_and_every_action_run() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(test_settings(dir.path())).await;
-    let id = post(&app, "accuracy-firing-both-variants.json").await;
+    let id = app
+        .post(fixture("accuracy-firing-both-variants.json"))
+        .await;
     let detail = app.wait_for(id, is_done).await;
     assert_eq!(
         detail["payload"],
@@ -116,7 +113,7 @@ async fn unknown_ids_get_a_json_404() {
 async fn replay_runs_the_notification_again_in_a_new_round() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(test_settings(dir.path())).await;
-    let id = post(&app, "accuracy-firing.json").await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
     app.wait_for(id, is_done).await;
 
     let dry = app

@@ -319,7 +319,7 @@ fn webhook_settings(dir: &std::path::Path, base: &str, extra: &str) -> Settings 
 /// Runs the worker until the notification is done, making retries due.
 async fn run_to_the_end(app: &TestApp, id: i64) -> Value {
     for _ in 0..10 {
-        while app.worker.try_execute_task().await.unwrap() == Outcome::Completed {}
+        app.drain().await;
         let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
         if detail["state"] == "done" {
             return detail;

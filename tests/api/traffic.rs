@@ -36,27 +36,8 @@ fn settings(dir: &std::path::Path, kube: &FakeKube, rollback: &str) -> Settings 
     s
 }
 
-async fn drain(app: &TestApp) {
-    while app.worker.try_execute_task().await.unwrap()
-        == mlops_alert_router::worker::Outcome::Completed
-    {}
-}
-
-async fn post(app: &TestApp, body: impl Into<reqwest::Body>) -> i64 {
-    let r: Value = app.post_alerts(body).await.json().await.unwrap();
-    r["id"].as_i64().unwrap()
-}
-
 async fn rollback_run(app: &TestApp, id: i64) -> Value {
-    let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
-    detail["action_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|r| r["action"] == "rollback")
-        .cloned()
-        .unwrap_or_else(|| panic!("no rollback run: {detail:#}"))
+    app.action_run(id, "rollback").await
 }
 
 #[tokio::test]
@@ -66,8 +47,8 @@ async fn a_failing_candidate_loses_traffic_once_per_episode() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(settings(dir.path(), &kube, "{}")).await;
 
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["result"]["decision"], "shifted");
@@ -106,9 +87,9 @@ async fn a_failing_candidate_loses_traffic_once_per_episode() {
 
     // Alertmanager's repeat (a new notification after the dedup window) and a
     // replay: no second shift.
-    let repeat = post(&app, fixture("accuracy-firing.json")).await;
+    let repeat = app.post(fixture("accuracy-firing.json")).await;
     assert_ne!(repeat, id);
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(
         rollback_run(&app, repeat).await["result"]["decision"],
         "noop"
@@ -118,7 +99,7 @@ async fn a_failing_candidate_loses_traffic_once_per_episode() {
         .send()
         .await
         .unwrap();
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(rollback_run(&app, id).await["result"]["decision"], "noop");
     assert_eq!(kube.patches().len(), 1, "one PATCH in all");
 
@@ -159,8 +140,8 @@ async fn a_concurrent_writer_between_read_and_patch_makes_it_decide_again() {
         {"name": "baseline-predictor", "weight": 50}, {"name": "enhanced-predictor", "weight": 50}]}}));
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(settings(dir.path(), &kube, "{step: 10}")).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "shifted", "{run:#}");
     assert_eq!(
@@ -204,8 +185,8 @@ async fn a_retry_after_a_crash_between_patch_and_ledger_does_not_shift_again() {
         obj,
     );
 
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "shifted");
     assert!(
@@ -238,8 +219,8 @@ async fn dry_run_changes_nothing_and_shows_the_exact_patch() {
         "{effect:#}"
     );
 
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     assert_eq!(
         rollback_run(&app, id).await["result"]["decision"],
         "dry_run"
@@ -258,14 +239,14 @@ async fn a_resolved_alert_restores_the_weights_only_if_nobody_changed_them() {
     kube.put_experiment();
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(settings(dir.path(), &kube, "{on_resolve: restore}")).await;
-    post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     assert_eq!(
         kube.experiment_weights(),
         w(&[("baseline-predictor", 100), ("enhanced-predictor", 0)])
     );
-    let id = post(&app, fixture("accuracy-resolved.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-resolved.json")).await;
+    app.drain().await;
     assert_eq!(
         rollback_run(&app, id).await["result"]["decision"],
         "restored"
@@ -286,8 +267,8 @@ async fn a_resolved_alert_restores_the_weights_only_if_nobody_changed_them() {
         s.storage.path = dir.path().join("router.db");
         spawn_app_with(s).await
     };
-    post(&app, later.to_string()).await;
-    drain(&app).await;
+    app.post(later.to_string()).await;
+    app.drain().await;
     assert_eq!(
         kube.experiment_weights(),
         w(&[("baseline-predictor", 100), ("enhanced-predictor", 0)])
@@ -300,8 +281,8 @@ async fn a_resolved_alert_restores_the_weights_only_if_nobody_changed_them() {
         "experiments",
         obj,
     );
-    let id = post(&app, resolved.to_string()).await;
-    drain(&app).await;
+    let id = app.post(resolved.to_string()).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "noop");
     assert!(
@@ -329,10 +310,10 @@ async fn cooldown_and_hourly_limit_hold_back_further_shifts() {
         v["alerts"][0]["startsAt"] = json!(format!("2026-11-27T0{i}:00:00Z"));
         v.to_string()
     };
-    post(&app, episode(1)).await;
-    drain(&app).await;
-    let id = post(&app, episode(2)).await;
-    drain(&app).await;
+    app.post(episode(1)).await;
+    app.drain().await;
+    let id = app.post(episode(2)).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "cooldown", "{run:#}");
     assert_eq!(
@@ -352,8 +333,8 @@ async fn cooldown_and_hourly_limit_hold_back_further_shifts() {
     ))
     .await;
     for i in 1..=3 {
-        post(&app, episode(i)).await;
-        drain(&app).await;
+        app.post(episode(i)).await;
+        app.drain().await;
     }
     let decisions: Vec<String> = app.get_json("/api/v1/traffic").await["decisions"]
         .as_array()
@@ -390,8 +371,8 @@ async fn unknown_experiment_or_variant_fails_with_the_reason_and_guesses_nothing
         let mut v = fixture_json("accuracy-firing.json");
         v["alerts"][0]["labels"][label] = json!(value);
         v["alerts"][0]["fingerprint"] = json!(format!("{label}00000000"));
-        let id = post(&app, v.to_string()).await;
-        drain(&app).await;
+        let id = app.post(v.to_string()).await;
+        app.drain().await;
         let run = rollback_run(&app, id).await;
         assert_eq!(run["status"], "dead", "{run:#}");
         assert!(
@@ -427,8 +408,8 @@ async fn the_file_target_is_shifted_atomically_end_to_end() {
     ))
     .unwrap();
     let app = spawn_app_with(s).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     assert_eq!(
         rollback_run(&app, id).await["result"]["decision"],
         "shifted"
@@ -472,8 +453,8 @@ async fn an_istio_virtual_service_route_is_shifted() {
     )
     .unwrap();
     let app = spawn_app_with(s).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     assert_eq!(
         rollback_run(&app, id).await["result"]["decision"],
         "shifted"
@@ -535,8 +516,8 @@ async fn istio_variants_named_by_host_are_shifted_testing_the_host() {
     );
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(istio_settings(dir.path(), &kube, "")).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "shifted", "{run:#}");
     let route = ab_route(&kube, "networking.istio.io/v1");
@@ -562,8 +543,8 @@ async fn a_missing_istio_weight_is_added_not_tested() {
     );
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(istio_settings(dir.path(), &kube, "")).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "shifted", "{run:#}");
     assert_eq!(kube.patches().len(), 1, "one patch, no conflict loop");
@@ -583,8 +564,8 @@ async fn a_422_that_is_not_a_failed_test_is_permanent_with_the_api_servers_messa
     ));
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(settings(dir.path(), &kube, "{}")).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["status"], "dead", "{run:#}");
     assert_eq!(run["attempts"], 1, "not retried: {run:#}");
@@ -617,8 +598,8 @@ async fn the_istio_api_version_is_configurable() {
         ", api_version: networking.istio.io/v1beta1",
     ))
     .await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "shifted", "{run:#}");
     assert_eq!(
@@ -700,8 +681,8 @@ async fn the_guard_blocks_a_shift_onto_an_unhealthy_variant() {
         &prometheus,
     );
     let app = spawn_app_with(s).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["result"]["decision"], "blocked");
@@ -728,8 +709,8 @@ async fn the_guard_blocks_a_shift_onto_an_unhealthy_variant() {
         &prometheus,
     );
     let app2 = spawn_app_with(s).await;
-    let id = post(&app2, fixture("accuracy-firing.json")).await;
-    drain(&app2).await;
+    let id = app2.post(fixture("accuracy-firing.json")).await;
+    app2.drain().await;
     assert_eq!(
         rollback_run(&app2, id).await["result"]["decision"],
         "shifted"
@@ -751,8 +732,8 @@ async fn a_guard_that_cannot_be_evaluated_defers_instead_of_shifting_blind() {
     s.worker.backoff_initial = Duration::from_secs(3600);
     s.worker.backoff_max = Duration::from_secs(3600);
     let app = spawn_app_with(s).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["status"], "pending", "{run:#}");
     assert_eq!(run["attempts"], 1);
@@ -799,8 +780,8 @@ async fn a_shift_is_marked_on_the_grafana_dashboard() {
     );
     s.route.routes[0].actions = Some(vec!["rollback".into(), "annotate".into()]);
     let app = spawn_app_with(s).await;
-    let id = post(&app, fixture("accuracy-firing.json")).await;
-    drain(&app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
     let run = detail["action_runs"]
         .as_array()
@@ -851,8 +832,10 @@ async fn never_shifts_onto_a_variant_that_fires_the_same_alert() {
     assert_eq!(effect["reason"], reason);
     assert!(effect["change"].is_null(), "{effect:#}");
 
-    let id = post(&app, fixture("accuracy-firing-both-variants.json")).await;
-    drain(&app).await;
+    let id = app
+        .post(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["result"]["decision"], "blocked");
@@ -884,8 +867,10 @@ async fn never_shifts_onto_a_variant_that_fires_the_same_alert() {
     ))
     .unwrap();
     let app = spawn_app_with(s).await;
-    let id = post(&app, fixture("accuracy-firing-both-variants.json")).await;
-    drain(&app).await;
+    let id = app
+        .post(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    app.drain().await;
     let run = rollback_run(&app, id).await;
     assert_eq!(run["result"]["decision"], "blocked", "{run:#}");
     assert_eq!(run["result"]["reason"], reason);
@@ -898,8 +883,8 @@ async fn never_shifts_onto_a_variant_that_fires_the_same_alert() {
         "\"status\": \"resolved\",\n      \"labels\"",
         1,
     );
-    let id = post(&app, body).await;
-    drain(&app).await;
+    let id = app.post(body).await;
+    app.drain().await;
     assert_eq!(
         rollback_run(&app, id).await["result"]["decision"],
         "shifted"

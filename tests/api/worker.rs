@@ -50,29 +50,12 @@ async fn app_with(failures: u32, permanent: bool) -> (TestApp, Arc<Flaky>, tempf
     (spawn_app_with_actions(settings, actions).await, flaky, dir)
 }
 
-async fn drain(app: &TestApp) {
-    // backoff_initial is zero in tests, so every retry is due at once.
-    for _ in 0..20 {
-        if app.worker.try_execute_task().await.unwrap() == Outcome::Empty {
-            return;
-        }
-    }
-    panic!("inbox never drained");
-}
-
 async fn run_of(app: &TestApp) -> Value {
-    let id = app
-        .post_alerts(fixture("accuracy-firing.json"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    drain(app).await;
+    let id = app.post(fixture("accuracy-firing.json")).await;
+    app.drain().await;
     let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
     assert_eq!(detail["state"], "done", "{detail:#}");
-    detail["action_runs"][0].clone()
+    app.action_run(id, "log").await
 }
 
 #[tokio::test]
@@ -144,14 +127,7 @@ async fn a_failed_run_waits_for_its_backoff() {
         }),
     );
     let app = spawn_app_with_actions(settings, actions).await;
-    let id = app
-        .post_alerts(fixture("accuracy-firing.json"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post(fixture("accuracy-firing.json")).await;
     assert_eq!(
         app.worker.try_execute_task().await.unwrap(),
         Outcome::Completed
@@ -219,14 +195,9 @@ async fn a_notification_scoped_action_runs_once_after_the_alert_actions_and_sees
     );
 
     let id = app
-        .post_alerts(fixture("accuracy-firing-both-variants.json"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    drain(&app).await;
+        .post(fixture("accuracy-firing-both-variants.json"))
+        .await;
+    app.drain().await;
     let detail = app.get_json(&format!("/api/v1/notifications/{id}")).await;
     let runs = detail["action_runs"].as_array().unwrap();
     let digests: Vec<&Value> = runs.iter().filter(|r| r["action"] == "digest").collect();

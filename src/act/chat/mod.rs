@@ -191,7 +191,7 @@ pub(crate) use post_platform;
 
 /// One chat platform (or the generic webhook) as the action config sees
 /// it. A new platform is one file (its config through `chat_config!`, its
-/// [`Format`] and `post_platform!`, or its own action) and one
+/// `Format` and `post_platform!`, or its own action) and one
 /// [`crate::act::ActionConfig`] arm.
 pub trait Platform: Send + Sync {
     /// Reads the `*_file` secrets and the template file; errors name the

@@ -1205,6 +1205,52 @@ mod tests {
         );
     }
 
+    /// `traffic_weight` is read at once, then every interval, not sooner
+    /// (tokio's paused clock: the test waits for nothing).
+    #[tokio::test(start_paused = true)]
+    async fn weights_are_published_at_start_then_every_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.yaml");
+        let write = |enhanced: u32| {
+            std::fs::write(&path, format!("default: baseline-predictor\ncandidates: [{{name: baseline-predictor, weight: {}}}, {{name: enhanced-predictor, weight: {enhanced}}}]\n", 100 - enhanced)).unwrap();
+        };
+        write(30);
+        let targets = Arc::new(Targets::build(
+            &serde_yaml::from_str(&format!(
+                "exp: {{kind: file, file: {{path: '{}'}}}}",
+                path.display()
+            ))
+            .unwrap(),
+            &kube::ClientSource::default(),
+        ));
+        let metrics = Arc::new(Metrics::new());
+        let enhanced = || {
+            metrics
+                .traffic_weight
+                .get_or_create(&WeightLabels {
+                    target: "exp".into(),
+                    variant: "enhanced-predictor".into(),
+                })
+                .get()
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let poller = tokio::spawn(poll_weights(
+            targets,
+            metrics.clone(),
+            Duration::from_secs(30),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(enhanced(), 30, "read at once");
+        write(0);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(enhanced(), 30, "not read again before the interval");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(enhanced(), 0, "read again after the interval");
+        stop.cancel();
+        poller.await.unwrap();
+    }
+
     #[tokio::test]
     async fn cooldown_holds_back_until_it_has_elapsed() {
         let f = fixture("{step: 10, cooldown: 10m, max_shifts_per_hour: 10}");
