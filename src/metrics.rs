@@ -72,6 +72,53 @@ pub struct ShiftLabels {
     pub outcome: String,
 }
 
+/// `target` label (the `traffic_evidence_*` gauges of one target).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
+/// Labels of the evidence gauges per variant: `role` is `from` (the alerting
+/// variant) or `to` (the destination).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub target: String,
+    pub role: String,
+}
+
+/// Labels of `traffic_evidence_difference`: `bound` is `estimate`, `lower`, `upper`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BoundLabels {
+    pub target: String,
+    pub bound: String,
+}
+
+/// Labels of `traffic_evidence_decision`: `decision` is `shift`, `deferred`, `blocked`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvidenceDecisionLabels {
+    pub target: String,
+    pub decision: String,
+}
+
+/// A float gauge.
+pub type GaugeF = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The evidence guard's latest evaluation per target (`traffic_evidence_*`);
+/// NaN until the first one.
+#[derive(Clone, Default)]
+pub struct EvidenceMetrics {
+    /// Sample size per role.
+    pub samples: Family<RoleLabels, GaugeF>,
+    /// Observed bad rate (0-1) per role.
+    pub bad_ratio: Family<RoleLabels, GaugeF>,
+    /// Bad rate of `from` minus `to`, with the always-valid interval's bounds.
+    pub difference: Family<BoundLabels, GaugeF>,
+    /// Always-valid p-value of "no difference".
+    pub p_value: Family<TargetLabels, GaugeF>,
+    /// 1 for the latest decision, 0 for the others.
+    pub decision: Family<EvidenceDecisionLabels, Gauge>,
+}
+
 /// Labels of `http_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -142,6 +189,8 @@ pub struct Metrics {
     pub traffic_weight: Family<WeightLabels, Gauge>,
     /// Traffic-shift decisions per target and outcome (shifted, blocked, cooldown, …).
     pub traffic_shifts: Family<ShiftLabels, Counter>,
+    /// The evidence guard's latest evaluation per target.
+    pub traffic_evidence: EvidenceMetrics,
 }
 
 /// Metrics of the store's writer thread.
@@ -380,11 +429,38 @@ impl Metrics {
             "Traffic-shift decisions per target and outcome",
             traffic_shifts.clone(),
         );
+        let traffic_evidence = EvidenceMetrics::default();
+        registry.register(
+            "traffic_evidence_samples",
+            "Evidence guard, latest evaluation: sample size of the alerting variant (role=from) and of the destination (role=to)",
+            traffic_evidence.samples.clone(),
+        );
+        registry.register(
+            "traffic_evidence_bad_ratio",
+            "Evidence guard, latest evaluation: share of bad outcomes (errors, incorrect predictions, slow requests) per role",
+            traffic_evidence.bad_ratio.clone(),
+        );
+        registry.register(
+            "traffic_evidence_difference",
+            "Evidence guard, latest evaluation: bad ratio of from minus to (bound=estimate) and its always-valid confidence interval (bound=lower|upper)",
+            traffic_evidence.difference.clone(),
+        );
+        registry.register(
+            "traffic_evidence_p_value",
+            "Evidence guard, latest evaluation: always-valid p-value of no difference",
+            traffic_evidence.p_value.clone(),
+        );
+        registry.register(
+            "traffic_evidence_decision",
+            "Evidence guard, latest evaluation: 1 for its decision (shift, deferred, blocked), 0 for the others",
+            traffic_evidence.decision.clone(),
+        );
         Self {
             registry,
             store,
             traffic_weight,
             traffic_shifts,
+            traffic_evidence,
             enrichment_queries,
             enrichment_cache_hits,
             enrichment_duration,

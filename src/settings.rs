@@ -584,6 +584,13 @@ impl Settings {
             if let Err(e) = action.validate() {
                 errors.extend(e.into_iter().map(|e| format!("actions.{name}.{e}")));
             }
+            if let crate::act::ActionConfig::TrafficShift(c) = action {
+                if c.evidence.is_some() && self.prometheus.is_none() {
+                    errors.push(format!(
+                        "actions.{name}.evidence: needs prometheus.url (the guard reads per-variant counts from Prometheus)"
+                    ));
+                }
+            }
         }
         if let Err(e) = self.compile_route() {
             errors.push(e.to_string());

@@ -73,7 +73,8 @@ impl Application {
             metrics.clone(),
             targets.clone(),
             settings.ca.clone(),
-        );
+        )
+        .with_prometheus(settings.prometheus.as_ref())?;
         // A config the actions cannot be built from stops startup here.
         let mut actions = ActionSet::build(&settings.actions, &deps)
             .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;

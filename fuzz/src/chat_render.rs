@@ -79,6 +79,7 @@ fn actions() -> &'static Actions {
             )),
             clock: Arc::new(|| 0),
             tls: Default::default(),
+            prometheus: None,
         };
         let mut all = Vec::new();
         for kind in KINDS {

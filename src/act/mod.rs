@@ -57,6 +57,8 @@ pub struct ActionDeps {
     pub clock: crate::clock::Clock,
     /// What outbound HTTPS clients trust (`tls.*`).
     pub tls: crate::outbound::CaPolicy,
+    /// Prometheus, for the evidence guard of traffic shifts (`prometheus.*`).
+    pub prometheus: Option<Arc<crate::enrich::prometheus::PrometheusClient>>,
 }
 
 impl ActionDeps {
@@ -73,7 +75,24 @@ impl ActionDeps {
             targets,
             clock: crate::clock::system(),
             tls,
+            prometheus: None,
         }
+    }
+
+    /// With the Prometheus client of `settings` (none without `prometheus:`).
+    pub fn with_prometheus(
+        mut self,
+        settings: Option<&crate::enrich::PrometheusSettings>,
+    ) -> anyhow::Result<Self> {
+        self.prometheus = match settings {
+            Some(p) => Some(Arc::new(crate::enrich::prometheus::PrometheusClient::new(
+                p,
+                self.metrics.clone(),
+                &self.tls,
+            )?)),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// No ledger, no traffic targets, the system roots: for renderings and
@@ -134,7 +153,7 @@ impl ActionConfig {
             return p.validate();
         }
         match self {
-            ActionConfig::TrafficShift(c) => c.validate().map_err(|e| vec![e]),
+            ActionConfig::TrafficShift(c) => c.validate_all(),
             ActionConfig::GrafanaAnnotation(c) => c.validate(),
             _ => Ok(()),
         }
@@ -148,14 +167,17 @@ impl ActionConfig {
         }
         Ok(match self {
             ActionConfig::Log(c) => Arc::new(LogAction::new(name, c.clone())),
-            ActionConfig::TrafficShift(c) => Arc::new(traffic::TrafficShift::new(
-                name,
-                c.clone(),
-                deps.targets.clone(),
-                deps.store.clone(),
-                deps.metrics.clone(),
-                deps.clock.clone(),
-            )?),
+            ActionConfig::TrafficShift(c) => Arc::new(
+                traffic::TrafficShift::new(
+                    name,
+                    c.clone(),
+                    deps.targets.clone(),
+                    deps.store.clone(),
+                    deps.metrics.clone(),
+                    deps.clock.clone(),
+                )?
+                .with_prometheus(deps.prometheus.clone()),
+            ),
             ActionConfig::GrafanaAnnotation(c) => {
                 Arc::new(annotate::GrafanaAnnotation::new(c.clone(), &deps.tls)?)
             }

@@ -57,7 +57,7 @@ async fn traffic(
         if p.target.as_deref().is_some_and(|t| t != experiment) {
             continue;
         }
-        let value = match target.read().await {
+        let mut value = match target.read().await {
             Ok(s) => json!({
                 "target": target.describe(),
                 "weights": normalise(&s.weights),
@@ -66,6 +66,10 @@ async fn traffic(
             }),
             Err(e) => json!({"target": target.describe(), "error": e.to_string()}),
         };
+        // The evidence guard's latest evaluation (since the router started).
+        if let Some(e) = state.targets.evidence(experiment) {
+            value["evidence"] = e;
+        }
         targets.insert(experiment.to_owned(), value);
     }
     let decisions = state

@@ -65,7 +65,8 @@ impl Planner {
             metrics.clone(),
             Arc::new(targets),
             settings.ca.clone(),
-        );
+        )
+        .with_prometheus(settings.prometheus.as_ref())?;
         let actions = ActionSet::build(&settings.actions, &deps)
             .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
         Self::with_actions(settings, actions, metrics)

@@ -431,7 +431,8 @@ pub fn outcome_text(run: &ActionRun, variant: &str, resolved: bool) -> String {
     let error = run
         .last_error
         .as_deref()
-        .map(|e| clip(e, if shift { 160 } else { 120 }))
+        // 320 for a traffic shift: an evidence guard's reason carries its numbers.
+        .map(|e| clip(e, if shift { 320 } else { 120 }))
         .unwrap_or_default();
     if shift {
         if let Some(result) = run.result.as_ref().filter(|r| r.is_object()) {
@@ -493,7 +494,7 @@ fn shift_text(r: &TrafficResult, variant: &str, resolved: bool) -> String {
     let reason = Some(r.reason.as_str())
         .map(|s| s.strip_prefix("resolved; ").unwrap_or(s))
         .filter(|s| !s.is_empty())
-        .map(|s| clip(s, 160));
+        .map(|s| clip(s, 320));
     let changes = weight_changes(r, variant);
     let with = |prefix: &str, detail: Option<&str>| match detail.filter(|d| !d.is_empty()) {
         Some(detail) => format!("{prefix}: {detail}"),
@@ -530,6 +531,18 @@ fn shift_text(r: &TrafficResult, variant: &str, resolved: bool) -> String {
     };
     if let Some(target) = Some(r.target.as_str()).filter(|t| !t.is_empty()) {
         line.push_str(&format!(" ({target})"));
+    }
+    // A shift the evidence guard let through says on what numbers (a
+    // blocked or deferred one has them in its reason already).
+    if matches!(r.decision, Decision::Shifted | Decision::DryRun) {
+        if let Some(summary) = r.evidence.as_ref().and_then(|e| e["summary"].as_str()) {
+            let verdict = if r.decision == Decision::Shifted {
+                "shifted"
+            } else {
+                "would shift"
+            };
+            line.push_str(&format!("; evidence: {summary} → {verdict}"));
+        }
     }
     line
 }
@@ -1621,6 +1634,43 @@ mod message_tests {
             unknown_shift_text(&json!({"decision": "teleported"})),
             "traffic shift: teleported"
         );
+    }
+
+    #[test]
+    fn a_shift_on_evidence_says_on_what_numbers() {
+        let summary = "enhanced-predictor error rate 4.1% vs 1.2% (baseline-predictor), n = 2,310 / 5,402, 95% always-valid CI of the difference [1.6, 4.3] points, p = 4.1e-9";
+        let mut v = json!({"decision": "shifted", "target": "financial-ab-test-experiment",
+            "before": {"baseline-predictor": 70, "enhanced-predictor": 30},
+            "after": {"baseline-predictor": 100, "enhanced-predictor": 0},
+            "reason": "moved", "evidence": {"summary": summary}});
+        let line = shift_text(
+            &TrafficResult::from_value(&v).unwrap(),
+            "enhanced-predictor",
+            false,
+        );
+        assert_eq!(
+            line,
+            format!("traffic shifted: enhanced-predictor 30 → 0, baseline-predictor 70 → 100 (financial-ab-test-experiment); evidence: {summary} → shifted")
+        );
+        v["decision"] = json!("dry_run");
+        let line = shift_text(
+            &TrafficResult::from_value(&v).unwrap(),
+            "enhanced-predictor",
+            false,
+        );
+        assert!(
+            line.ends_with(&format!("; evidence: {summary} → would shift")),
+            "{line}"
+        );
+        // Blocked and deferred say it in their reason, once.
+        v["decision"] = json!("blocked");
+        v["reason"] = json!(format!("evidence: {summary}: baseline-predictor is worse"));
+        let line = shift_text(
+            &TrafficResult::from_value(&v).unwrap(),
+            "enhanced-predictor",
+            false,
+        );
+        assert_eq!(line.matches("always-valid").count(), 1, "{line}");
     }
 
     #[test]

@@ -107,6 +107,11 @@ pub struct TrafficResult {
     /// The exact change a dry run or a plan would make on the target.
     #[serde(default)]
     pub change: Option<Value>,
+    /// The evidence guard's numbers behind the decision (sample sizes,
+    /// rates, the difference with its always-valid interval, the statistic,
+    /// the queries, a `summary` in words), when it was consulted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Value>,
 }
 
 impl TrafficResult {
@@ -120,6 +125,7 @@ impl TrafficResult {
             after: None,
             reason: reason.into(),
             change: None,
+            evidence: None,
         }
     }
 

@@ -15,6 +15,7 @@
 //! - every decision is in the audit trail (`traffic_decisions`).
 
 pub mod decision;
+pub mod evidence;
 mod file;
 pub mod kube;
 pub mod policy;
@@ -88,6 +89,10 @@ pub struct TrafficShiftConfig {
     /// Alert label naming the variant.
     #[serde(default = "variant_label")]
     pub variant_label: String,
+    /// Shift only when per-variant counts show the alerting variant worse
+    /// than the destination by an always-valid test (see [`evidence`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<evidence::EvidenceConfig>,
 }
 
 fn hundred() -> u32 {
@@ -121,7 +126,21 @@ mod opt_duration {
 }
 
 impl TrafficShiftConfig {
-    /// Offline validation.
+    /// Offline validation, every error (`evidence.alpha: …` for the evidence
+    /// guard's keys).
+    pub fn validate_all(&self) -> Result<(), Vec<String>> {
+        let mut errors: Vec<String> = self.validate().err().into_iter().collect();
+        if let Some(e) = &self.evidence {
+            errors.extend(e.validate().into_iter().map(|e| format!("evidence.{e}")));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Offline validation of the shift itself (the first error).
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=100).contains(&self.step) {
             return Err("step: must be between 1 and 100".into());
@@ -169,6 +188,8 @@ fn compile_guard(source: &str) -> Result<Guard, String> {
 #[derive(Default)]
 pub struct Targets {
     targets: BTreeMap<String, Arc<dyn TrafficTarget>>,
+    /// The evidence guard's latest evaluation per target (`GET /api/v1/traffic`).
+    evidence: std::sync::Mutex<BTreeMap<String, Value>>,
 }
 
 impl Targets {
@@ -202,12 +223,28 @@ impl Targets {
                 (experiment.clone(), t)
             })
             .collect();
-        Self { targets }
+        Self {
+            targets,
+            evidence: Default::default(),
+        }
     }
 
     /// The target of an experiment.
     pub fn get(&self, experiment: &str) -> Option<&Arc<dyn TrafficTarget>> {
         self.targets.get(experiment)
+    }
+
+    /// The evidence guard's latest evaluation of a target, if any since start.
+    pub fn evidence(&self, experiment: &str) -> Option<Value> {
+        let latest = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        latest.get(experiment).cloned()
+    }
+
+    fn set_evidence(&self, experiment: &str, value: Value) {
+        if self.targets.contains_key(experiment) {
+            let mut latest = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+            latest.insert(experiment.to_owned(), value);
+        }
     }
 
     /// Every target with its experiment.
@@ -216,9 +253,11 @@ impl Targets {
     }
 }
 
-/// Creates the `traffic_shifts_total` series of every target at 0.
+/// Creates the `traffic_shifts_total` series of every target at 0, and its
+/// `traffic_evidence_*` series (NaN until the evidence guard evaluates).
 pub fn declare_targets(targets: &Targets, metrics: &Metrics) {
     for (experiment, _) in targets.iter() {
+        evidence::declare(&metrics.traffic_evidence, experiment);
         for outcome in Decision::ALL {
             let _ = metrics.traffic_shifts.get_or_create(&ShiftLabels {
                 target: experiment.to_owned(),
@@ -279,6 +318,9 @@ pub struct TrafficShift {
     name: String,
     config: TrafficShiftConfig,
     guard: Option<Guard>,
+    evidence: Option<evidence::EvidenceGuard>,
+    /// Where the evidence guard reads its counts (enrichment's Prometheus).
+    prometheus: Option<Arc<crate::enrich::prometheus::PrometheusClient>>,
     targets: Arc<Targets>,
     store: Option<Arc<dyn Store>>,
     metrics: Arc<Metrics>,
@@ -313,14 +355,91 @@ impl TrafficShift {
             .map(compile_guard)
             .transpose()
             .map_err(|e| format!("guard: {e}"))?;
+        let evidence = config
+            .evidence
+            .clone()
+            .map(evidence::EvidenceGuard::new)
+            .transpose()
+            .map_err(|e| format!("evidence: {e}"))?;
         Ok(Self {
             name: name.to_owned(),
             config,
             guard,
+            evidence,
+            prometheus: None,
             targets,
             store,
             metrics,
             clock,
+        })
+    }
+
+    /// With the Prometheus client the evidence guard reads its counts from.
+    pub fn with_prometheus(
+        mut self,
+        client: Option<Arc<crate::enrich::prometheus::PrometheusClient>>,
+    ) -> Self {
+        self.prometheus = client;
+        self
+    }
+
+    /// The evidence guard's verdict on moving `from` → `to`: `Ok(evidence)`
+    /// lets the shift through (with its numbers), `Err` is the verdict that
+    /// stops it (blocked, or deferred when the evidence is insufficient or
+    /// cannot be read). Publishes the evaluation (metrics, API).
+    async fn check_evidence(
+        &self,
+        guard: &evidence::EvidenceGuard,
+        ctx: &ActionContext<'_>,
+        experiment: &str,
+        from: &str,
+        to: &str,
+        weights: &WeightMap,
+    ) -> Result<Value, Verdict> {
+        let alert = ctx.alert();
+        let vars = crate::enrich::template::TemplateVars {
+            labels: &alert.labels,
+            annotations: &alert.annotations,
+            common_labels: &ctx.notification.common_labels,
+            group_labels: &ctx.notification.group_labels,
+        };
+        let evaluation = guard
+            .evaluate(
+                self.prometheus.as_deref(),
+                &vars,
+                &self.config.variant_label,
+                from,
+                to,
+            )
+            .await;
+        let e = match evaluation {
+            evidence::Evaluation::Unavailable { reason, queries } => {
+                let mut d = TrafficResult::new(Decision::Deferred, experiment, reason.clone());
+                d.before = Some(weights.clone());
+                d.evidence = Some(json!({"error": reason, "queries": queries}));
+                return Err(Verdict::Defer(d));
+            }
+            evidence::Evaluation::Judged(e) => e,
+        };
+        let value = e.json();
+        if self.targets.get(experiment).is_some() {
+            evidence::publish(&self.metrics.traffic_evidence, experiment, &e);
+            self.targets.set_evidence(experiment, value.clone());
+        }
+        let decision = match e.call() {
+            evidence::stats::Call::FromWorse => return Ok(value),
+            evidence::stats::Call::ToWorse => Decision::Blocked,
+            evidence::stats::Call::TooFewSamples | evidence::stats::Call::Inconclusive => {
+                Decision::Deferred
+            }
+        };
+        let mut d = TrafficResult::new(decision, experiment, e.reason());
+        d.before = Some(weights.clone());
+        d.evidence = Some(value);
+        Err(if decision == Decision::Deferred {
+            Verdict::Defer(d)
+        } else {
+            Verdict::Done(d)
         })
     }
 
@@ -572,6 +691,19 @@ impl TrafficShift {
                     }
                 }
             }
+            // The evidence guard: only when the counts show `variant` worse.
+            let evidence = match &self.evidence {
+                Some(guard) => {
+                    match self
+                        .check_evidence(guard, ctx, experiment, variant, &to, &weights)
+                        .await
+                    {
+                        Ok(e) => Some(e),
+                        Err(verdict) => return verdict,
+                    }
+                }
+                None => None,
+            };
             let mark = ShiftMark {
                 episode: episode.to_owned(),
                 before: weights.clone(),
@@ -591,6 +723,15 @@ impl TrafficShift {
             d.before = Some(weights.clone());
             d.after = Some(after.clone());
             d.change = Some(target.preview(&snapshot, &after, &mark));
+            if let Some(e) = evidence {
+                if let Some(summary) = e["summary"].as_str() {
+                    d.reason = format!(
+                        "{}; evidence: {summary}: {variant} is worse than {to}",
+                        d.reason
+                    );
+                }
+                d.evidence = Some(e);
+            }
             if plan_only || c.dry_run {
                 d.decision = Decision::DryRun;
                 d.reason = format!("dry run: would move {variant} → {to}");
@@ -811,6 +952,18 @@ impl Action for TrafficShift {
         "traffic_shift"
     }
 
+    /// With an evidence guard, a deferred decision is evaluated again until
+    /// the run is `evidence.max_age` old, however many attempts that takes.
+    fn retry_limits(&self) -> super::RetryLimits {
+        match &self.config.evidence {
+            Some(e) => super::RetryLimits {
+                max_attempts: Some(u32::MAX),
+                max_age: Some(e.max_age),
+            },
+            None => super::RetryLimits::default(),
+        }
+    }
+
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
         // One decision at a time per target, across every worker (and every
         // replica sharing the store): the cooldown, the hourly limit and the
@@ -1019,6 +1172,54 @@ mod tests {
         let f = fixture("{step: 30, cooldown: 0s, guard: 'true'}");
         assert_eq!(fire_both(&f, "resolved").await["decision"], "shifted");
         assert_eq!(enhanced_weight(&f), 0);
+    }
+
+    /// Without counts (no Prometheus), the evidence guard defers: never blind.
+    #[tokio::test]
+    async fn the_evidence_guard_never_shifts_blind() {
+        let f = fixture("{step: 30, cooldown: 0s, evidence: {metric: error_rate}}");
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json");
+        let n = crate::ingest::parse(body.as_bytes(), 10)
+            .unwrap()
+            .notification;
+        let context = Context::default();
+        let ctx = ActionContext {
+            notification_id: 1,
+            notification: &n,
+            alerts: vec![AlertInput {
+                alert: &n.alerts[0],
+                context: &context,
+                outcomes: Vec::new(),
+            }],
+            attempt: 1,
+            store: None,
+            metrics: None,
+        };
+        match f.action.execute(&ctx).await {
+            Err(ActionError::Retryable { message, .. }) => assert_eq!(
+                message,
+                "deferred: evidence: prometheus.url is not configured"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let plan = f.action.plan(&ctx).await;
+        assert_eq!(plan["decision"], "deferred");
+        assert_eq!(
+            plan["evidence"]["queries"]["bad"],
+            "sum by (model_name) (ab_test_requests_total{experiment=\"financial-ab-test-experiment\", status=\"error\"})"
+        );
+        assert_eq!(enhanced_weight(&f), 30, "weights untouched");
+        // Deferred runs are evaluated again until evidence.max_age (1h by default).
+        let limits = f.action.retry_limits();
+        assert_eq!(limits.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(limits.max_attempts, Some(u32::MAX));
+        // An invalid evidence block cannot build the action.
+        let bad: TrafficShiftConfig =
+            serde_yaml::from_str("{step: 30, evidence: {metric: accuracy, alpha: 0}}").unwrap();
+        assert_eq!(
+            bad.validate_all().unwrap_err(),
+            ["evidence.alpha: must be in (0, 0.5], got 0 (0.05: at most 5% of shifts on noise)"]
+        );
     }
 
     /// `traffic_weight` is read at once, then every interval, not sooner

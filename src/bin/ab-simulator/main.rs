@@ -13,6 +13,9 @@
 //! seed for latencies). Once bound, prints exactly one line to stdout,
 //! `listening on IP:PORT`; logs go to stderr. SIGTERM/SIGINT: exit 0.
 //!
+//! `--noise` draws each request's failure and each prediction's correctness
+//! at random (seeded) instead of following the scenario's rates exactly.
+//!
 //! `--push-gateway URL` also pushes the metrics to a Prometheus Pushgateway
 //! every `--push-interval`, as the models' demo client does (job
 //! `financial_ab_test`). Each push is a PUT, which replaces the job's whole
@@ -79,6 +82,12 @@ struct Args {
     /// Seed of the latency/prediction generators.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Draw each request's failure and each prediction's correctness at random
+    /// (seeded by --seed) instead of following the scenario's rates exactly:
+    /// counts fluctuate as real traffic does, and a threshold on a small
+    /// variant's rate can fire on that noise alone.
+    #[arg(long)]
+    noise: bool,
     /// Also push the metrics to this Prometheus Pushgateway (e.g.
     /// http://pushgateway.monitoring.svc:9091), replacing the job's group each time.
     #[arg(long, value_name = "URL")]
@@ -137,12 +146,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut sim = Simulator::new(&experiment, scenario, &weights, args.seed, SHARE_WINDOW)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("weights file {}", args.weights.display()))?;
+    sim.set_noise(args.noise);
     log!(
-        "experiment {experiment}, variants {:?}, weights {}, {} rps, tick {}",
+        "experiment {experiment}, variants {:?}, weights {}, {} rps, tick {}{}",
         sim.variant_names(),
         weights.describe(),
         args.rate,
-        humantime::format_duration(args.tick)
+        humantime::format_duration(args.tick),
+        if args.noise { ", with noise" } else { "" }
     );
 
     // Signal handlers first, so that a SIGTERM right after the "listening on"
@@ -224,7 +235,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     humantime::format_duration(step.after)
                 );
             }
-            summary.add(&out.requests, &out.errors);
+            summary.add(&out.requests, &out.errors, &out.correct);
             if let Some(line) = summary.take_if_due(&names) {
                 log!("{line}");
             }
@@ -350,10 +361,11 @@ fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-/// Requests and errors per variant, logged every [`SUMMARY_EVERY`].
+/// Requests, errors and correct predictions per variant, logged every [`SUMMARY_EVERY`].
 struct Summary {
     requests: Vec<u64>,
     errors: Vec<u64>,
+    correct: Vec<u64>,
     since: Instant,
 }
 
@@ -364,11 +376,16 @@ impl Summary {
         Self {
             requests: vec![0; n],
             errors: vec![0; n],
+            correct: vec![0; n],
             since,
         }
     }
 
-    fn add(&mut self, requests: &[u64], errors: &[u64]) {
+    fn add(&mut self, requests: &[u64], errors: &[u64], correct: &[u64]) {
+        self.correct
+            .iter_mut()
+            .zip(correct)
+            .for_each(|(a, b)| *a += b);
         self.requests
             .iter_mut()
             .zip(requests)
@@ -385,8 +402,8 @@ impl Summary {
         }
         let parts: Vec<String> = names
             .iter()
-            .zip(self.requests.iter().zip(&self.errors))
-            .map(|(n, (r, e))| format!("{n}={r} ({e} errors)"))
+            .zip(self.requests.iter().zip(&self.errors).zip(&self.correct))
+            .map(|(n, ((r, e), c))| format!("{n}={r} ({e} errors, {c} correct)"))
             .collect();
         let line = format!(
             "last {}s: {}",

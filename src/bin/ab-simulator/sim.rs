@@ -12,6 +12,11 @@
 //!    Credits are the fractional carry: at any point each variant's count is
 //!    within one request (or, with n variants, n-1) of `total × share`;
 //! 4. `error_rate × requests` of each variant fail, with a fractional carry too;
+//!    of the others, `accuracy × successes` are correct predictions (again with
+//!    a carry), counted in `ab_test_predictions_total{outcome}`. With noise
+//!    ([`Simulator::set_noise`]) each request fails and each prediction is
+//!    correct at random instead (seeded Bernoulli draws), so counts and rates
+//!    fluctuate as real traffic does;
 //! 5. every request observes a latency: exponential, scaled so that its 95th
 //!    percentile is the configured latency (`-ln(1-u) · latency / ln 20`);
 //!    every successful request observes a prediction value in 0-1 near the
@@ -72,6 +77,16 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PredictionLabels {
+    model_name: String,
+    experiment: String,
+    outcome: String,
+}
+
+/// The `outcome`s of `ab_test_predictions_total`.
+pub const OUTCOMES: [&str; 2] = ["correct", "incorrect"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ImpactLabels {
     model_name: String,
     experiment: String,
@@ -82,6 +97,7 @@ type GaugeF = Gauge<f64, AtomicU64>;
 
 struct Metrics {
     requests: Family<RequestLabels, Counter>,
+    predictions: Family<PredictionLabels, Counter>,
     response_time: Family<VariantLabels, Histogram>,
     accuracy: Family<VariantLabels, GaugeF>,
     traffic: Family<VariantLabels, GaugeF>,
@@ -96,6 +112,12 @@ impl Metrics {
             "ab_test_requests",
             "Requests per variant and status (success/error)",
             requests.clone(),
+        );
+        let predictions = Family::<PredictionLabels, Counter>::default();
+        registry.register(
+            "ab_test_predictions",
+            "Predictions (successful requests) per variant and outcome (correct/incorrect)",
+            predictions.clone(),
         );
         let response_time = Family::<VariantLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(LATENCY_BUCKETS)
@@ -133,6 +155,7 @@ impl Metrics {
         );
         Self {
             requests,
+            predictions,
             response_time,
             accuracy,
             traffic,
@@ -182,7 +205,41 @@ struct Variant {
     name: String,
     labels: VariantLabels,
     rng: XorShift64,
+    /// Draws of the noise mode (a stream of its own: latencies stay the same).
+    noise_rng: XorShift64,
     error_carry: f64,
+    correct_carry: f64,
+}
+
+impl Variant {
+    /// How many of `count` requests fail and how many of the others are
+    /// correct predictions. With noise, one draw per request in request order
+    /// (fails at `error_rate`; if not, correct at `accuracy`), so the k-th
+    /// request's outcome depends only on the seed, not on how ticks cut the
+    /// stream; without, the expected counts with their fractions carried.
+    fn outcomes(&mut self, noise: bool, count: u64, p: &Params) -> (u64, u64) {
+        let accuracy = p.accuracy / 100.0;
+        if noise {
+            let (mut failed, mut correct) = (0, 0);
+            for _ in 0..count {
+                if self.noise_rng.next_f64() < p.error_rate {
+                    failed += 1;
+                } else if self.noise_rng.next_f64() < accuracy {
+                    correct += 1;
+                }
+            }
+            return (failed, correct);
+        }
+        let carry = |carry: &mut f64, n: u64, rate: f64| {
+            let want = n as f64 * rate + *carry;
+            let k = ((want + EPSILON).floor() as u64).min(n);
+            *carry = want - k as f64;
+            k
+        };
+        let failed = carry(&mut self.error_carry, count, p.error_rate);
+        let correct = carry(&mut self.correct_carry, count - failed, accuracy);
+        (failed, correct)
+    }
 }
 
 /// What one tick did (for logs and tests).
@@ -192,6 +249,8 @@ pub struct TickOutcome {
     pub requests: Vec<u64>,
     /// Failed requests per variant.
     pub errors: Vec<u64>,
+    /// Correct predictions per variant (of the successful requests).
+    pub correct: Vec<u64>,
     /// Scenario steps applied in this tick.
     pub steps: Vec<Step>,
 }
@@ -210,6 +269,7 @@ pub struct Simulator {
     last_elapsed: Duration,
     window: VecDeque<(Duration, Vec<u64>)>,
     share_window: Duration,
+    noise: bool,
 }
 
 impl Simulator {
@@ -235,7 +295,9 @@ impl Simulator {
                     experiment: experiment.to_owned(),
                 },
                 rng: XorShift64::new(seed ^ fnv1a(name)),
+                noise_rng: XorShift64::new(seed ^ fnv1a(name) ^ fnv1a("noise")),
                 error_carry: 0.0,
+                correct_carry: 0.0,
             })
             .collect();
         let n = variants.len();
@@ -251,6 +313,7 @@ impl Simulator {
             last_elapsed: Duration::ZERO,
             window: VecDeque::new(),
             share_window,
+            noise: false,
         };
         sim.set_weights(weights)?;
         for v in &sim.variants {
@@ -260,6 +323,15 @@ impl Simulator {
                     experiment: v.labels.experiment.clone(),
                     status: status.into(),
                 });
+            }
+            for outcome in OUTCOMES {
+                sim.metrics
+                    .predictions
+                    .get_or_create_owned(&PredictionLabels {
+                        model_name: v.name.clone(),
+                        experiment: v.labels.experiment.clone(),
+                        outcome: outcome.into(),
+                    });
             }
             sim.metrics.response_time.get_or_create_owned(&v.labels);
             sim.metrics.prediction.get_or_create_owned(&v.labels);
@@ -277,6 +349,13 @@ impl Simulator {
     /// Variant names (the scenario's, sorted).
     pub fn variant_names(&self) -> Vec<&str> {
         self.variants.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    /// With noise, each request fails and each prediction is correct at
+    /// random (seeded): the counts fluctuate around the scenario's rates as
+    /// real traffic does. Without (the default), they follow the rates exactly.
+    pub fn set_noise(&mut self, noise: bool) {
+        self.noise = noise;
     }
 
     /// Switches to new weights. Variants of the scenario that are not
@@ -331,12 +410,23 @@ impl Simulator {
         let requests = split(n, &self.weights, &mut self.credits);
 
         let mut errors = Vec::with_capacity(self.variants.len());
+        let mut correct = Vec::with_capacity(self.variants.len());
+        let noise = self.noise;
         for (v, &count) in self.variants.iter_mut().zip(&requests) {
             let params = self.scenario.current()[&v.name];
-            let want_err = count as f64 * params.error_rate + v.error_carry;
-            let failed = ((want_err + EPSILON).floor() as u64).min(count);
-            v.error_carry = want_err - failed as f64;
+            let (failed, right) = v.outcomes(noise, count, &params);
             errors.push(failed);
+            correct.push(right);
+            for (outcome, n) in [("correct", right), ("incorrect", count - failed - right)] {
+                self.metrics
+                    .predictions
+                    .get_or_create(&PredictionLabels {
+                        model_name: v.name.clone(),
+                        experiment: v.labels.experiment.clone(),
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(n);
+            }
 
             let counter = |status: &str| RequestLabels {
                 model_name: v.name.clone(),
@@ -376,6 +466,7 @@ impl Simulator {
         TickOutcome {
             requests,
             errors,
+            correct,
             steps,
         }
     }
@@ -607,6 +698,114 @@ steps:
     }
 
     #[test]
+    fn predictions_are_counted_correct_or_incorrect_by_accuracy() {
+        let mut s = sim(
+            SCENARIO,
+            &[("baseline-predictor", 70.0), ("enhanced-predictor", 30.0)],
+        );
+        // 10 s at 50 rps: 350/150 requests, 347/150 successful (see above).
+        run(
+            &mut s,
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            50.0,
+        );
+        let text = encode(&s.registry()).expect("encode");
+        let got = |model, outcome| {
+            value(
+                &text,
+                "ab_test_predictions_total",
+                model,
+                &format!("outcome=\"{outcome}\""),
+            )
+        };
+        // 72% of 347 = 249.84 -> 249 so far; 78% of 150 = 117.
+        assert_eq!(got("baseline-predictor", "correct"), 249.0);
+        assert_eq!(got("baseline-predictor", "incorrect"), 98.0);
+        assert_eq!(got("enhanced-predictor", "correct"), 117.0);
+        assert_eq!(got("enhanced-predictor", "incorrect"), 33.0);
+        // The gauge stays the scenario's accuracy.
+        assert_eq!(
+            value(&text, "ab_test_model_accuracy", "enhanced-predictor", ""),
+            78.0
+        );
+    }
+
+    #[test]
+    fn noise_outcomes_do_not_depend_on_how_ticks_cut_the_requests() {
+        // No scenario step: a step applies at a tick, which differs by tick size.
+        let scenario = "variants:\n  baseline-predictor: {accuracy: 72, latency: 80ms, error_rate: 0.1}\n  enhanced-predictor: {accuracy: 60, latency: 60ms, error_rate: 0.2}\n";
+        let go = |tick_ms: u64| {
+            let mut s = sim(
+                scenario,
+                &[("baseline-predictor", 70.0), ("enhanced-predictor", 30.0)],
+            );
+            s.set_noise(true);
+            let (mut e, mut c) = (vec![0u64; 2], vec![0u64; 2]);
+            let mut t = Duration::ZERO;
+            while t < Duration::from_secs(20) {
+                t += Duration::from_millis(tick_ms);
+                let out = s.tick(t, 50.0);
+                for k in 0..2 {
+                    e[k] += out.errors[k];
+                    c[k] += out.correct[k];
+                }
+            }
+            (e, c)
+        };
+        assert_eq!(go(100), go(1000));
+        assert_eq!(go(100), go(20));
+    }
+
+    #[test]
+    fn noise_draws_outcomes_at_random_around_the_rates_and_is_seeded() {
+        let go = |seed| {
+            let s = Scenario::parse(
+                "variants: {v: {accuracy: 70, latency: 80ms, error_rate: 0.1}}",
+                "s.yaml",
+            )
+            .expect("scenario");
+            let mut s = Simulator::new(
+                "exp",
+                s,
+                &weights(&[("v", 1.0)]),
+                seed,
+                Duration::from_secs(5),
+            )
+            .expect("simulator");
+            s.set_noise(true);
+            let mut per_tick = Vec::new();
+            let (mut errors, mut correct) = (0u64, 0u64);
+            let mut t = Duration::ZERO;
+            // 2,000 ticks of 10 requests.
+            for _ in 0..2000 {
+                t += Duration::from_millis(100);
+                let out = s.tick(t, 100.0);
+                per_tick.push(out.errors[0]);
+                errors += out.errors[0];
+                correct += out.correct[0];
+            }
+            (per_tick, errors, correct)
+        };
+        let (ticks, errors, correct) = go(1);
+        // 20,000 requests at 10%: 2,000 errors ± 3 sd (42).
+        assert!((errors as f64 - 2000.0).abs() < 130.0, "{errors}");
+        // 70% of the 18,000 successes: 12,600 ± 3 sd (61).
+        assert!(
+            (correct as f64 - 0.7 * (20_000 - errors) as f64).abs() < 200.0,
+            "{correct}"
+        );
+        // Random, not the exact 1 per tick of the carry.
+        assert!(
+            ticks.contains(&0) && ticks.iter().any(|&e| e >= 3),
+            "{ticks:?}"
+        );
+        assert_eq!(go(1), (ticks, errors, correct), "same seed, same draws");
+        assert_ne!(go(2).1, errors, "another seed, other draws");
+    }
+
+    #[test]
     fn a_variant_without_traffic_has_no_accuracy_or_business_series() {
         let mut s = sim(SCENARIO, &[("baseline-predictor", 1.0)]);
         for i in 1..=10 {
@@ -639,6 +838,17 @@ steps:
         let s = sim(SCENARIO, &[("baseline-predictor", 1.0)]);
         let text = encode(&s.registry()).expect("encode");
         for model in ["baseline-predictor", "enhanced-predictor"] {
+            for outcome in OUTCOMES {
+                assert_eq!(
+                    value(
+                        &text,
+                        "ab_test_predictions_total",
+                        model,
+                        &format!("outcome=\"{outcome}\"")
+                    ),
+                    0.0
+                );
+            }
             for status in ["success", "error"] {
                 assert_eq!(
                     value(
