@@ -5,7 +5,9 @@
 //!   Alertmanager's repeats, HA duplicates and replays do not shift again
 //!   (unless `repeat_every` asks for progressive steps);
 //! - the change carries a precondition on the weights it read and records the
-//!   episode on the target, so a retry after a crash finds its own change;
+//!   episode on the target (the marks of its last changes), so a retry after a
+//!   crash or a lost ledger record finds its own change, and the cooldown and
+//!   hourly limit count a change the ledger never heard of;
 //! - weights stay within [min_weight, max_weight] and sum to 100; only the
 //!   alerting variant loses, only the destination gains, never onto the
 //!   alerting variant, nor onto a variant that is itself firing the same
@@ -33,7 +35,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use target::{ShiftMark, TargetConfig, TargetError, TrafficTarget};
+use target::{ShiftMark, Snapshot, TargetConfig, TargetError, TrafficTarget};
 
 pub use file::FileWeights;
 
@@ -335,10 +337,23 @@ impl TrafficShift {
         )
     }
 
-    async fn decisions(&self, q: DecisionQuery) -> Vec<TrafficDecision> {
+    /// The ledger's decisions; a failed read defers the run (read as "none",
+    /// it would let a second shift through for the episode, the cooldown or
+    /// the hourly limit).
+    async fn decisions(
+        &self,
+        experiment: &str,
+        q: DecisionQuery,
+    ) -> Result<Vec<TrafficDecision>, Verdict> {
         match &self.store {
-            Some(s) => s.decisions(q).await.unwrap_or_default(),
-            None => Vec::new(),
+            Some(s) => s.decisions(q).await.map_err(|e| {
+                Verdict::Defer(TrafficResult::new(
+                    Decision::Deferred,
+                    experiment,
+                    format!("cannot read the traffic decisions: {e}"),
+                ))
+            }),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -406,14 +421,21 @@ impl TrafficShift {
         let c = &self.config;
         let now = (self.clock)();
         // Once per episode (unless a progressive repeat is due).
-        let done = self
-            .decisions(DecisionQuery {
-                episode: Some(episode.to_owned()),
-                decisions: vec![Decision::Shifted.as_str().into()],
-                limit: 1,
-                ..Default::default()
-            })
-            .await;
+        let done = match self
+            .decisions(
+                experiment,
+                DecisionQuery {
+                    episode: Some(episode.to_owned()),
+                    decisions: vec![Decision::Shifted.as_str().into()],
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(done) => done,
+            Err(v) => return v,
+        };
         if let Some(last) = done.first() {
             let repeat_due = c
                 .repeat_every
@@ -432,13 +454,10 @@ impl TrafficShift {
                 Err(e) => return self.target_error(experiment, e),
             };
             self.publish_weights(experiment, &policy::normalise(&snapshot.weights));
-            // A crash between the change and the ledger: the target says it is done.
-            if !plan_only && done.is_empty() {
-                if let Some(mark) = snapshot
-                    .last_shift
-                    .as_ref()
-                    .filter(|m| m.episode == episode)
-                {
+            // A crash (or a lost record) between the change and the ledger:
+            // the target says it is done, even if other episodes shifted it since.
+            if !plan_only {
+                if let Some(mark) = unrecorded_mark(&snapshot, episode, done.first()) {
                     let mut d = TrafficResult::new(Decision::Shifted, experiment, "found this episode's change already applied on the target (recovered after a restart)");
                     d.before = Some(mark.before.clone());
                     d.after = Some(mark.after.clone());
@@ -502,32 +521,41 @@ impl TrafficShift {
             // longer of the two windows: a cooldown over an hour must still see
             // the change that started it.
             let cooldown_ms = i64::try_from(c.cooldown.as_millis()).unwrap_or(i64::MAX);
-            let changes = self
-                .decisions(DecisionQuery {
-                    target: Some(experiment.to_owned()),
-                    decisions: vec![
-                        Decision::Shifted.as_str().into(),
-                        Decision::Restored.as_str().into(),
-                    ],
-                    since: Some(now.saturating_sub(cooldown_ms.max(HOUR_MS))),
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await;
-            if let Some(last) = changes.first().filter(|d| now - d.at < cooldown_ms) {
+            let since = now.saturating_sub(cooldown_ms.max(HOUR_MS));
+            let changes = match self
+                .decisions(
+                    experiment,
+                    DecisionQuery {
+                        target: Some(experiment.to_owned()),
+                        decisions: vec![
+                            Decision::Shifted.as_str().into(),
+                            Decision::Restored.as_str().into(),
+                        ],
+                        since: Some(since),
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Ok(changes) => changes,
+                Err(v) => return v,
+            };
+            let changes = change_times(&changes, &snapshot, since);
+            if let Some(last) = changes.first().filter(|at| now - **at < cooldown_ms) {
                 let mut d = TrafficResult::new(
                     Decision::Cooldown,
                     experiment,
                     format!(
                         "last change {}s ago, cooldown {}",
-                        (now - last.at) / 1000,
+                        (now - last) / 1000,
                         humantime::format_duration(c.cooldown)
                     ),
                 );
                 d.before = Some(weights);
                 return Verdict::Done(d);
             }
-            let recent: Vec<_> = changes.iter().filter(|d| now - d.at < HOUR_MS).collect();
+            let recent: Vec<_> = changes.iter().filter(|at| now - **at < HOUR_MS).collect();
             if recent.len() as u32 >= c.max_shifts_per_hour {
                 let mut d = TrafficResult::new(
                     Decision::RateLimited,
@@ -631,17 +659,24 @@ impl TrafficShift {
                 "resolved; on_resolve: hold keeps the weights",
             ));
         }
-        let shifted = self
-            .decisions(DecisionQuery {
-                episode: Some(episode.to_owned()),
-                decisions: vec![
-                    Decision::Shifted.as_str().into(),
-                    Decision::Restored.as_str().into(),
-                ],
-                limit: 1,
-                ..Default::default()
-            })
-            .await;
+        let shifted = match self
+            .decisions(
+                experiment,
+                DecisionQuery {
+                    episode: Some(episode.to_owned()),
+                    decisions: vec![
+                        Decision::Shifted.as_str().into(),
+                        Decision::Restored.as_str().into(),
+                    ],
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(shifted) => shifted,
+            Err(v) => return v,
+        };
         let Some(last) = shifted.first() else {
             return Verdict::Done(TrafficResult::new(
                 Decision::Noop,
@@ -671,6 +706,16 @@ impl TrafficShift {
             Ok(s) => s,
             Err(e) => return self.target_error(experiment, e),
         };
+        // Restored before, the record lost: the target says so.
+        let restore_episode = format!("{episode}/restore");
+        if !plan_only {
+            if let Some(mark) = unrecorded_mark(&snapshot, &restore_episode, Some(last)) {
+                let mut d = TrafficResult::new(Decision::Restored, experiment, "found this episode's restore already applied on the target (recovered after a restart)");
+                d.before = Some(mark.before.clone());
+                d.after = Some(mark.after.clone());
+                return Verdict::Done(d);
+            }
+        }
         let current = policy::normalise(&snapshot.weights);
         if current != after {
             let mut d = TrafficResult::new(
@@ -682,7 +727,7 @@ impl TrafficShift {
             return Verdict::Done(d);
         }
         let mark = ShiftMark {
-            episode: format!("{episode}/restore"),
+            episode: restore_episode,
             before: current.clone(),
             after: before.clone(),
             at: chrono::DateTime::from_timestamp_millis((self.clock)())
@@ -766,7 +811,13 @@ impl TrafficShift {
         }
     }
 
-    async fn record(&self, ctx: &ActionContext<'_>, episode: &str, d: &TrafficResult) {
+    /// Counts, logs and records a decision; `Err` if the ledger did not take it.
+    async fn record(
+        &self,
+        ctx: &ActionContext<'_>,
+        episode: &str,
+        d: &TrafficResult,
+    ) -> Result<(), String> {
         // The target comes from an alert label: only configured targets
         // become label values (an alert must not create series at will).
         let target = if self.targets.get(&d.target).is_some() {
@@ -799,10 +850,63 @@ impl TrafficShift {
                 })
                 .await;
             if let Err(e) = result {
-                tracing::error!(error = %e, "Cannot record traffic decision");
+                tracing::error!(error = %e, decision = d.decision.as_str(), "Cannot record traffic decision");
+                return Err(e.to_string());
             }
         }
+        Ok(())
     }
+}
+
+/// The newest mark on the target of a change for `episode` that the ledger
+/// has not recorded: none recorded (`recorded` is `None`), or decided after
+/// the recorded one (a progressive step whose record was lost).
+fn unrecorded_mark<'a>(
+    snapshot: &'a Snapshot,
+    episode: &str,
+    recorded: Option<&TrafficDecision>,
+) -> Option<&'a ShiftMark> {
+    snapshot.shifts.iter().find(|m| {
+        m.episode == episode
+            && match recorded {
+                None => true,
+                Some(r) => m.at_ms().is_some_and(|at| at > r.at),
+            }
+    })
+}
+
+/// When the target changed since `since` (ms), newest first: the ledger's
+/// shifts and restores, and the target's marks of changes the ledger has no
+/// record of (a record lost to a crash or a failed write still counts for
+/// the cooldown and the hourly limit).
+fn change_times(recorded: &[TrafficDecision], snapshot: &Snapshot, since: i64) -> Vec<i64> {
+    let weights = |v: &Option<Value>| {
+        v.clone()
+            .and_then(|v| serde_json::from_value::<WeightMap>(v).ok())
+    };
+    let in_ledger = |m: &ShiftMark| {
+        recorded.iter().any(|d| {
+            let episode = if d.decision == Decision::Restored.as_str() {
+                format!("{}/restore", d.episode)
+            } else {
+                d.episode.clone()
+            };
+            episode == m.episode
+                && weights(&d.before).as_ref() == Some(&m.before)
+                && weights(&d.after).as_ref() == Some(&m.after)
+        })
+    };
+    let mut times: Vec<i64> = recorded.iter().map(|d| d.at).collect();
+    times.extend(
+        snapshot
+            .shifts
+            .iter()
+            .filter(|m| !in_ledger(m))
+            .filter_map(ShiftMark::at_ms)
+            .filter(|at| *at >= since),
+    );
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    times
 }
 
 #[async_trait]
@@ -832,19 +936,33 @@ impl Action for TrafficShift {
         let (episode, verdict) = self.decide(ctx, false).await;
         match verdict {
             Verdict::Done(mut d) => {
-                self.record(ctx, &episode, &d).await;
+                if let Err(e) = self.record(ctx, &episode, &d).await {
+                    // The weights changed and the ledger does not know: never a
+                    // silent success. The retry finds the change's mark on the
+                    // target and records it (no second change).
+                    if matches!(d.decision, Decision::Shifted | Decision::Restored) {
+                        return Err(ActionError::Retryable {
+                            message: format!(
+                                "{}, but the decision could not be recorded: {e}",
+                                d.decision
+                            ),
+                            retry_after: None,
+                        });
+                    }
+                }
                 d.episode = episode;
                 Ok(d.to_value())
             }
             Verdict::Defer(d) => {
-                self.record(ctx, &episode, &d).await;
+                // Failed anyway (retried): a lost record of it changes nothing.
+                let _ = self.record(ctx, &episode, &d).await;
                 Err(ActionError::Retryable {
                     message: format!("{}: {}", d.decision, d.reason),
                     retry_after: None,
                 })
             }
             Verdict::Fail(d) => {
-                self.record(ctx, &episode, &d).await;
+                let _ = self.record(ctx, &episode, &d).await;
                 Err(ActionError::Permanent(d.reason))
             }
         }
