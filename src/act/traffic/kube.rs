@@ -480,3 +480,90 @@ impl TrafficTarget for KubeWeights {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(ops: &Value) -> json_patch::Patch {
+        serde_json::from_value(ops.clone()).unwrap()
+    }
+
+    fn experiment(annotations: Value) -> Value {
+        json!({
+            "apiVersion": "mlops.seldon.io/v1alpha1",
+            "kind": "Experiment",
+            "metadata": {"name": "exp", "namespace": "ns", "annotations": annotations},
+            "spec": {"default": "a", "candidates": [{"name": "a", "weight": 70}, {"name": "b", "weight": 30}]},
+        })
+    }
+
+    fn mark(episode: &str) -> ShiftMark {
+        ShiftMark {
+            episode: episode.into(),
+            before: [("a".to_owned(), 70), ("b".to_owned(), 30)].into(),
+            after: [("a".to_owned(), 80), ("b".to_owned(), 20)].into(),
+            at: "2027-01-15T08:00:00Z".into(),
+        }
+    }
+
+    /// An object annotated by an older router holds one mark as a JSON
+    /// object; the next change keeps it in the list and tests the list it read.
+    #[test]
+    fn the_single_mark_of_an_older_router_is_read_and_kept() {
+        let old = mark("old");
+        let obj = experiment(json!({MARK_ANNOTATION: serde_json::to_string(&old).unwrap()}));
+        assert_eq!(marks_of(&obj), vec![old.clone()]);
+        let target = KubeWeights::new("ns", "exp", Layout::Seldon, ClientSource::default());
+        let expected = Snapshot {
+            weights: [("a".to_owned(), 70), ("b".to_owned(), 30)].into(),
+            default: Some("a".into()),
+            shifts: marks_of(&obj),
+            object: Some(obj.clone()),
+        };
+        let new = mark("new");
+        let ops = target.patch(&obj, &expected, &new.after, &new).unwrap();
+        let mut patched = obj.clone();
+        json_patch::patch(&mut patched, &apply(&ops)).unwrap();
+        assert_eq!(marks_of(&patched), vec![new.clone(), old.clone()]);
+        let single: ShiftMark = serde_json::from_str(
+            patched["metadata"]["annotations"][MARK_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(single, new, "the single form names the newest");
+
+        // With a list on the object, the patch tests it: a concurrent
+        // writer's mark is never dropped.
+        let newer = ShiftMark {
+            before: new.after.clone(),
+            after: [("a".to_owned(), 90), ("b".to_owned(), 10)].into(),
+            ..mark("newer")
+        };
+        let expected = Snapshot {
+            weights: new.after.clone(),
+            ..expected
+        };
+        let ops = target
+            .patch(&patched, &expected, &newer.after, &newer)
+            .unwrap();
+        let tested = ops.as_array().unwrap().iter().find(|o| {
+            o["op"] == "test" && o["path"] == "/metadata/annotations/mlops-alert-router.io~1shifts"
+        });
+        assert!(tested.is_some(), "{ops:#}");
+        let mut twice = patched.clone();
+        json_patch::patch(&mut twice, &apply(&ops)).unwrap();
+        assert_eq!(marks_of(&twice), vec![newer, new, old]);
+        assert!(
+            json_patch::patch(&mut twice, &apply(&ops)).is_err(),
+            "the same patch on the changed object fails its tests"
+        );
+    }
+
+    #[test]
+    fn an_unparsable_mark_is_ignored() {
+        let obj = experiment(json!({MARK_ANNOTATION: "not json", MARKS_ANNOTATION: "[1]"}));
+        assert!(marks_of(&obj).is_empty());
+    }
+}

@@ -878,30 +878,39 @@ fn unrecorded_mark<'a>(
 /// When the target changed since `since` (ms), newest first: the ledger's
 /// shifts and restores, and the target's marks of changes the ledger has no
 /// record of (a record lost to a crash or a failed write still counts for
-/// the cooldown and the hourly limit).
+/// the cooldown and the hourly limit). A change recorded late (recovered from
+/// its mark) counts from when it was made, its mark's time.
 fn change_times(recorded: &[TrafficDecision], snapshot: &Snapshot, since: i64) -> Vec<i64> {
     let weights = |v: &Option<Value>| {
         v.clone()
             .and_then(|v| serde_json::from_value::<WeightMap>(v).ok())
     };
-    let in_ledger = |m: &ShiftMark| {
-        recorded.iter().any(|d| {
-            let episode = if d.decision == Decision::Restored.as_str() {
-                format!("{}/restore", d.episode)
-            } else {
-                d.episode.clone()
-            };
-            episode == m.episode
-                && weights(&d.before).as_ref() == Some(&m.before)
-                && weights(&d.after).as_ref() == Some(&m.after)
-        })
+    let same = |d: &TrafficDecision, m: &ShiftMark| {
+        let episode = if d.decision == Decision::Restored.as_str() {
+            format!("{}/restore", d.episode)
+        } else {
+            d.episode.clone()
+        };
+        episode == m.episode
+            && weights(&d.before).as_ref() == Some(&m.before)
+            && weights(&d.after).as_ref() == Some(&m.after)
     };
-    let mut times: Vec<i64> = recorded.iter().map(|d| d.at).collect();
+    let mut times: Vec<i64> = recorded
+        .iter()
+        .map(|d| {
+            snapshot
+                .shifts
+                .iter()
+                .filter(|m| same(d, m))
+                .filter_map(ShiftMark::at_ms)
+                .fold(d.at, i64::min)
+        })
+        .collect();
     times.extend(
         snapshot
             .shifts
             .iter()
-            .filter(|m| !in_ledger(m))
+            .filter(|m| !recorded.iter().any(|d| same(d, m)))
             .filter_map(ShiftMark::at_ms)
             .filter(|at| *at >= since),
     );
@@ -1050,6 +1059,11 @@ mod tests {
     }
 
     async fn run(f: &Fixture, body: &str, hour: u32) -> String {
+        let result = try_run(f, body, hour).await.unwrap();
+        result["decision"].as_str().unwrap().to_owned()
+    }
+
+    async fn try_run(f: &Fixture, body: &str, hour: u32) -> Result<Value, ActionError> {
         let body = body.replace(
             "2026-11-27T01:02:34.255Z",
             &format!("2026-11-27T{hour:02}:00:00Z"),
@@ -1070,8 +1084,7 @@ mod tests {
             store: None,
             metrics: None,
         };
-        let result = f.action.execute(&ctx).await.unwrap();
-        result["decision"].as_str().unwrap().to_owned()
+        f.action.execute(&ctx).await
     }
 
     fn enhanced_weight(f: &Fixture) -> u64 {
@@ -1298,5 +1311,215 @@ mod tests {
             .await
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Makes the ledger refuse new decisions (a real SQLite failure: a
+    /// trigger aborts the insert), as a database failover does, while reads
+    /// and the target keep working.
+    fn ledger_refuses(f: &Fixture, refuse: bool) {
+        let conn = rusqlite::Connection::open(f.store.path()).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        if refuse {
+            conn.execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON traffic_decisions \
+                 BEGIN SELECT RAISE(ABORT, 'ledger unavailable'); END;",
+            )
+            .unwrap();
+        } else {
+            conn.execute_batch("DROP TRIGGER refuse;").unwrap();
+        }
+    }
+
+    async fn shifted_rows(f: &Fixture) -> Vec<TrafficDecision> {
+        f.store
+            .decisions(DecisionQuery {
+                decisions: vec!["shifted".into()],
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    fn at_minute(f: &Fixture, minutes: i64) {
+        f.now.store(T0 + minutes * 60_000, Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn a_shift_whose_record_is_lost_fails_the_run_as_retryable() {
+        let f = fixture("{step: 10, cooldown: 10m}");
+        ledger_refuses(&f, true);
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json");
+        match try_run(&f, body, 1).await {
+            Err(ActionError::Retryable { message, .. }) => {
+                assert!(
+                    message.contains("shifted, but the decision could not be recorded"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        assert_eq!(enhanced_weight(&f), 20, "the target was changed once");
+        // The retry (ledger back) records the change it finds, and changes nothing.
+        ledger_refuses(&f, false);
+        at_minute(&f, 1);
+        let again = try_run(&f, body, 1).await.unwrap();
+        assert_eq!(again["decision"], "shifted");
+        assert!(
+            again["reason"].as_str().unwrap().contains("recovered"),
+            "{again}"
+        );
+        assert_eq!(enhanced_weight(&f), 20, "not shifted again");
+        assert_eq!(shifted_rows(&f).await.len(), 1);
+    }
+
+    /// The failover finding: episode A's change reaches the target but not
+    /// the ledger; episode B shifts the target before A's run is retried, so
+    /// A's mark is no longer the newest. The retry still finds it, and B's
+    /// cooldown and hourly limit counted A's change meanwhile.
+    #[tokio::test]
+    async fn a_retry_after_a_lost_record_and_another_episodes_shift_does_not_shift_again() {
+        let f = fixture("{step: 10, cooldown: 10m, max_shifts_per_hour: 2}");
+        ledger_refuses(&f, true);
+        assert!(
+            fire_result(&f, 1).await.is_err(),
+            "A: applied, not recorded"
+        );
+        ledger_refuses(&f, false);
+        assert_eq!(enhanced_weight(&f), 20);
+        assert!(
+            shifted_rows(&f).await.is_empty(),
+            "the ledger never heard of A"
+        );
+
+        at_minute(&f, 5);
+        assert_eq!(fire(&f, 2).await, "cooldown", "B: A's change counts");
+        at_minute(&f, 10);
+        assert_eq!(fire(&f, 2).await, "shifted", "B: after A's cooldown");
+        assert_eq!(enhanced_weight(&f), 10);
+        at_minute(&f, 20);
+        assert_eq!(
+            fire(&f, 3).await,
+            "rate_limited",
+            "C: A and B within the hour"
+        );
+
+        // A's retry: its mark is the second one on the target now.
+        let file = std::fs::read_to_string(&f.path).unwrap();
+        let held: Value = serde_yaml::from_str(&file).unwrap();
+        assert_eq!(held["shifts"].as_array().unwrap().len(), 2, "{file}");
+        assert_eq!(
+            fire(&f, 1).await,
+            "shifted",
+            "A: recovered from the target's mark"
+        );
+        assert_eq!(enhanced_weight(&f), 10, "A did not shift again");
+        let rows = shifted_rows(&f).await;
+        assert_eq!(rows.len(), 2, "one shifted row per episode: {rows:?}");
+        assert!(rows[0].reason.contains("recovered"), "{rows:?}");
+        // Once recorded, A is counted once (its mark matches its row), from
+        // when it was applied: C may go when A leaves the hour.
+        at_minute(&f, 21);
+        assert_eq!(fire(&f, 3).await, "rate_limited");
+        at_minute(&f, 60);
+        assert_eq!(fire(&f, 3).await, "shifted");
+        assert_eq!(enhanced_weight(&f), 0);
+        assert_eq!(fire(&f, 1).await, "noop", "A: already shifted");
+        assert_eq!(enhanced_weight(&f), 0);
+    }
+
+    async fn fire_result(f: &Fixture, hour: u32) -> Result<Value, ActionError> {
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json");
+        try_run(f, body, hour).await
+    }
+
+    /// A weights file written before the mark list holds one `last_shift`:
+    /// a retry of that episode finds it.
+    #[tokio::test]
+    async fn a_single_mark_of_an_older_file_is_still_found() {
+        let f = fixture("{step: 10, cooldown: 10m}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        let episode = shifted_rows(&f).await[0].episode.clone();
+        // The same change, as an older router wrote it, and no ledger.
+        let g = fixture("{step: 10, cooldown: 10m}");
+        std::fs::write(
+            &g.path,
+            format!(
+                "default: baseline-predictor\n\
+                 candidates: [{{name: baseline-predictor, weight: 80}}, {{name: enhanced-predictor, weight: 20}}]\n\
+                 last_shift: {{episode: '{episode}', before: {{baseline-predictor: 70, enhanced-predictor: 30}}, \
+                 after: {{baseline-predictor: 80, enhanced-predictor: 20}}, at: '2027-01-15T08:00:00Z'}}\n"
+            ),
+        )
+        .unwrap();
+        let snapshot = g
+            .action
+            .targets
+            .get("financial-ab-test-experiment")
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.shifts.len(), 1);
+        assert_eq!(fire(&g, 1).await, "shifted");
+        assert_eq!(enhanced_weight(&g), 20, "recovered, not shifted again");
+        assert!(shifted_rows(&g).await[0].reason.contains("recovered"));
+        // The next change keeps the older mark in the list.
+        at_minute(&g, 60);
+        assert_eq!(fire(&g, 2).await, "shifted");
+        let snapshot = g
+            .action
+            .targets
+            .get("financial-ab-test-experiment")
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.shifts.len(), 2);
+        assert_eq!(snapshot.shifts[1].episode, episode);
+    }
+
+    /// A ledger that cannot be read defers the run: read as "no decisions",
+    /// it would let the episode's second shift through.
+    #[tokio::test]
+    async fn an_unreadable_ledger_defers_instead_of_shifting() {
+        let f = fixture("{step: 10, cooldown: 0s}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        let conn = rusqlite::Connection::open(f.store.path()).unwrap();
+        conn.execute_batch("ALTER TABLE traffic_decisions RENAME TO gone;")
+            .unwrap();
+        match fire_result(&f, 1).await {
+            Err(ActionError::Retryable { message, .. }) => {
+                assert!(
+                    message.contains("cannot read the traffic decisions"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        assert_eq!(enhanced_weight(&f), 20, "not shifted again");
+    }
+
+    #[test]
+    fn a_target_keeps_the_newest_marks() {
+        let mark = |i: usize| ShiftMark {
+            episode: format!("e{i}"),
+            before: WeightMap::new(),
+            after: WeightMap::new(),
+            at: "2027-01-15T08:00:00Z".into(),
+        };
+        let mut held = Vec::new();
+        for i in 0..20 {
+            held = target::push_mark(&held, &mark(i));
+        }
+        assert_eq!(held.len(), target::MARKS_KEPT);
+        assert_eq!(held[0], mark(19));
+        assert_eq!(held[15], mark(4));
+        // A single mark that the list lacks (an older writer) comes first.
+        let read = target::read_marks(Some(mark(99)), held.clone());
+        assert_eq!(read[0], mark(99));
+        assert_eq!(read[1], mark(19));
+        assert_eq!(read.len(), target::MARKS_KEPT);
+        assert_eq!(target::read_marks(Some(mark(19)), held.clone()), held);
     }
 }
