@@ -62,7 +62,8 @@ async fn traffic(
                 "target": target.describe(),
                 "weights": normalise(&s.weights),
                 "default": s.default,
-                "last_shift": s.last_shift,
+                "last_shift": s.shifts.first(),
+                "shifts": s.shifts,
             }),
             Err(e) => json!({"target": target.describe(), "error": e.to_string()}),
         };

@@ -2,7 +2,7 @@
 //! temp file, fsync, rename) so a reader (the simulator) never sees half a file.
 
 use super::policy::WeightMap;
-use super::target::{ShiftMark, Snapshot, TargetError, TrafficTarget};
+use super::target::{push_mark, read_marks, ShiftMark, Snapshot, TargetError, TrafficTarget};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -22,8 +22,12 @@ struct WeightsFile {
     experiment: Option<String>,
     default: String,
     candidates: Vec<Candidate>,
+    /// The newest mark (the only one files written before `shifts` have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_shift: Option<ShiftMark>,
+    /// The last [`MARKS_KEPT`](super::target::MARKS_KEPT) marks, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shifts: Vec<ShiftMark>,
 }
 
 /// A weights file.
@@ -65,7 +69,7 @@ impl FileWeights {
                 .map(|c| (c.name.clone(), c.weight))
                 .collect(),
             default: Some(f.default.clone()),
-            last_shift: f.last_shift.clone(),
+            shifts: read_marks(f.last_shift.clone(), f.shifts.clone()),
             object: None,
         }
     }
@@ -103,6 +107,7 @@ impl TrafficTarget for FileWeights {
                 c.weight = *w;
             }
         }
+        file.shifts = push_mark(&now.shifts, mark);
         file.last_shift = Some(mark.clone());
         let text = serde_yaml::to_string(&file)
             .map_err(|e| TargetError::Permanent(format!("cannot serialise weights: {e}")))?;
@@ -134,7 +139,7 @@ impl TrafficTarget for FileWeights {
         json!({
             "file": self.path.display().to_string(),
             "expect": expected.weights,
-            "write": {"candidates": after, "last_shift": mark},
+            "write": {"candidates": after, "last_shift": mark, "shifts": push_mark(&expected.shifts, mark)},
         })
     }
 }

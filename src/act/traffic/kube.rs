@@ -1,11 +1,13 @@
 //! Kubernetes targets through kube-rs: a Seldon `Experiment` or an Istio
 //! `VirtualService`. A change is one JSON patch whose `test` operations pin
 //! the weights it read (so a concurrent writer makes it fail with 422/409:
-//! read again, decide again) and which records the shift in an annotation.
+//! read again, decide again) and which records the shift in annotations (the
+//! last few marks, and the newest one alone).
 
 use super::policy::WeightMap;
 use super::target::{
-    IstioApiVersion, ShiftMark, Snapshot, TargetError, TrafficTarget, MARK_ANNOTATION,
+    push_mark, read_marks, IstioApiVersion, ShiftMark, Snapshot, TargetError, TrafficTarget,
+    MARKS_ANNOTATION, MARK_ANNOTATION,
 };
 use async_trait::async_trait;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -271,13 +273,31 @@ impl KubeWeights {
                 ops.push(json!({"op": "add", "path": weight_path, "value": w}));
             }
         }
-        let mark_text =
-            serde_json::to_string(mark).map_err(|e| TargetError::Permanent(e.to_string()))?;
-        if obj["metadata"]["annotations"].is_object() {
-            let key = MARK_ANNOTATION.replace('~', "~0").replace('/', "~1");
-            ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{key}"), "value": mark_text}));
+        // The marks of the object as read here (not of `expected`: a change
+        // since the decision read it fails the weight tests anyway), with
+        // this one first; the list annotation is tested, so two writers never
+        // drop each other's mark.
+        let marks = push_mark(&marks_of(obj), mark);
+        let text = |r: serde_json::Result<String>| {
+            r.map_err(|e| TargetError::Permanent(format!("cannot serialise the mark: {e}")))
+        };
+        let mark_text = text(serde_json::to_string(mark))?;
+        let marks_text = text(serde_json::to_string(&marks))?;
+        let annotations = &obj["metadata"]["annotations"];
+        if annotations.is_object() {
+            let pointer = |key: &str| {
+                format!(
+                    "/metadata/annotations/{}",
+                    key.replace('~', "~0").replace('/', "~1")
+                )
+            };
+            if let Some(held) = annotations[MARKS_ANNOTATION].as_str() {
+                ops.push(json!({"op": "test", "path": pointer(MARKS_ANNOTATION), "value": held}));
+            }
+            ops.push(json!({"op": "add", "path": pointer(MARK_ANNOTATION), "value": mark_text}));
+            ops.push(json!({"op": "add", "path": pointer(MARKS_ANNOTATION), "value": marks_text}));
         } else {
-            ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {MARK_ANNOTATION: mark_text}}));
+            ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {MARK_ANNOTATION: mark_text, MARKS_ANNOTATION: marks_text}}));
         }
         Ok(Value::Array(ops))
     }
@@ -358,6 +378,22 @@ impl KubeWeights {
     }
 }
 
+/// The marks on an object, newest first: the list annotation, and the
+/// single-mark annotation (all an object annotated by an older router has).
+/// A mark that does not parse is ignored (an annotation edited by hand must
+/// not stop traffic decisions).
+fn marks_of(obj: &Value) -> Vec<ShiftMark> {
+    let annotations = &obj["metadata"]["annotations"];
+    let single = annotations[MARK_ANNOTATION]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok());
+    let list = annotations[MARKS_ANNOTATION]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    read_marks(single, list)
+}
+
 /// `e: source: source...`, each message once.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -386,13 +422,11 @@ impl TrafficTarget for KubeWeights {
     async fn read(&self) -> Result<Snapshot, TargetError> {
         let obj = self.get().await?;
         let (entries, default) = self.entries(&obj)?;
-        let last_shift = obj["metadata"]["annotations"][MARK_ANNOTATION]
-            .as_str()
-            .and_then(|s| serde_json::from_str(s).ok());
+        let shifts = marks_of(&obj);
         Ok(Snapshot {
             weights: entries.into_iter().map(|e| (e.variant, e.weight)).collect(),
             default,
-            last_shift,
+            shifts,
             object: Some(obj),
         })
     }
@@ -444,5 +478,92 @@ impl TrafficTarget for KubeWeights {
             "note": "the object was not read: the real patch tests and replaces each entry at its position in the object",
             "after": after,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(ops: &Value) -> json_patch::Patch {
+        serde_json::from_value(ops.clone()).unwrap()
+    }
+
+    fn experiment(annotations: Value) -> Value {
+        json!({
+            "apiVersion": "mlops.seldon.io/v1alpha1",
+            "kind": "Experiment",
+            "metadata": {"name": "exp", "namespace": "ns", "annotations": annotations},
+            "spec": {"default": "a", "candidates": [{"name": "a", "weight": 70}, {"name": "b", "weight": 30}]},
+        })
+    }
+
+    fn mark(episode: &str) -> ShiftMark {
+        ShiftMark {
+            episode: episode.into(),
+            before: [("a".to_owned(), 70), ("b".to_owned(), 30)].into(),
+            after: [("a".to_owned(), 80), ("b".to_owned(), 20)].into(),
+            at: "2027-01-15T08:00:00Z".into(),
+        }
+    }
+
+    /// An object annotated by an older router holds one mark as a JSON
+    /// object; the next change keeps it in the list and tests the list it read.
+    #[test]
+    fn the_single_mark_of_an_older_router_is_read_and_kept() {
+        let old = mark("old");
+        let obj = experiment(json!({MARK_ANNOTATION: serde_json::to_string(&old).unwrap()}));
+        assert_eq!(marks_of(&obj), vec![old.clone()]);
+        let target = KubeWeights::new("ns", "exp", Layout::Seldon, ClientSource::default());
+        let expected = Snapshot {
+            weights: [("a".to_owned(), 70), ("b".to_owned(), 30)].into(),
+            default: Some("a".into()),
+            shifts: marks_of(&obj),
+            object: Some(obj.clone()),
+        };
+        let new = mark("new");
+        let ops = target.patch(&obj, &expected, &new.after, &new).unwrap();
+        let mut patched = obj.clone();
+        json_patch::patch(&mut patched, &apply(&ops)).unwrap();
+        assert_eq!(marks_of(&patched), vec![new.clone(), old.clone()]);
+        let single: ShiftMark = serde_json::from_str(
+            patched["metadata"]["annotations"][MARK_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(single, new, "the single form names the newest");
+
+        // With a list on the object, the patch tests it: a concurrent
+        // writer's mark is never dropped.
+        let newer = ShiftMark {
+            before: new.after.clone(),
+            after: [("a".to_owned(), 90), ("b".to_owned(), 10)].into(),
+            ..mark("newer")
+        };
+        let expected = Snapshot {
+            weights: new.after.clone(),
+            ..expected
+        };
+        let ops = target
+            .patch(&patched, &expected, &newer.after, &newer)
+            .unwrap();
+        let tested = ops.as_array().unwrap().iter().find(|o| {
+            o["op"] == "test" && o["path"] == "/metadata/annotations/mlops-alert-router.io~1shifts"
+        });
+        assert!(tested.is_some(), "{ops:#}");
+        let mut twice = patched.clone();
+        json_patch::patch(&mut twice, &apply(&ops)).unwrap();
+        assert_eq!(marks_of(&twice), vec![newer, new, old]);
+        assert!(
+            json_patch::patch(&mut twice, &apply(&ops)).is_err(),
+            "the same patch on the changed object fails its tests"
+        );
+    }
+
+    #[test]
+    fn an_unparsable_mark_is_ignored() {
+        let obj = experiment(json!({MARK_ANNOTATION: "not json", MARKS_ANNOTATION: "[1]"}));
+        assert!(marks_of(&obj).is_empty());
     }
 }

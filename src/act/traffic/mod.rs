@@ -5,7 +5,9 @@
 //!   Alertmanager's repeats, HA duplicates and replays do not shift again
 //!   (unless `repeat_every` asks for progressive steps);
 //! - the change carries a precondition on the weights it read and records the
-//!   episode on the target, so a retry after a crash finds its own change;
+//!   episode on the target (the marks of its last changes), so a retry after a
+//!   crash or a lost ledger record finds its own change, and the cooldown and
+//!   hourly limit count a change the ledger never heard of;
 //! - weights stay within [min_weight, max_weight] and sum to 100; only the
 //!   alerting variant loses, only the destination gains, never onto the
 //!   alerting variant, nor onto a variant that is itself firing the same
@@ -34,7 +36,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use target::{ShiftMark, TargetConfig, TargetError, TrafficTarget};
+use target::{ShiftMark, Snapshot, TargetConfig, TargetError, TrafficTarget};
 
 pub use file::FileWeights;
 
@@ -454,10 +456,23 @@ impl TrafficShift {
         )
     }
 
-    async fn decisions(&self, q: DecisionQuery) -> Vec<TrafficDecision> {
+    /// The ledger's decisions; a failed read defers the run (read as "none",
+    /// it would let a second shift through for the episode, the cooldown or
+    /// the hourly limit).
+    async fn decisions(
+        &self,
+        experiment: &str,
+        q: DecisionQuery,
+    ) -> Result<Vec<TrafficDecision>, Verdict> {
         match &self.store {
-            Some(s) => s.decisions(q).await.unwrap_or_default(),
-            None => Vec::new(),
+            Some(s) => s.decisions(q).await.map_err(|e| {
+                Verdict::Defer(TrafficResult::new(
+                    Decision::Deferred,
+                    experiment,
+                    format!("cannot read the traffic decisions: {e}"),
+                ))
+            }),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -525,14 +540,21 @@ impl TrafficShift {
         let c = &self.config;
         let now = (self.clock)();
         // Once per episode (unless a progressive repeat is due).
-        let done = self
-            .decisions(DecisionQuery {
-                episode: Some(episode.to_owned()),
-                decisions: vec![Decision::Shifted.as_str().into()],
-                limit: 1,
-                ..Default::default()
-            })
-            .await;
+        let done = match self
+            .decisions(
+                experiment,
+                DecisionQuery {
+                    episode: Some(episode.to_owned()),
+                    decisions: vec![Decision::Shifted.as_str().into()],
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(done) => done,
+            Err(v) => return v,
+        };
         if let Some(last) = done.first() {
             let repeat_due = c
                 .repeat_every
@@ -551,13 +573,10 @@ impl TrafficShift {
                 Err(e) => return self.target_error(experiment, e),
             };
             self.publish_weights(experiment, &policy::normalise(&snapshot.weights));
-            // A crash between the change and the ledger: the target says it is done.
-            if !plan_only && done.is_empty() {
-                if let Some(mark) = snapshot
-                    .last_shift
-                    .as_ref()
-                    .filter(|m| m.episode == episode)
-                {
+            // A crash (or a lost record) between the change and the ledger:
+            // the target says it is done, even if other episodes shifted it since.
+            if !plan_only {
+                if let Some(mark) = unrecorded_mark(&snapshot, episode, done.first()) {
                     let mut d = TrafficResult::new(Decision::Shifted, experiment, "found this episode's change already applied on the target (recovered after a restart)");
                     d.before = Some(mark.before.clone());
                     d.after = Some(mark.after.clone());
@@ -621,32 +640,41 @@ impl TrafficShift {
             // longer of the two windows: a cooldown over an hour must still see
             // the change that started it.
             let cooldown_ms = i64::try_from(c.cooldown.as_millis()).unwrap_or(i64::MAX);
-            let changes = self
-                .decisions(DecisionQuery {
-                    target: Some(experiment.to_owned()),
-                    decisions: vec![
-                        Decision::Shifted.as_str().into(),
-                        Decision::Restored.as_str().into(),
-                    ],
-                    since: Some(now.saturating_sub(cooldown_ms.max(HOUR_MS))),
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await;
-            if let Some(last) = changes.first().filter(|d| now - d.at < cooldown_ms) {
+            let since = now.saturating_sub(cooldown_ms.max(HOUR_MS));
+            let changes = match self
+                .decisions(
+                    experiment,
+                    DecisionQuery {
+                        target: Some(experiment.to_owned()),
+                        decisions: vec![
+                            Decision::Shifted.as_str().into(),
+                            Decision::Restored.as_str().into(),
+                        ],
+                        since: Some(since),
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Ok(changes) => changes,
+                Err(v) => return v,
+            };
+            let changes = change_times(&changes, &snapshot, since);
+            if let Some(last) = changes.first().filter(|at| now - **at < cooldown_ms) {
                 let mut d = TrafficResult::new(
                     Decision::Cooldown,
                     experiment,
                     format!(
                         "last change {}s ago, cooldown {}",
-                        (now - last.at) / 1000,
+                        (now - last) / 1000,
                         humantime::format_duration(c.cooldown)
                     ),
                 );
                 d.before = Some(weights);
                 return Verdict::Done(d);
             }
-            let recent: Vec<_> = changes.iter().filter(|d| now - d.at < HOUR_MS).collect();
+            let recent: Vec<_> = changes.iter().filter(|at| now - **at < HOUR_MS).collect();
             if recent.len() as u32 >= c.max_shifts_per_hour {
                 let mut d = TrafficResult::new(
                     Decision::RateLimited,
@@ -772,17 +800,24 @@ impl TrafficShift {
                 "resolved; on_resolve: hold keeps the weights",
             ));
         }
-        let shifted = self
-            .decisions(DecisionQuery {
-                episode: Some(episode.to_owned()),
-                decisions: vec![
-                    Decision::Shifted.as_str().into(),
-                    Decision::Restored.as_str().into(),
-                ],
-                limit: 1,
-                ..Default::default()
-            })
-            .await;
+        let shifted = match self
+            .decisions(
+                experiment,
+                DecisionQuery {
+                    episode: Some(episode.to_owned()),
+                    decisions: vec![
+                        Decision::Shifted.as_str().into(),
+                        Decision::Restored.as_str().into(),
+                    ],
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(shifted) => shifted,
+            Err(v) => return v,
+        };
         let Some(last) = shifted.first() else {
             return Verdict::Done(TrafficResult::new(
                 Decision::Noop,
@@ -812,6 +847,16 @@ impl TrafficShift {
             Ok(s) => s,
             Err(e) => return self.target_error(experiment, e),
         };
+        // Restored before, the record lost: the target says so.
+        let restore_episode = format!("{episode}/restore");
+        if !plan_only {
+            if let Some(mark) = unrecorded_mark(&snapshot, &restore_episode, Some(last)) {
+                let mut d = TrafficResult::new(Decision::Restored, experiment, "found this episode's restore already applied on the target (recovered after a restart)");
+                d.before = Some(mark.before.clone());
+                d.after = Some(mark.after.clone());
+                return Verdict::Done(d);
+            }
+        }
         let current = policy::normalise(&snapshot.weights);
         if current != after {
             let mut d = TrafficResult::new(
@@ -823,7 +868,7 @@ impl TrafficShift {
             return Verdict::Done(d);
         }
         let mark = ShiftMark {
-            episode: format!("{episode}/restore"),
+            episode: restore_episode,
             before: current.clone(),
             after: before.clone(),
             at: chrono::DateTime::from_timestamp_millis((self.clock)())
@@ -907,7 +952,13 @@ impl TrafficShift {
         }
     }
 
-    async fn record(&self, ctx: &ActionContext<'_>, episode: &str, d: &TrafficResult) {
+    /// Counts, logs and records a decision; `Err` if the ledger did not take it.
+    async fn record(
+        &self,
+        ctx: &ActionContext<'_>,
+        episode: &str,
+        d: &TrafficResult,
+    ) -> Result<(), String> {
         // The target comes from an alert label: only configured targets
         // become label values (an alert must not create series at will).
         let target = if self.targets.get(&d.target).is_some() {
@@ -940,10 +991,72 @@ impl TrafficShift {
                 })
                 .await;
             if let Err(e) = result {
-                tracing::error!(error = %e, "Cannot record traffic decision");
+                tracing::error!(error = %e, decision = d.decision.as_str(), "Cannot record traffic decision");
+                return Err(e.to_string());
             }
         }
+        Ok(())
     }
+}
+
+/// The newest mark on the target of a change for `episode` that the ledger
+/// has not recorded: none recorded (`recorded` is `None`), or decided after
+/// the recorded one (a progressive step whose record was lost).
+fn unrecorded_mark<'a>(
+    snapshot: &'a Snapshot,
+    episode: &str,
+    recorded: Option<&TrafficDecision>,
+) -> Option<&'a ShiftMark> {
+    snapshot.shifts.iter().find(|m| {
+        m.episode == episode
+            && match recorded {
+                None => true,
+                Some(r) => m.at_ms().is_some_and(|at| at > r.at),
+            }
+    })
+}
+
+/// When the target changed since `since` (ms), newest first: the ledger's
+/// shifts and restores, and the target's marks of changes the ledger has no
+/// record of (a record lost to a crash or a failed write still counts for
+/// the cooldown and the hourly limit). A change recorded late (recovered from
+/// its mark) counts from when it was made, its mark's time.
+fn change_times(recorded: &[TrafficDecision], snapshot: &Snapshot, since: i64) -> Vec<i64> {
+    let weights = |v: &Option<Value>| {
+        v.clone()
+            .and_then(|v| serde_json::from_value::<WeightMap>(v).ok())
+    };
+    let same = |d: &TrafficDecision, m: &ShiftMark| {
+        let episode = if d.decision == Decision::Restored.as_str() {
+            format!("{}/restore", d.episode)
+        } else {
+            d.episode.clone()
+        };
+        episode == m.episode
+            && weights(&d.before).as_ref() == Some(&m.before)
+            && weights(&d.after).as_ref() == Some(&m.after)
+    };
+    let mut times: Vec<i64> = recorded
+        .iter()
+        .map(|d| {
+            snapshot
+                .shifts
+                .iter()
+                .filter(|m| same(d, m))
+                .filter_map(ShiftMark::at_ms)
+                .fold(d.at, i64::min)
+        })
+        .collect();
+    times.extend(
+        snapshot
+            .shifts
+            .iter()
+            .filter(|m| !recorded.iter().any(|d| same(d, m)))
+            .filter_map(ShiftMark::at_ms)
+            .filter(|at| *at >= since),
+    );
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    times
 }
 
 #[async_trait]
@@ -985,19 +1098,33 @@ impl Action for TrafficShift {
         let (episode, verdict) = self.decide(ctx, false).await;
         match verdict {
             Verdict::Done(mut d) => {
-                self.record(ctx, &episode, &d).await;
+                if let Err(e) = self.record(ctx, &episode, &d).await {
+                    // The weights changed and the ledger does not know: never a
+                    // silent success. The retry finds the change's mark on the
+                    // target and records it (no second change).
+                    if matches!(d.decision, Decision::Shifted | Decision::Restored) {
+                        return Err(ActionError::Retryable {
+                            message: format!(
+                                "{}, but the decision could not be recorded: {e}",
+                                d.decision
+                            ),
+                            retry_after: None,
+                        });
+                    }
+                }
                 d.episode = episode;
                 Ok(d.to_value())
             }
             Verdict::Defer(d) => {
-                self.record(ctx, &episode, &d).await;
+                // Failed anyway (retried): a lost record of it changes nothing.
+                let _ = self.record(ctx, &episode, &d).await;
                 Err(ActionError::Retryable {
                     message: format!("{}: {}", d.decision, d.reason),
                     retry_after: None,
                 })
             }
             Verdict::Fail(d) => {
-                self.record(ctx, &episode, &d).await;
+                let _ = self.record(ctx, &episode, &d).await;
                 Err(ActionError::Permanent(d.reason))
             }
         }
@@ -1085,6 +1212,11 @@ mod tests {
     }
 
     async fn run(f: &Fixture, body: &str, hour: u32) -> String {
+        let result = try_run(f, body, hour).await.unwrap();
+        result["decision"].as_str().unwrap().to_owned()
+    }
+
+    async fn try_run(f: &Fixture, body: &str, hour: u32) -> Result<Value, ActionError> {
         let body = body.replace(
             "2026-11-27T01:02:34.255Z",
             &format!("2026-11-27T{hour:02}:00:00Z"),
@@ -1105,8 +1237,7 @@ mod tests {
             store: None,
             metrics: None,
         };
-        let result = f.action.execute(&ctx).await.unwrap();
-        result["decision"].as_str().unwrap().to_owned()
+        f.action.execute(&ctx).await
     }
 
     fn enhanced_weight(f: &Fixture) -> u64 {
@@ -1381,5 +1512,215 @@ mod tests {
             .await
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Makes the ledger refuse new decisions (a real SQLite failure: a
+    /// trigger aborts the insert), as a database failover does, while reads
+    /// and the target keep working.
+    fn ledger_refuses(f: &Fixture, refuse: bool) {
+        let conn = rusqlite::Connection::open(f.store.path()).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        if refuse {
+            conn.execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON traffic_decisions \
+                 BEGIN SELECT RAISE(ABORT, 'ledger unavailable'); END;",
+            )
+            .unwrap();
+        } else {
+            conn.execute_batch("DROP TRIGGER refuse;").unwrap();
+        }
+    }
+
+    async fn shifted_rows(f: &Fixture) -> Vec<TrafficDecision> {
+        f.store
+            .decisions(DecisionQuery {
+                decisions: vec!["shifted".into()],
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    fn at_minute(f: &Fixture, minutes: i64) {
+        f.now.store(T0 + minutes * 60_000, Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn a_shift_whose_record_is_lost_fails_the_run_as_retryable() {
+        let f = fixture("{step: 10, cooldown: 10m}");
+        ledger_refuses(&f, true);
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json");
+        match try_run(&f, body, 1).await {
+            Err(ActionError::Retryable { message, .. }) => {
+                assert!(
+                    message.contains("shifted, but the decision could not be recorded"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        assert_eq!(enhanced_weight(&f), 20, "the target was changed once");
+        // The retry (ledger back) records the change it finds, and changes nothing.
+        ledger_refuses(&f, false);
+        at_minute(&f, 1);
+        let again = try_run(&f, body, 1).await.unwrap();
+        assert_eq!(again["decision"], "shifted");
+        assert!(
+            again["reason"].as_str().unwrap().contains("recovered"),
+            "{again}"
+        );
+        assert_eq!(enhanced_weight(&f), 20, "not shifted again");
+        assert_eq!(shifted_rows(&f).await.len(), 1);
+    }
+
+    /// The failover finding: episode A's change reaches the target but not
+    /// the ledger; episode B shifts the target before A's run is retried, so
+    /// A's mark is no longer the newest. The retry still finds it, and B's
+    /// cooldown and hourly limit counted A's change meanwhile.
+    #[tokio::test]
+    async fn a_retry_after_a_lost_record_and_another_episodes_shift_does_not_shift_again() {
+        let f = fixture("{step: 10, cooldown: 10m, max_shifts_per_hour: 2}");
+        ledger_refuses(&f, true);
+        assert!(
+            fire_result(&f, 1).await.is_err(),
+            "A: applied, not recorded"
+        );
+        ledger_refuses(&f, false);
+        assert_eq!(enhanced_weight(&f), 20);
+        assert!(
+            shifted_rows(&f).await.is_empty(),
+            "the ledger never heard of A"
+        );
+
+        at_minute(&f, 5);
+        assert_eq!(fire(&f, 2).await, "cooldown", "B: A's change counts");
+        at_minute(&f, 10);
+        assert_eq!(fire(&f, 2).await, "shifted", "B: after A's cooldown");
+        assert_eq!(enhanced_weight(&f), 10);
+        at_minute(&f, 20);
+        assert_eq!(
+            fire(&f, 3).await,
+            "rate_limited",
+            "C: A and B within the hour"
+        );
+
+        // A's retry: its mark is the second one on the target now.
+        let file = std::fs::read_to_string(&f.path).unwrap();
+        let held: Value = serde_yaml::from_str(&file).unwrap();
+        assert_eq!(held["shifts"].as_array().unwrap().len(), 2, "{file}");
+        assert_eq!(
+            fire(&f, 1).await,
+            "shifted",
+            "A: recovered from the target's mark"
+        );
+        assert_eq!(enhanced_weight(&f), 10, "A did not shift again");
+        let rows = shifted_rows(&f).await;
+        assert_eq!(rows.len(), 2, "one shifted row per episode: {rows:?}");
+        assert!(rows[0].reason.contains("recovered"), "{rows:?}");
+        // Once recorded, A is counted once (its mark matches its row), from
+        // when it was applied: C may go when A leaves the hour.
+        at_minute(&f, 21);
+        assert_eq!(fire(&f, 3).await, "rate_limited");
+        at_minute(&f, 60);
+        assert_eq!(fire(&f, 3).await, "shifted");
+        assert_eq!(enhanced_weight(&f), 0);
+        assert_eq!(fire(&f, 1).await, "noop", "A: already shifted");
+        assert_eq!(enhanced_weight(&f), 0);
+    }
+
+    async fn fire_result(f: &Fixture, hour: u32) -> Result<Value, ActionError> {
+        let body = include_str!("../../../tests/fixtures/accuracy-firing.json");
+        try_run(f, body, hour).await
+    }
+
+    /// A weights file written before the mark list holds one `last_shift`:
+    /// a retry of that episode finds it.
+    #[tokio::test]
+    async fn a_single_mark_of_an_older_file_is_still_found() {
+        let f = fixture("{step: 10, cooldown: 10m}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        let episode = shifted_rows(&f).await[0].episode.clone();
+        // The same change, as an older router wrote it, and no ledger.
+        let g = fixture("{step: 10, cooldown: 10m}");
+        std::fs::write(
+            &g.path,
+            format!(
+                "default: baseline-predictor\n\
+                 candidates: [{{name: baseline-predictor, weight: 80}}, {{name: enhanced-predictor, weight: 20}}]\n\
+                 last_shift: {{episode: '{episode}', before: {{baseline-predictor: 70, enhanced-predictor: 30}}, \
+                 after: {{baseline-predictor: 80, enhanced-predictor: 20}}, at: '2027-01-15T08:00:00Z'}}\n"
+            ),
+        )
+        .unwrap();
+        let snapshot = g
+            .action
+            .targets
+            .get("financial-ab-test-experiment")
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.shifts.len(), 1);
+        assert_eq!(fire(&g, 1).await, "shifted");
+        assert_eq!(enhanced_weight(&g), 20, "recovered, not shifted again");
+        assert!(shifted_rows(&g).await[0].reason.contains("recovered"));
+        // The next change keeps the older mark in the list.
+        at_minute(&g, 60);
+        assert_eq!(fire(&g, 2).await, "shifted");
+        let snapshot = g
+            .action
+            .targets
+            .get("financial-ab-test-experiment")
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.shifts.len(), 2);
+        assert_eq!(snapshot.shifts[1].episode, episode);
+    }
+
+    /// A ledger that cannot be read defers the run: read as "no decisions",
+    /// it would let the episode's second shift through.
+    #[tokio::test]
+    async fn an_unreadable_ledger_defers_instead_of_shifting() {
+        let f = fixture("{step: 10, cooldown: 0s}");
+        assert_eq!(fire(&f, 1).await, "shifted");
+        let conn = rusqlite::Connection::open(f.store.path()).unwrap();
+        conn.execute_batch("ALTER TABLE traffic_decisions RENAME TO gone;")
+            .unwrap();
+        match fire_result(&f, 1).await {
+            Err(ActionError::Retryable { message, .. }) => {
+                assert!(
+                    message.contains("cannot read the traffic decisions"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        assert_eq!(enhanced_weight(&f), 20, "not shifted again");
+    }
+
+    #[test]
+    fn a_target_keeps_the_newest_marks() {
+        let mark = |i: usize| ShiftMark {
+            episode: format!("e{i}"),
+            before: WeightMap::new(),
+            after: WeightMap::new(),
+            at: "2027-01-15T08:00:00Z".into(),
+        };
+        let mut held = Vec::new();
+        for i in 0..20 {
+            held = target::push_mark(&held, &mark(i));
+        }
+        assert_eq!(held.len(), target::MARKS_KEPT);
+        assert_eq!(held[0], mark(19));
+        assert_eq!(held[15], mark(4));
+        // A single mark that the list lacks (an older writer) comes first.
+        let read = target::read_marks(Some(mark(99)), held.clone());
+        assert_eq!(read[0], mark(99));
+        assert_eq!(read[1], mark(19));
+        assert_eq!(read.len(), target::MARKS_KEPT);
+        assert_eq!(target::read_marks(Some(mark(19)), held.clone()), held);
     }
 }

@@ -70,8 +70,10 @@ pub struct Snapshot {
     pub weights: WeightMap,
     /// The default (baseline) variant.
     pub default: Option<String>,
-    /// The last shift the router applied, as recorded on the target itself.
-    pub last_shift: Option<ShiftMark>,
+    /// The last [`MARKS_KEPT`] changes the router applied, as recorded on the
+    /// target itself, newest first: the target's own account of what was
+    /// applied, whether or not the ledger heard of it.
+    pub shifts: Vec<ShiftMark>,
     /// The object as read (Kubernetes targets), so that a dry-run preview is
     /// the patch against it, entries at their real positions.
     pub object: Option<Value>,
@@ -121,5 +123,47 @@ pub trait TrafficTarget: Send + Sync {
     fn preview(&self, expected: &Snapshot, after: &WeightMap, mark: &ShiftMark) -> Value;
 }
 
-/// The annotation holding the last [`ShiftMark`] on Kubernetes objects.
+/// The annotation holding the newest [`ShiftMark`] on Kubernetes objects (a
+/// JSON object; read for objects annotated before [`MARKS_ANNOTATION`], and
+/// still written for readers of the single mark).
 pub const MARK_ANNOTATION: &str = "mlops-alert-router.io/last-shift";
+
+/// The annotation holding the last [`MARKS_KEPT`] marks, newest first (a JSON array).
+pub const MARKS_ANNOTATION: &str = "mlops-alert-router.io/shifts";
+
+/// How many marks a target keeps: enough that a retry after a crash between
+/// the change and the ledger finds its own change although other episodes
+/// shifted the target since (a cooldown and `max_shifts_per_hour` allow few).
+pub const MARKS_KEPT: usize = 16;
+
+/// The marks a target holds, newest first: the list form, and the single
+/// mark (older objects and files, or a writer that only knows the single
+/// form) first if the list does not have it.
+pub fn read_marks(single: Option<ShiftMark>, list: Vec<ShiftMark>) -> Vec<ShiftMark> {
+    let mut marks = list;
+    if let Some(m) = single {
+        if !marks.contains(&m) {
+            marks.insert(0, m);
+        }
+    }
+    marks.truncate(MARKS_KEPT);
+    marks
+}
+
+/// The marks to write with a change: `mark` first, then the newest of `held`.
+pub fn push_mark(held: &[ShiftMark], mark: &ShiftMark) -> Vec<ShiftMark> {
+    std::iter::once(mark.clone())
+        .chain(held.iter().filter(|m| *m != mark).cloned())
+        .take(MARKS_KEPT)
+        .collect()
+}
+
+impl ShiftMark {
+    /// When the change was decided, in Unix milliseconds (`None` if `at` is
+    /// not RFC 3339, e.g. edited by hand).
+    pub fn at_ms(&self) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(&self.at)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+}
