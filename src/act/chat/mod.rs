@@ -13,6 +13,7 @@
 //! - one file per platform with its config and its JSON (a `Format`);
 //!   [`slack`] also has the bot-token mode that updates a group's message.
 
+pub mod digest;
 mod discord;
 mod google_chat;
 pub mod limits;
