@@ -1,0 +1,3 @@
+module go-receiver
+
+go 1.19

@@ -1,0 +1,468 @@
+#!/usr/bin/env python3
+"""Storm benchmark: an alert storm end to end, on loopback only.
+
+N notifications of 10 alerts each (default 1,000: 10,000 alerts), one
+experiment, distinct fingerprints, go through the release router: durable
+ingest, routing, enrichment from a real Prometheus (started here on a free
+port, scraping a few series this script serves) and one chat action per
+notification, delivered to a local stand-in that counts what it receives.
+
+Measured:
+  ready       time from spawning the router until /readyz answers 200
+  idle RSS    the router's RSS one second after it is ready
+  storm       time from the first request until every notification is acted
+              on (the stand-in has the deliveries and no notification is pending)
+  queries     queries Prometheus answered during the storm (its own
+              prometheus_http_requests_total) vs distinct rendered queries
+  peak RSS    the router's VmHWM at the end
+
+Use scripts/bench/storm.sh (it builds the release binary first). Options:
+  --action slack|teams|webhook   the chat action type (default slack)
+  --rate-limit default|off       the action's rate limit: the platform's
+                                 default, or lifted (default off)
+  --notifications N              notifications of 10 alerts (default 1000)
+  --alerts-per-notification K    (default 10)
+  --timeout S                    give up waiting after S seconds (default 120)
+  --router PATH                  the router binary (default target/release/mlops-alert-router)
+  --extra-config FILE            a YAML file layered over the generated config
+                                 (e.g. digest settings of the chat action)
+  --json                         also print the figures as one JSON line
+Exit status: 0 when everything was acted on within the timeout, 1 otherwise.
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+EXPERIMENT = "financial-ab-test-experiment"
+VARIANTS = ["baseline-predictor", "enhanced-predictor"]
+ENRICHMENTS = {
+    "accuracy": 'max by (model_name) (ab_test_model_accuracy{experiment="{{ labels.experiment }}"})',
+    "traffic_share": (
+        '100 * sum by (model_name) (rate(ab_test_requests_total{experiment="{{ labels.experiment }}"}[5m]))'
+        ' / ignoring (model_name) group_left'
+        ' sum(rate(ab_test_requests_total{experiment="{{ labels.experiment }}"}[5m]))'
+    ),
+    "p95_latency": (
+        "histogram_quantile(0.95, sum by (le, model_name)"
+        ' (rate(ab_test_response_time_seconds_bucket{experiment="{{ labels.experiment }}"}[5m])))'
+    ),
+    "error_rate": (
+        '100 * sum by (model_name) (rate(ab_test_requests_total{experiment="{{ labels.experiment }}", status="error"}[5m]))'
+        ' / sum by (model_name) (rate(ab_test_requests_total{experiment="{{ labels.experiment }}"}[5m]))'
+    ),
+    "net_business_value": (
+        'max by (model_name) (ab_test_business_impact{experiment="{{ labels.experiment }}",'
+        ' metric_type="net_business_value"})'
+    ),
+}
+ACTION_TYPES = {"slack": "slack", "teams": "msteams", "webhook": "webhook"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(msg):
+    print(f"[storm {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Quiet(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(handler, port):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# --- the series Prometheus scrapes --------------------------------------------
+started = time.time()
+
+
+class Exporter(Quiet):
+    def do_GET(self):
+        t = time.time() - started
+        lines = []
+        for v, acc, err in ((VARIANTS[0], 0.82, 0.01), (VARIANTS[1], 0.48, 0.04)):
+            lbl = f'experiment="{EXPERIMENT}",model_name="{v}"'
+            total = int(100 * t)
+            lines.append(f"ab_test_model_accuracy{{{lbl}}} {acc}")
+            lines.append(f'ab_test_requests_total{{{lbl},status="success"}} {int(total * (1 - err))}')
+            lines.append(f'ab_test_requests_total{{{lbl},status="error"}} {int(total * err)}')
+            for le, share in (("0.1", 0.5), ("0.25", 0.9), ("0.5", 0.97), ("+Inf", 1.0)):
+                lines.append(f'ab_test_response_time_seconds_bucket{{{lbl},le="{le}"}} {int(total * share)}')
+            lines.append(f'ab_test_business_impact{{{lbl},metric_type="net_business_value"}} {1000 if v == VARIANTS[0] else -250}')
+        body = ("\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+# --- the chat stand-in ----------------------------------------------------------
+class Deliveries:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.count = 0
+        self.first = None
+        self.last = None
+        self.bytes = 0
+
+
+deliveries = Deliveries()
+
+
+class ChatStandIn(Quiet):
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n)
+        now = time.monotonic()
+        with deliveries.lock:
+            deliveries.count += 1
+            deliveries.bytes += len(body)
+            deliveries.first = deliveries.first or now
+            deliveries.last = now
+        answer = b"ok"  # what a Slack incoming webhook answers; others take any 2xx
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+# --- payloads -------------------------------------------------------------------
+def fingerprint(labels):
+    """Alertmanager's label fingerprint: FNV-1a 64 over sorted name/value pairs."""
+    h = 0xCBF29CE484222325
+    for name in sorted(labels):
+        for part in (name.encode(), b"\xff", labels[name].encode(), b"\xff"):
+            for b in part:
+                h ^= b
+                h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def notification(i, k, run):
+    alerts = []
+    for j in range(k):
+        labels = {
+            "alertname": "ModelAccuracyDegraded",
+            "experiment": EXPERIMENT,
+            "model_name": VARIANTS[j % 2],
+            "severity": "critical",
+            "pod": f"storm-{run}-{i}-{j}",
+        }
+        alerts.append({
+            "status": "firing",
+            "labels": labels,
+            "annotations": {
+                "summary": f"Model accuracy degraded for {labels['model_name']}",
+                "description": f"Pod {labels['pod']}: accuracy below the 55% threshold",
+            },
+            "startsAt": "2026-11-27T01:03:18.255Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph?g0.expr=ab_test_model_accuracy+%3C+55",
+            "fingerprint": fingerprint(labels),
+        })
+    return json.dumps({
+        "receiver": "mlops-alert-router",
+        "status": "firing",
+        "alerts": alerts,
+        "groupLabels": {"alertname": "ModelAccuracyDegraded", "pod": f"storm-{run}-{i}"},
+        "commonLabels": {"alertname": "ModelAccuracyDegraded", "experiment": EXPERIMENT},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="ModelAccuracyDegraded", pod="storm-{run}-{i}"}}',
+        "truncatedAlerts": 0,
+    }).encode()
+
+
+def post_all(port, bodies, connections):
+    """POSTs every body (keep-alive connections in parallel); returns failures."""
+    failures = []
+    lock = threading.Lock()
+    queue = list(enumerate(bodies))
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            with lock:
+                if not queue:
+                    break
+                i, body = queue.pop()
+            try:
+                conn.request("POST", "/api/v1/alerts", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                text = resp.read()
+                if resp.status != 200:
+                    with lock:
+                        failures.append((i, resp.status, text[:200]))
+            except OSError as e:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                with lock:
+                    failures.append((i, "error", str(e)))
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
+# --- helpers --------------------------------------------------------------------
+def get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def prom_query_count(port):
+    """Queries answered by Prometheus' instant-query endpoint so far."""
+    _, text = get(f"http://127.0.0.1:{port}/metrics")
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def yaml_str(s):
+    return json.dumps(s)  # JSON strings are YAML strings
+
+
+def router_config(args, prom_port, chat_port):
+    kind = ACTION_TYPES[args.action]
+    lines = [
+        "prometheus:",
+        f"  url: http://127.0.0.1:{prom_port}",
+        "  timeout: 5s",
+        "  cache_ttl: 15s",
+        "enrichments:",
+    ]
+    for name, query in ENRICHMENTS.items():
+        lines += [f"  {name}:", f"    query: {yaml_str(query)}", "    by: model_name"]
+    lines += [
+        "actions:",
+        "  chat:",
+        f"    type: {kind}",
+        f"    url: http://127.0.0.1:{chat_port}/{args.action}",
+    ]
+    if args.rate_limit == "off":
+        lines.append("    rate_limit: {per_second: 1000000, burst: 1000000}")
+    lines += [
+        "route:",
+        "  actions: [chat]",
+        f"  enrich: [{', '.join(ENRICHMENTS)}]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--action", choices=sorted(ACTION_TYPES), default="slack")
+    p.add_argument("--rate-limit", choices=["default", "off"], default="off")
+    p.add_argument("--notifications", type=int, default=1000)
+    p.add_argument("--alerts-per-notification", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--router", default="target/release/mlops-alert-router")
+    p.add_argument("--extra-config")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    for tool in ("prometheus",):
+        if not shutil.which(tool):
+            sys.exit(f"missing: {tool} (Debian: apt-get install -y prometheus)")
+    router_bin = os.path.abspath(args.router)
+    if not os.access(router_bin, os.X_OK):
+        sys.exit(f"missing: {router_bin} (cargo build --release --bin mlops-alert-router)")
+
+    work = tempfile.mkdtemp(prefix="storm.")
+    procs = []
+
+    def cleanup():
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if os.environ.get("BENCH_KEEP") == "1":
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    try:
+        return run(args, router_bin, work, procs)
+    finally:
+        cleanup()
+
+
+def run(args, router_bin, work, procs):
+    # 1. The series, and a real Prometheus scraping them every second.
+    exporter_port, prom_port, chat_port, router_port = free_port(), free_port(), free_port(), free_port()
+    serve(Exporter, exporter_port)
+    serve(ChatStandIn, chat_port)
+    with open(f"{work}/prometheus.yml", "w") as f:
+        f.write(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: ab\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+        )
+    prom_log = open(f"{work}/prometheus.log", "w")
+    procs.append(subprocess.Popen(
+        ["prometheus", f"--config.file={work}/prometheus.yml", f"--storage.tsdb.path={work}/prom",
+         f"--web.listen-address=127.0.0.1:{prom_port}"],
+        stdout=prom_log, stderr=subprocess.STDOUT))
+    log(f"prometheus on 127.0.0.1:{prom_port}, waiting for two scrapes")
+    rate_q = urllib.parse.quote(f'sum(rate(ab_test_requests_total{{experiment="{EXPERIMENT}"}}[5m]))')
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _, body = get(f"http://127.0.0.1:{prom_port}/api/v1/query?query={rate_q}")
+            if json.loads(body)["data"]["result"]:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        if time.monotonic() > deadline:
+            sys.exit("prometheus has no data after 60 s (see its log with BENCH_KEEP=1)")
+        time.sleep(0.25)
+
+    # 2. The router: time to ready, idle RSS.
+    config = f"{work}/router.yaml"
+    with open(config, "w") as f:
+        f.write(router_config(args, prom_port, chat_port))
+    cmd = [router_bin, "serve", "--config", config]
+    if args.extra_config:
+        cmd += ["--config", os.path.abspath(args.extra_config)]
+    env = dict(os.environ,
+               MLOPS_ALERT_ROUTER__SERVER__LISTEN=f"127.0.0.1:{router_port}",
+               MLOPS_ALERT_ROUTER__STORAGE__PATH=f"{work}/router.db",
+               MLOPS_ALERT_ROUTER__LOG__LEVEL="warn")
+    router_log = open(f"{work}/router.log", "w")
+    os.makedirs(f"{work}/data", exist_ok=True)
+    spawned = time.monotonic()
+    router = subprocess.Popen(cmd, env=env, cwd=work, stdout=router_log, stderr=subprocess.STDOUT)
+    procs.insert(0, router)
+    ready_ms = None
+    while time.monotonic() - spawned < 30:
+        if router.poll() is not None:
+            sys.exit(f"router exited with {router.returncode}: {open(f'{work}/router.log').read()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", router_port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                ready_ms = (time.monotonic() - spawned) * 1000
+                conn.close()
+                break
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.002)
+    if ready_ms is None:
+        sys.exit("router not ready within 30 s")
+    time.sleep(1)
+    idle_kib = kib(router.pid, "VmRSS")
+    log(f"router ready after {ready_ms:.0f} ms, idle RSS {idle_kib / 1024:.1f} MiB")
+
+    # 3. The storm.
+    n, k = args.notifications, args.alerts_per_notification
+    run_id = f"{os.getpid()}-{int(time.time())}"
+    bodies = [notification(i, k, run_id) for i in range(n)]
+    queries_before = prom_query_count(prom_port)
+    log(f"storm: {n} notifications x {k} alerts, action {args.action}, rate limit {args.rate_limit}")
+    t0 = time.monotonic()
+    failures = post_all(router_port, bodies, args.connections)
+    ingest_s = time.monotonic() - t0
+    if failures:
+        log(f"{len(failures)} requests failed, first: {failures[0]}")
+    pending_url = f"http://127.0.0.1:{router_port}/api/v1/notifications?state=pending&limit=1"
+    done_s = None
+    while time.monotonic() - t0 < args.timeout:
+        with deliveries.lock:
+            count = deliveries.count
+        if count >= n - len(failures):
+            _, body = get(pending_url)
+            if not json.loads(body)["notifications"]:
+                done_s = time.monotonic() - t0
+                break
+        time.sleep(0.01)
+    elapsed = done_s if done_s is not None else time.monotonic() - t0
+    with deliveries.lock:
+        delivered = deliveries.count
+        acted_s = (deliveries.last - t0) if deliveries.last else None
+    queries = prom_query_count(prom_port) - queries_before
+    peak_kib = kib(router.pid, "VmHWM")
+    rss_after = kib(router.pid, "VmRSS")
+    distinct = len(ENRICHMENTS)  # every query renders only labels.experiment: one experiment
+
+    # 4. Report.
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    ok = done_s is not None and not failures
+    res = {
+        "action": args.action, "rate_limit": args.rate_limit, "notifications": n, "alerts": n * k,
+        "ingest_s": round(ingest_s, 3), "all_acted_on_s": round(done_s, 3) if done_s is not None else None,
+        "last_delivery_s": round(acted_s, 3) if acted_s is not None else None,
+        "delivered": delivered, "failed_requests": len(failures),
+        "prometheus_queries": queries, "distinct_rendered_queries": distinct,
+        "ready_ms": round(ready_ms, 1), "idle_rss_mib": round(idle_kib / 1024, 1),
+        "peak_rss_mib": round(peak_kib / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
+        "load": load,
+    }
+    verdict = lambda good: "ok" if good else "MISSED"
+    print(f"== storm: {n} notifications x {k} alerts = {n * k} alerts, action {args.action}, "
+          f"rate limit {args.rate_limit}; load average {load}")
+    print("| measurement | result | goal |")
+    print("|---|---|---|")
+    print(f"| all {n * k} alerts stored (last 200 after the first request) | {ingest_s:.2f} s | |")
+    if done_s is not None:
+        print(f"| all acted on ({delivered} deliveries), from the first request | **{done_s:.2f} s** | ≤ 10 s: {verdict(done_s <= 10)} |")
+    else:
+        print(f"| acted on within {args.timeout:.0f} s | {delivered} of {n} deliveries | ≤ 10 s: MISSED |")
+    print(f"| Prometheus queries / distinct rendered queries | {queries} / {distinct} | ≤: {verdict(queries <= distinct)} |")
+    print(f"| router peak RSS | {peak_kib / 1024:.1f} MiB | ≤ 100 MB: {verdict(peak_kib * 1024 <= 100e6)} |")
+    print(f"| router RSS idle (1 s after ready) | {idle_kib / 1024:.1f} MiB | ≤ 20 MB: {verdict(idle_kib * 1024 <= 20e6)} |")
+    print(f"| ready after start (spawn to /readyz 200) | {ready_ms:.0f} ms | ≤ 200 ms: {verdict(ready_ms <= 200)} |")
+    if failures:
+        print(f"| failed requests | {len(failures)} | 0 |")
+    if args.json:
+        print(json.dumps(res))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
