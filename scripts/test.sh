@@ -6,7 +6,8 @@
 # .venv-deploy/), then runs every test:
 # cargo test, the alert, dashboard and deploy checks, and the documentation
 # test (scripts/check-docs.sh: README's Quick start and the demo, in a clean
-# clone). Exit status 0 = all passed.
+# clone), and the layering check (scripts/check-layering.py). Exit status 0 =
+# all passed.
 #
 #   scripts/test.sh
 #   SKIP_DOCS=1 scripts/test.sh      # without the documentation test (it needs a release build)
@@ -20,6 +21,11 @@ command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustu
 bash scripts/setup.sh
 
 status=0
+# Imports between the crate's top-level modules flow one way (the layers
+# ARCHITECTURE.md draws): no cycle, no upward import.
+echo "== scripts/check-layering.py"
+python3 scripts/check-layering.py || status=1
+
 echo "== cargo test"
 cargo test --locked --all-targets 2>&1 | tee /tmp/mlops-alert-router-cargo-test.log || status=1
 

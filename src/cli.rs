@@ -160,7 +160,12 @@ fn check_config(file: Option<PathBuf>, print: bool) -> ExitCode {
         n => sources.push(format!("{n} environment variables")),
     }
     let sources = sources.join(" + ");
-    match Settings::load(file.as_deref()) {
+    // The actions are built as `serve` builds them (no I/O): a config they
+    // cannot be built from is as invalid as one that does not parse.
+    let loaded = Settings::load(file.as_deref())
+        .map_err(|e| e.0)
+        .and_then(|s| build_actions(&s).map(|()| s));
+    match loaded {
         Ok(settings) => {
             // Forms Alertmanager accepts but warns about (deprecated `match`,
             // matchers only its classic parser reads, ambiguous escapes).
@@ -175,11 +180,11 @@ fn check_config(file: Option<PathBuf>, print: bool) -> ExitCode {
             println!("{}", verdict(&settings, &sources));
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            for line in &e.0 {
+        Err(errors) => {
+            for line in &errors {
                 eprintln!("{line}");
             }
-            let n = e.0.len();
+            let n = errors.len();
             eprintln!(
                 "config INVALID: {n} error{} in {sources}",
                 if n == 1 { "" } else { "s" }
@@ -187,6 +192,25 @@ fn check_config(file: Option<PathBuf>, print: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds every configured action offline (no ledger); the errors name
+/// each action's key.
+fn build_actions(settings: &Settings) -> Result<(), Vec<String>> {
+    use crate::act::traffic::{kube::ClientSource, Targets};
+    let targets = Targets::build(
+        &settings.traffic_targets,
+        &ClientSource {
+            api_url: settings.kubernetes.api_url.clone(),
+        },
+    );
+    let deps = crate::act::ActionDeps::new(
+        None,
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(targets),
+        settings.ca.clone(),
+    );
+    crate::act::ActionSet::build(&settings.actions, &deps).map(|_| ())
 }
 
 /// `config OK: 2 actions, 1 route, …` for a config that loaded.

@@ -32,6 +32,8 @@
 
 pub mod act;
 pub mod cli;
+pub mod clock;
+pub mod conf;
 pub mod enrich;
 pub mod http;
 pub mod ingest;
@@ -44,6 +46,7 @@ pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod worker;
 
 /// The Alertmanager payloads under `tests/fixtures/`, for unit tests.

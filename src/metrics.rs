@@ -86,6 +86,9 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Why the server closed a connection itself (`http_connections_closed_total{reason}`).
+pub const CLOSE_REASONS: [&str; 4] = ["header_timeout", "idle_timeout", "write_timeout", "evicted"];
+
 /// The `method` label value of a request: one of the methods the API knows,
 /// else `other` (a client must not create series by inventing methods).
 pub fn method_label(method: &str) -> &'static str {
@@ -262,7 +265,7 @@ impl Metrics {
             "HTTP connections the server closed itself, by reason",
             connections_closed.clone(),
         );
-        for reason in crate::http::server::CLOSE_REASONS {
+        for reason in CLOSE_REASONS {
             let _ = connections_closed.get_or_create(&ReasonLabels {
                 reason: reason.into(),
             });
@@ -408,8 +411,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Creates the `action_runs_total` series of an action at 0 (and, for a
-    /// chat or webhook action, its `chat_template_errors_total`).
+    /// Creates the `action_runs_total` series of an action at 0.
     pub fn declare_action(&self, action: &str, kind: &str) {
         for outcome in ["succeeded", "failed", "dead"] {
             let _ = self.action_runs.get_or_create(&ActionRunLabels {
@@ -418,11 +420,14 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             });
         }
-        if crate::act::chat::KINDS.contains(&kind) {
-            let _ = self.template_errors.get_or_create(&ActionLabels {
-                action: action.to_owned(),
-            });
-        }
+    }
+
+    /// Creates the `chat_template_errors_total` series of an action with a
+    /// message template (a chat or webhook action) at 0.
+    pub fn declare_template_errors(&self, action: &str) {
+        let _ = self.template_errors.get_or_create(&ActionLabels {
+            action: action.to_owned(),
+        });
     }
 
     /// Counts a custom template that failed to render.

@@ -296,7 +296,7 @@ impl Scrubber {
             out.truncate(out.len() - strip);
             out.push('…');
         }
-        crate::act::chat::limits::clip(&out, max_chars)
+        crate::text::clip(&out, max_chars)
     }
 
     /// Length of the longest tail of `text` that is a proper prefix of a secret form.
@@ -377,18 +377,6 @@ impl OutboundError {
             Kind::Timeout | Kind::Connect | Kind::Network => true,
             Kind::Status(s) => s == 429 || s >= 500,
             Kind::Request | Kind::Redirect(_) | Kind::TooLarge | Kind::Incomplete(_) => false,
-        }
-    }
-
-    /// As an action's error: retryable (with `Retry-After`) or permanent.
-    pub fn into_action_error(self) -> crate::act::ActionError {
-        if self.retryable() {
-            crate::act::ActionError::Retryable {
-                message: self.message,
-                retry_after: self.retry_after,
-            }
-        } else {
-            crate::act::ActionError::Permanent(self.message)
         }
     }
 }

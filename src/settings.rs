@@ -5,10 +5,13 @@
 //! Every error names the key path it is about.
 
 use crate::act::ActionConfig;
-use crate::enrich::alertmanager::AlertmanagerSettings;
 use crate::enrich::{EnrichmentConfig, LinkSettings, PrometheusSettings};
+use crate::ingest::alertmanager::AlertmanagerSettings;
 use crate::route::{Route, RouteConfig, RouteError};
 use crate::secret::Secret;
+// The helpers the stages share live in the leaf module `conf`.
+pub(crate) use crate::conf::read_file;
+pub use crate::conf::{duration, opt_duration, BasicUser};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -159,17 +162,6 @@ pub struct AuthSettings {
     pub basic_users: Vec<BasicUser>,
     #[serde(default)]
     pub protect_metrics: bool,
-}
-
-/// One entry of `auth.basic_users`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicUser {
-    pub username: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<PathBuf>,
 }
 
 impl AuthSettings {
@@ -842,54 +834,6 @@ fn defaults_under(user: &str) -> Result<String, ConfigError> {
 
 fn read_secret_file(path: &Path, key: &str) -> Result<String, ConfigError> {
     read_file(path, key).map_err(|e| ConfigError(vec![e]))
-}
-
-/// Reads a file named by config key `key`; the error names the key and the path.
-pub(crate) fn read_file(path: &Path, key: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
-}
-
-/// `humantime` durations ("10s", "5m", "250ms") in config files.
-pub mod duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?} ({e}); use e.g. 10s, 5m, 250ms"
-            ))
-        })
-    }
-}
-
-/// Optional humantime durations; absent means none.
-pub mod opt_duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) => humantime::parse_duration(&text).map(Some).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); use e.g. 10s, 5m, 250ms"
-                ))
-            }),
-        }
-    }
 }
 
 #[cfg(test)]

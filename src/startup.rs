@@ -1,8 +1,11 @@
 //! Application: builds every part from the settings, binds the socket, and
 //! runs the HTTP server and the workers until a shutdown signal.
 
+use crate::act::traffic::{kube::ClientSource, Targets};
 use crate::act::{ActionDeps, ActionSet};
+use crate::enrich::Enricher;
 use crate::http::{self, auth::Authenticator, AppState};
+use crate::ingest::alertmanager::Completer;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Planner, RetryPolicy};
 use crate::settings::Settings;
@@ -69,14 +72,37 @@ impl Application {
                 "Resuming notifications claimed by a previous run"
             );
         }
-        let deps = ActionDeps::new(&settings, Some(store.clone()), metrics.clone());
-        let targets = deps.targets.clone();
+        let targets = Arc::new(Targets::build(
+            &settings.traffic_targets,
+            &ClientSource {
+                api_url: settings.kubernetes.api_url.clone(),
+            },
+        ));
         crate::act::traffic::declare_targets(&targets, &metrics);
-        let mut actions = ActionSet::build(&settings.actions, &deps);
+        let deps = ActionDeps::new(
+            Some(store.clone()),
+            metrics.clone(),
+            targets.clone(),
+            settings.ca.clone(),
+        );
+        // A config the actions cannot be built from stops startup here.
+        let mut actions = ActionSet::build(&settings.actions, &deps)
+            .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
         actions.override_with(overrides);
-        let planner = Arc::new(Planner::with_actions(&settings, actions, metrics.clone())?);
+        let planner = Arc::new(Planner::new(
+            settings.compile_route()?,
+            Enricher::new(
+                &settings.enrichments,
+                settings.prometheus.as_ref(),
+                settings.link_settings(),
+                metrics.clone(),
+                &settings.ca,
+            )?,
+            Completer::new(settings.alertmanager.as_ref(), &settings.ca)?,
+            actions,
+        ));
         let pipeline = Arc::new(Pipeline::new(
-            planner,
+            planner.clone(),
             store.clone(),
             metrics.clone(),
             RetryPolicy {
@@ -97,7 +123,7 @@ impl Application {
         let state_metrics = metrics.clone();
         let state = AppState {
             store: store.clone(),
-            pipeline,
+            planner,
             metrics,
             auth: Arc::new(Authenticator::new(&settings.auth)),
             ingest: Arc::new(settings.ingest.clone()),

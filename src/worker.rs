@@ -3,7 +3,8 @@
 //! [`Worker::try_execute_task`] is one step, so tests drain the inbox
 //! deterministically; [`Worker::run`] loops it until shutdown.
 
-use crate::pipeline::{now_ms, Pipeline};
+use crate::clock::now_ms;
+use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;

@@ -97,7 +97,13 @@ fn actions() -> &'static Actions {
                 if let Err(e) = config.validate() {
                     panic!("{kind} config refused: {e:?}");
                 }
-                all.push((*kind, custom, config.build(kind, &deps)));
+                all.push((
+                    *kind,
+                    custom,
+                    config
+                        .build(kind, &deps)
+                        .expect("a buildable action config"),
+                ));
             }
         }
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -3,6 +3,7 @@
 //! and why the split changed. Notification-scoped: it runs after the traffic
 //! actions of the same notification and reads their outcomes.
 
+use super::traffic::TrafficResult;
 use super::{Action, ActionContext, ActionError, Scope};
 use crate::outbound::{Options, Scrubber, Transport};
 use crate::secret::Secret;
@@ -28,7 +29,7 @@ pub struct GrafanaAnnotationConfig {
     pub dashboard_uid: String,
     #[serde(default = "default_tags")]
     pub tags: Vec<String>,
-    #[serde(default = "default_timeout", with = "crate::settings::duration")]
+    #[serde(default = "default_timeout", with = "crate::conf::duration")]
     pub timeout: Duration,
 }
 
@@ -46,7 +47,7 @@ impl GrafanaAnnotationConfig {
     /// Reads `token_file`.
     pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
         if let Some(path) = &self.token_file {
-            let text = crate::settings::read_file(path, &format!("{key}.token_file"))?;
+            let text = crate::conf::read_file(path, &format!("{key}.token_file"))?;
             self.token = Some(Secret::new(text.trim()));
         }
         Ok(())
@@ -67,12 +68,16 @@ const ANSWER_LIMIT: usize = 64 * 1024;
 /// The runtime action.
 pub struct GrafanaAnnotation {
     config: GrafanaAnnotationConfig,
-    transport: Result<Transport, String>,
+    transport: Transport,
 }
 
 impl GrafanaAnnotation {
     /// From its config.
-    pub fn new(config: GrafanaAnnotationConfig, tls: &crate::outbound::CaPolicy) -> Self {
+    /// From its config; an error is relative to `actions.<name>`.
+    pub fn new(
+        config: GrafanaAnnotationConfig,
+        tls: &crate::outbound::CaPolicy,
+    ) -> Result<Self, String> {
         let mut scrubber = Scrubber::new();
         if let Ok(url) = url::Url::parse(&config.url) {
             scrubber.add_url_credentials(&url);
@@ -80,8 +85,9 @@ impl GrafanaAnnotation {
         if let Some(token) = &config.token {
             scrubber.add(token.expose());
         }
-        let transport = Transport::new(tls, Options::new(config.timeout, ANSWER_LIMIT), scrubber);
-        Self { config, transport }
+        let transport = Transport::new(tls, Options::new(config.timeout, ANSWER_LIMIT), scrubber)
+            .map_err(|e| format!("url: {e}"))?;
+        Ok(Self { config, transport })
     }
 
     /// One annotation body per traffic change in this notification.
@@ -93,26 +99,24 @@ impl GrafanaAnnotation {
                     .result
                     .as_ref()
                     .filter(|_| run.action_type == "traffic_shift")
+                    .and_then(TrafficResult::from_value)
+                    .filter(|r| r.decision.changed_weights())
                 else {
                     continue;
                 };
-                let decision = result["decision"].as_str().unwrap_or_default();
-                if !matches!(decision, "shifted" | "restored") {
-                    continue;
-                }
-                let change: Vec<String> = result["after"]
-                    .as_object()
-                    .into_iter()
+                let decision = result.decision;
+                let change: Vec<String> = result
+                    .after
+                    .iter()
                     .flatten()
                     .map(|(variant, after)| {
-                        format!("{variant} {} → {after}", result["before"][variant])
+                        let before = result.before.as_ref().and_then(|b| b.get(variant));
+                        let before = before.map_or_else(|| "null".to_owned(), u32::to_string);
+                        format!("{variant} {before} → {after}")
                     })
                     .collect();
                 let mut tags = self.config.tags.clone();
-                tags.push(format!(
-                    "experiment:{}",
-                    result["target"].as_str().unwrap_or_default()
-                ));
+                tags.push(format!("experiment:{}", result.target));
                 out.push(json!({
                     "dashboardUID": self.config.dashboard_uid,
                     "time": now,
@@ -142,12 +146,9 @@ impl Action for GrafanaAnnotation {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let bodies = self.annotations(ctx, chrono::Utc::now().timestamp_millis());
+        let bodies = self.annotations(ctx, crate::clock::now_ms());
         let url = format!("{}/api/annotations", self.config.url.trim_end_matches('/'));
-        let transport = self
-            .transport
-            .as_ref()
-            .map_err(|e| ActionError::Permanent(format!("grafana: {e}")))?;
+        let transport = &self.transport;
         let mut ids = Vec::new();
         for body in &bodies {
             let mut request = transport.client().post(&url).json(body);
@@ -155,7 +156,7 @@ impl Action for GrafanaAnnotation {
                 request = request.bearer_auth(token.expose());
             }
             let answer = transport.send(request).await.map_err(|e| {
-                let mut e = e.into_action_error();
+                let mut e = ActionError::from(e);
                 match &mut e {
                     ActionError::Retryable { message, .. } | ActionError::Permanent(message) => {
                         message.insert_str(0, "grafana: ");

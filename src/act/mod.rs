@@ -2,7 +2,8 @@
 //!
 //! Config is a closed, serde-tagged enum ([`ActionConfig`]) validated without
 //! I/O; [`ActionConfig::build`] turns it into a runtime [`Action`] once at
-//! startup. Every action type lives in its own file with the same shape; the
+//! startup, and a config it cannot build stops startup (and `check-config`)
+//! with the action's key path. Every action type lives in its own file with the same shape; the
 //! chat platforms and the generic webhook share [`chat`] (templates, size
 //! limits, delivery).
 
@@ -45,75 +46,107 @@ pub enum ActionConfig {
     GrafanaAnnotation(annotate::GrafanaAnnotationConfig),
 }
 
-/// What actions need from the rest of the application.
+/// What actions need from the rest of the application: its parts, not the
+/// settings (the caller builds them).
 #[derive(Clone)]
 pub struct ActionDeps {
     /// The ledger; `None` for offline plans (`plan FILE`).
     pub store: Option<Arc<dyn crate::store::Store>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub targets: Arc<traffic::Targets>,
-    pub clock: traffic::Clock,
+    pub clock: crate::clock::Clock,
     /// What outbound HTTPS clients trust (`tls.*`).
     pub tls: crate::outbound::CaPolicy,
 }
 
 impl ActionDeps {
-    /// Dependencies from settings (targets built, no I/O).
+    /// Dependencies from their parts, on the system clock.
     pub fn new(
-        settings: &crate::settings::Settings,
         store: Option<Arc<dyn crate::store::Store>>,
         metrics: Arc<crate::metrics::Metrics>,
+        targets: Arc<traffic::Targets>,
+        tls: crate::outbound::CaPolicy,
     ) -> Self {
         Self {
             store,
             metrics,
-            targets: Arc::new(traffic::Targets::build(
-                &settings.traffic_targets,
-                &traffic::kube::ClientSource {
-                    api_url: settings.kubernetes.api_url.clone(),
-                },
-            )),
-            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
-            tls: settings.ca.clone(),
+            targets,
+            clock: crate::clock::system(),
+            tls,
         }
+    }
+
+    /// No ledger, no traffic targets, the system roots: for renderings and
+    /// plans of chat actions (tests, fuzzing).
+    pub fn offline(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self::new(None, metrics, Arc::default(), Default::default())
     }
 }
 
 impl ActionConfig {
+    /// The chat platform (or webhook) this config is, if it is one: the one
+    /// place that lists them.
+    pub fn platform(&self) -> Option<&dyn chat::Platform> {
+        match self {
+            ActionConfig::Slack(c) => Some(c),
+            ActionConfig::Msteams(c) => Some(c),
+            ActionConfig::Mattermost(c) => Some(c),
+            ActionConfig::Discord(c) => Some(c),
+            ActionConfig::GoogleChat(c) => Some(c),
+            ActionConfig::Webhook(c) => Some(c),
+            ActionConfig::Log(_)
+            | ActionConfig::TrafficShift(_)
+            | ActionConfig::GrafanaAnnotation(_) => None,
+        }
+    }
+
+    /// [`ActionConfig::platform`], mutable.
+    pub fn platform_mut(&mut self) -> Option<&mut dyn chat::Platform> {
+        match self {
+            ActionConfig::Slack(c) => Some(c),
+            ActionConfig::Msteams(c) => Some(c),
+            ActionConfig::Mattermost(c) => Some(c),
+            ActionConfig::Discord(c) => Some(c),
+            ActionConfig::GoogleChat(c) => Some(c),
+            ActionConfig::Webhook(c) => Some(c),
+            ActionConfig::Log(_)
+            | ActionConfig::TrafficShift(_)
+            | ActionConfig::GrafanaAnnotation(_) => None,
+        }
+    }
+
     /// Reads the `*_file` secrets and templates; errors name the key below
     /// `key` (`actions.<name>`).
     pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
-        match self {
-            ActionConfig::Log(_) | ActionConfig::TrafficShift(_) => Ok(()),
-            ActionConfig::Slack(c) => c.resolve_files(key),
-            ActionConfig::Msteams(c) => c.resolve_files(key),
-            ActionConfig::Mattermost(c) => c.resolve_files(key),
-            ActionConfig::Discord(c) => c.resolve_files(key),
-            ActionConfig::GoogleChat(c) => c.resolve_files(key),
-            ActionConfig::Webhook(c) => c.resolve_files(key),
-            ActionConfig::GrafanaAnnotation(c) => c.resolve_files(key),
+        if let ActionConfig::GrafanaAnnotation(c) = self {
+            return c.resolve_files(key);
+        }
+        match self.platform_mut() {
+            Some(p) => p.resolve_files(key),
+            None => Ok(()),
         }
     }
 
     /// Offline validation; each error is relative to `actions.<name>`
     /// (`url: …`, `template: …`).
     pub fn validate(&self) -> Result<(), Vec<String>> {
+        if let Some(p) = self.platform() {
+            return p.validate();
+        }
         match self {
-            ActionConfig::Log(_) => Ok(()),
             ActionConfig::TrafficShift(c) => c.validate().map_err(|e| vec![e]),
-            ActionConfig::Slack(c) => c.validate(),
-            ActionConfig::Msteams(c) => c.validate(),
-            ActionConfig::Mattermost(c) => c.validate(),
-            ActionConfig::Discord(c) => c.validate(),
-            ActionConfig::GoogleChat(c) => c.validate(),
-            ActionConfig::Webhook(c) => c.validate(),
             ActionConfig::GrafanaAnnotation(c) => c.validate(),
+            _ => Ok(()),
         }
     }
 
-    /// Builds the runtime action.
-    pub fn build(&self, name: &str, deps: &ActionDeps) -> Arc<dyn Action> {
-        match self {
+    /// Builds the runtime action (no I/O). An error is relative to
+    /// `actions.<name>` (`url: …`, `guard: …`): the config cannot work.
+    pub fn build(&self, name: &str, deps: &ActionDeps) -> Result<Arc<dyn Action>, String> {
+        if let Some(p) = self.platform() {
+            return p.build(name, &deps.tls);
+        }
+        Ok(match self {
             ActionConfig::Log(c) => Arc::new(LogAction::new(name, c.clone())),
             ActionConfig::TrafficShift(c) => Arc::new(traffic::TrafficShift::new(
                 name,
@@ -122,19 +155,13 @@ impl ActionConfig {
                 deps.store.clone(),
                 deps.metrics.clone(),
                 deps.clock.clone(),
-            )),
-            ActionConfig::Slack(c) => chat::slack::build(name, c, &deps.tls),
-            ActionConfig::Msteams(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
-            ActionConfig::Mattermost(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
-            ActionConfig::Discord(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
-            ActionConfig::GoogleChat(c) => Arc::new(chat::PostAction::new(name, c, &deps.tls)),
-            ActionConfig::Webhook(c) => {
-                Arc::new(chat::webhook::WebhookAction::new(name, c, &deps.tls))
-            }
+            )?),
             ActionConfig::GrafanaAnnotation(c) => {
-                Arc::new(annotate::GrafanaAnnotation::new(c.clone(), &deps.tls))
+                Arc::new(annotate::GrafanaAnnotation::new(c.clone(), &deps.tls)?)
             }
-        }
+            // The chat platforms were built above.
+            _ => return Err("type: not an action type this build knows".into()),
+        })
     }
 }
 
@@ -186,6 +213,37 @@ pub struct ActionContext<'a> {
 }
 
 impl<'a> ActionContext<'a> {
+    /// A run's context: attempt `attempt` of the stored notification `id`.
+    pub fn run(
+        notification_id: i64,
+        notification: &'a Notification,
+        alerts: Vec<AlertInput<'a>>,
+        attempt: u32,
+        store: &'a dyn crate::store::Store,
+        metrics: &'a crate::metrics::Metrics,
+    ) -> Self {
+        Self {
+            notification_id,
+            notification,
+            alerts,
+            attempt,
+            store: Some(store),
+            metrics: Some(metrics),
+        }
+    }
+
+    /// A dry run's context: no ledger, no metrics, first attempt.
+    pub fn plan(notification: &'a Notification, alerts: Vec<AlertInput<'a>>) -> Self {
+        Self {
+            notification_id: 0,
+            notification,
+            alerts,
+            attempt: 1,
+            store: None,
+            metrics: None,
+        }
+    }
+
     /// The (first) alert: the alert of an alert-scoped run.
     pub fn alert(&self) -> &'a Alert {
         self.alerts[0].alert
@@ -210,6 +268,20 @@ pub enum ActionError {
     /// Will never succeed as is (4xx, bad target, …): dead-letter at once.
     #[error("{0}")]
     Permanent(String),
+}
+
+impl From<crate::outbound::OutboundError> for ActionError {
+    /// Retryable (with `Retry-After`) or permanent, as the answer was.
+    fn from(e: crate::outbound::OutboundError) -> Self {
+        if e.retryable() {
+            ActionError::Retryable {
+                message: e.message,
+                retry_after: e.retry_after,
+            }
+        } else {
+            ActionError::Permanent(e.message)
+        }
+    }
 }
 
 /// A runtime action.
@@ -244,13 +316,27 @@ pub struct ActionSet {
 }
 
 impl ActionSet {
-    /// Builds every configured action.
-    pub fn build(config: &BTreeMap<String, ActionConfig>, deps: &ActionDeps) -> Self {
-        let actions = config
-            .iter()
-            .map(|(name, c)| (name.clone(), c.build(name, deps)))
-            .collect();
-        Self { actions }
+    /// Builds every configured action; the errors name each action's key
+    /// (`actions.<name>.<key>: …`).
+    pub fn build(
+        config: &BTreeMap<String, ActionConfig>,
+        deps: &ActionDeps,
+    ) -> Result<Self, Vec<String>> {
+        let mut actions = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (name, c) in config {
+            match c.build(name, deps) {
+                Ok(action) => {
+                    actions.insert(name.clone(), action);
+                }
+                Err(e) => errors.push(format!("actions.{name}.{e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { actions })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Adds or replaces every action of `other` (tests inject faulty actions).

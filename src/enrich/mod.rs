@@ -7,7 +7,6 @@
 //! coalescing client ([`prometheus`]). A failure never stops the alert: its
 //! context records `{"error": …}` for that enrichment.
 
-pub mod alertmanager;
 mod links;
 pub mod prometheus;
 pub mod template;
@@ -44,18 +43,18 @@ pub struct EnrichmentConfig {
 pub struct PrometheusSettings {
     /// Base URL, e.g. `http://prometheus-operated.monitoring.svc:9090`.
     pub url: String,
-    #[serde(default = "default_timeout", with = "crate::settings::duration")]
+    #[serde(default = "default_timeout", with = "crate::conf::duration")]
     pub timeout: Duration,
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
-    #[serde(default = "default_ttl", with = "crate::settings::duration")]
+    #[serde(default = "default_ttl", with = "crate::conf::duration")]
     pub cache_ttl: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basic_auth: Option<crate::settings::BasicUser>,
+    pub basic_auth: Option<crate::conf::BasicUser>,
     #[serde(default)]
     pub tls: TlsSettings,
     /// Most bytes of one query's answer; over it the enrichment fails.

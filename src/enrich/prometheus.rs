@@ -335,7 +335,7 @@ pub fn parse_answer_limited(status: u16, body: &[u8], max_series: usize) -> Answ
                 status,
                 message: format!(
                     "HTTP {status}: {}",
-                    crate::act::chat::limits::clip(&String::from_utf8_lossy(body), 200)
+                    crate::text::clip(&String::from_utf8_lossy(body), 200)
                 ),
             })
         }

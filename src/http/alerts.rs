@@ -5,8 +5,8 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::clock::now_ms;
 use crate::ingest;
-use crate::pipeline::now_ms;
 use crate::store::NewNotification;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -102,11 +102,7 @@ async fn receive_inner(
     let n = &accepted.notification;
 
     if query.dry_run {
-        let plan = state
-            .pipeline
-            .planner()
-            .dry_run(accepted.notification)
-            .await;
+        let plan = state.planner.dry_run(accepted.notification).await;
         return Ok((StatusCode::OK, Json(plan), "dry_run"));
     }
 

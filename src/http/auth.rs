@@ -119,8 +119,8 @@ pub async fn require_for_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conf::BasicUser;
     use crate::secret::Secret;
-    use crate::settings::BasicUser;
 
     fn auth() -> Authenticator {
         Authenticator::new(&AuthSettings {

@@ -11,7 +11,7 @@ pub mod server;
 mod traffic;
 
 use crate::metrics::{HttpLabels, Metrics};
-use crate::pipeline::Pipeline;
+use crate::pipeline::Planner;
 use crate::settings::IngestSettings;
 use crate::store::Store;
 use axum::extract::{MatchedPath, Request, State};
@@ -28,7 +28,8 @@ use tokio::sync::Notify;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub pipeline: Arc<Pipeline>,
+    /// Route and enrich without acting: `?dry_run=true` and replay plans.
+    pub planner: Arc<Planner>,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<auth::Authenticator>,
     pub ingest: Arc<IngestSettings>,

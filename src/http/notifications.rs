@@ -3,8 +3,8 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::clock::now_ms;
 use crate::ingest;
-use crate::pipeline::now_ms;
 use crate::store::ListQuery;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -122,13 +122,7 @@ async fn replay(
         let accepted = ingest::parse(&payload, usize::MAX).map_err(anyhow::Error::from)?;
         return Ok((
             StatusCode::OK,
-            Json(
-                state
-                    .pipeline
-                    .planner()
-                    .dry_run(accepted.notification)
-                    .await,
-            ),
+            Json(state.planner.dry_run(accepted.notification).await),
         ));
     }
     let round = state

@@ -51,8 +51,8 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Why the server closed a connection itself (`http_connections_closed_total{reason}`).
-pub const CLOSE_REASONS: [&str; 4] = ["header_timeout", "idle_timeout", "write_timeout", "evicted"];
+/// Why the server closed a connection itself (the metric's label values live with it).
+pub use crate::metrics::CLOSE_REASONS;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains.
 /// Returns once every connection has closed.

@@ -5,6 +5,7 @@
 //! groupKey, alerts with status, labels and startsAt) and lenient about the
 //! rest: unknown fields are ignored, optional ones may be missing.
 
+pub mod alertmanager;
 mod fingerprint;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};

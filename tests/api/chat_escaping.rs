@@ -491,13 +491,10 @@ async fn hostile_enrichment_and_remote_errors_are_escaped_too() {
         let config: ActionConfig =
             serde_yaml::from_str(&format!("{{type: {kind}, url: 'https://chat.example/h'}}"))
                 .unwrap();
-        let settings = Settings::load_with_env(None, Vec::new()).unwrap();
-        let deps = mlops_alert_router::act::ActionDeps::new(
-            &settings,
-            None,
-            std::sync::Arc::new(mlops_alert_router::metrics::Metrics::new()),
-        );
-        let action = config.build("notify", &deps);
+        let deps = mlops_alert_router::act::ActionDeps::offline(std::sync::Arc::new(
+            mlops_alert_router::metrics::Metrics::new(),
+        ));
+        let action = config.build("notify", &deps).unwrap();
         let ctx = ActionContext {
             notification_id: 7,
             notification: &n,

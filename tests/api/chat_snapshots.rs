@@ -176,14 +176,10 @@ async fn default_messages_of_every_platform_for_every_fixture() {
     ] {
         let config: ActionConfig =
             serde_yaml::from_str(&format!("{{type: {kind}, url: '{url}'}}")).unwrap();
-        let settings =
-            mlops_alert_router::settings::Settings::load_with_env(None, Vec::new()).unwrap();
-        let deps = mlops_alert_router::act::ActionDeps::new(
-            &settings,
-            None,
-            std::sync::Arc::new(mlops_alert_router::metrics::Metrics::new()),
-        );
-        let action = config.build("notify-ml", &deps);
+        let deps = mlops_alert_router::act::ActionDeps::offline(std::sync::Arc::new(
+            mlops_alert_router::metrics::Metrics::new(),
+        ));
+        let action = config.build("notify-ml", &deps).unwrap();
         for name in FIXTURES {
             let n = mlops_alert_router::ingest::parse(fixture(name).as_bytes(), 10_000)
                 .unwrap()

@@ -83,6 +83,44 @@ fn check_config_names_the_bad_key_and_exits_non_zero() {
     );
 }
 
+/// A config the action cannot be built from (here a Slack bot token that is
+/// no valid header value) stops `check-config` and startup, naming the
+/// action's key, instead of failing every run.
+#[tokio::test]
+async fn an_action_that_cannot_be_built_stops_check_config_and_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    let yaml = "actions:\n  notify:\n    type: slack\n    token: \"xoxb-1\\u0001\"\n    channel: \"#ml\"\n";
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("actions.notify.token: not a valid header value\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("config INVALID: 1 error"), "{stderr}");
+    assert!(
+        !stderr.contains("xoxb-1"),
+        "the token is not printed: {stderr}"
+    );
+
+    let mut settings = test_settings(dir.path());
+    settings.actions.insert(
+        "notify".into(),
+        serde_yaml::from_str("{type: slack, token: \"xoxb-1\\u0001\", channel: \"#ml\"}").unwrap(),
+    );
+    let err = match mlops_alert_router::startup::Application::build(settings).await {
+        Ok(_) => panic!("startup accepted an action it cannot build"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(err, "actions.notify.token: not a valid header value");
+}
+
 #[test]
 fn env_overrides_reach_check_config() {
     let out = Command::new(BIN)

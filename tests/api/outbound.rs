@@ -772,9 +772,9 @@ async fn an_absurd_retry_after_is_capped_by_backoff_max_and_dead_letters_past_ma
 #[tokio::test]
 async fn an_endless_alertmanager_answer_fails_the_completion_at_its_cap() {
     let server = Hostile::start(Mode::Endless(200)).await;
-    let settings: mlops_alert_router::enrich::alertmanager::AlertmanagerSettings =
+    let settings: mlops_alert_router::ingest::alertmanager::AlertmanagerSettings =
         serde_yaml::from_str(&format!("{{url: '{}', timeout: 20s}}", server.base)).unwrap();
-    let client = mlops_alert_router::enrich::alertmanager::AlertmanagerClient::new(
+    let client = mlops_alert_router::ingest::alertmanager::AlertmanagerClient::new(
         &settings,
         &mlops_alert_router::outbound::CaPolicy::default(),
     )

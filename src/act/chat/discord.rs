@@ -12,11 +12,9 @@ use super::render::{
     alert_body_within, alert_heading_plain, backslash_markdown, router_text, table_text, Dialect,
     Markup, View,
 };
-use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
-use crate::secret::Secret;
+use super::{chat_config, post_platform, Format, RateLimit};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 const MAX_EMBEDS: usize = 10;
 const MAX_FIELDS: usize = 25;
@@ -30,10 +28,7 @@ chat_config! {
     /// `actions.<name>` with `type: discord`.
     DiscordConfig {
         /// The webhook URL (a secret: it contains the webhook's token).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url: Option<Secret>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url_file: Option<PathBuf>,
+        url,
         /// Overrides the webhook's name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         username: Option<String>,
@@ -41,6 +36,8 @@ chat_config! {
         avatar_url: Option<String>,
     }
 }
+
+post_platform!(DiscordConfig);
 
 /// A value as Discord Markdown: backslash escapes for every character that
 /// could start markup (`**bold**`, `[x](y)` masked links, `||spoiler||`,
@@ -53,27 +50,6 @@ pub fn escape(s: &str) -> String {
 }
 
 impl DiscordConfig {
-    /// Reads `url_file`, `template_file`.
-    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
-        resolve_secret(&mut self.url, &self.url_file, key, "url")?;
-        self.resolve_template(key)
-    }
-
-    /// Offline checks; errors are relative to `actions.<name>`.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared().validate(
-            super::template::Escaping::Chat(Dialect::Discord),
-            &mut errors,
-        );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-
     fn frame(&self, embeds: Vec<Value>) -> Value {
         let mut body = json!({"embeds": embeds, "allowed_mentions": {"parse": []}});
         if let Some(u) = &self.username {
@@ -95,14 +71,6 @@ impl Format for DiscordConfig {
     };
     const TEXT_LIMIT: usize = DESCRIPTION_CHARS;
     const DIALECT: Dialect = Dialect::Discord;
-
-    fn shared(&self) -> Shared<'_> {
-        DiscordConfig::shared(self)
-    }
-
-    fn url(&self) -> Option<&Secret> {
-        self.url.as_ref()
-    }
 
     fn default_body(&self, view: &View, shown: usize) -> Value {
         let d = Dialect::Discord;

@@ -9,12 +9,10 @@ use super::limits::{chars, json_bytes, more_alerts};
 use super::render::{
     alert_text, escape_each, lookalike, neutralise, table_text, Dialect, Markup, View, ZWSP,
 };
-use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
-use crate::secret::Secret;
+use super::{chat_config, post_platform, Format, RateLimit};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
 
 const MAX_BYTES: usize = 30_000;
 const TEXT_CHARS: usize = 4096;
@@ -28,38 +26,16 @@ chat_config! {
     /// `actions.<name>` with `type: google_chat`.
     GoogleChatConfig {
         /// The space webhook URL (a secret: it carries key and token).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url: Option<Secret>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url_file: Option<PathBuf>,
+        url,
         /// One thread per Alertmanager group (else every message starts its own).
         #[serde(default = "yes")]
         thread_per_group: bool,
     }
 }
 
+post_platform!(GoogleChatConfig);
+
 impl GoogleChatConfig {
-    /// Reads `url_file`, `template_file`.
-    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
-        resolve_secret(&mut self.url, &self.url_file, key, "url")?;
-        self.resolve_template(key)
-    }
-
-    /// Offline checks; errors are relative to `actions.<name>`.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared().validate(
-            super::template::Escaping::Chat(Dialect::GoogleText),
-            &mut errors,
-        );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-
     fn threaded(&self, view: &View, mut body: Value) -> Value {
         if self.thread_per_group {
             body["thread"] = json!({ "threadKey": thread_key(&view.group_key) });
@@ -116,14 +92,6 @@ impl Format for GoogleChatConfig {
     };
     const TEXT_LIMIT: usize = TEXT_CHARS;
     const DIALECT: Dialect = Dialect::GoogleText;
-
-    fn shared(&self) -> Shared<'_> {
-        GoogleChatConfig::shared(self)
-    }
-
-    fn url(&self) -> Option<&Secret> {
-        self.url.as_ref()
-    }
 
     fn extra_query(&self) -> Vec<(&'static str, &'static str)> {
         if self.thread_per_group {

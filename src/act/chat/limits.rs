@@ -10,20 +10,7 @@ pub fn chars(s: &str) -> usize {
     s.chars().count()
 }
 
-/// `s` cut to at most `max` characters, never inside one; a cut ends in "…".
-pub fn clip(s: &str, max: usize) -> String {
-    if max == 0 {
-        return String::new();
-    }
-    match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some(_) => {
-            // Room for the ellipsis: keep max - 1 characters.
-            let end = s.char_indices().nth(max - 1).map_or(s.len(), |(i, _)| i);
-            format!("{}…", &s[..end])
-        }
-    }
-}
+pub use crate::text::clip;
 
 /// The line that replaces the alerts a message had no room for.
 pub fn more_alerts(n: usize) -> String {

@@ -8,11 +8,9 @@ use super::limits::{chars, more_alerts};
 use super::render::{
     alert_text, backslash_markdown, router_text, table_title, Dialect, Markup, VariantTable, View,
 };
-use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
-use crate::secret::Secret;
+use super::{chat_config, post_platform, Format, RateLimit};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 const POST_CHARS: usize = 16_383;
 const ATTACHMENT_CHARS: usize = 7_000;
@@ -24,10 +22,7 @@ chat_config! {
     /// `actions.<name>` with `type: mattermost`.
     MattermostConfig {
         /// The incoming webhook URL (a secret).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url: Option<Secret>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url_file: Option<PathBuf>,
+        url,
         /// Post to this channel instead of the webhook's own (if the webhook allows it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
@@ -39,28 +34,9 @@ chat_config! {
     }
 }
 
+post_platform!(MattermostConfig);
+
 impl MattermostConfig {
-    /// Reads `url_file`, `template_file`.
-    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
-        resolve_secret(&mut self.url, &self.url_file, key, "url")?;
-        self.resolve_template(key)
-    }
-
-    /// Offline checks; errors are relative to `actions.<name>`.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared().validate(
-            super::template::Escaping::Chat(Dialect::Mattermost),
-            &mut errors,
-        );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-
     fn frame(&self, mut body: Value) -> Value {
         for (k, v) in [
             ("channel", &self.channel),
@@ -142,14 +118,6 @@ impl Format for MattermostConfig {
     };
     const TEXT_LIMIT: usize = POST_CHARS;
     const DIALECT: Dialect = Dialect::Mattermost;
-
-    fn shared(&self) -> Shared<'_> {
-        MattermostConfig::shared(self)
-    }
-
-    fn url(&self) -> Option<&Secret> {
-        self.url.as_ref()
-    }
 
     fn default_body(&self, view: &View, shown: usize) -> Value {
         let d = Dialect::Mattermost;

@@ -68,15 +68,26 @@ fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-/// Declares a chat action's config struct: its own fields, then the fields
-/// every chat action has (template, timeout, rate limit, retry limits).
+/// Declares a chat action's config struct: the destination `url` (a
+/// secret, documented by the platform) and `url_file`, its own fields, then
+/// the fields every chat action has (template, timeout, rate limit, retry
+/// limits); and the shared accessors ([`ChatFields`]).
 /// `deny_unknown_fields` rules out `#[serde(flatten)]`, hence a macro.
 macro_rules! chat_config {
-    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty,)* }) => {
+    ($(#[$meta:meta])* $name:ident {
+        $(#[$umeta:meta])* url,
+        $($(#[$fmeta:meta])* $field:ident : $ty:ty,)*
+    }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Deserialize, Serialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
+            $(#[$umeta])*
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub url: Option<crate::secret::Secret>,
+            /// `url` from a file.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub url_file: Option<std::path::PathBuf>,
             $($(#[$fmeta])* pub $field: $ty,)*
             /// Custom message (minijinja); the default message when absent.
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,7 +96,7 @@ macro_rules! chat_config {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub template_file: Option<std::path::PathBuf>,
             /// Per request.
-            #[serde(default = "crate::act::chat::default_timeout", with = "crate::settings::duration")]
+            #[serde(default = "crate::act::chat::default_timeout", with = "crate::conf::duration")]
             pub timeout: std::time::Duration,
             /// Default: the platform's documented limit.
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,7 +105,7 @@ macro_rules! chat_config {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub max_attempts: Option<u32>,
             /// Overrides `worker.max_age`.
-            #[serde(default, with = "crate::settings::opt_duration", skip_serializing_if = "Option::is_none")]
+            #[serde(default, with = "crate::conf::opt_duration", skip_serializing_if = "Option::is_none")]
             pub max_age: Option<std::time::Duration>,
             /// `template_file`'s content, once read.
             #[serde(skip)]
@@ -124,9 +135,108 @@ macro_rules! chat_config {
                 )
             }
         }
+
+        impl crate::act::chat::ChatFields for $name {
+            fn shared(&self) -> crate::act::chat::Shared<'_> {
+                $name::shared(self)
+            }
+
+            fn url(&self) -> Option<&crate::secret::Secret> {
+                self.url.as_ref()
+            }
+
+            fn url_file(&self) -> Option<&std::path::Path> {
+                self.url_file.as_deref()
+            }
+        }
     };
 }
 pub(crate) use chat_config;
+
+/// Implements [`Platform`] for a platform that only POSTs its [`Format`]
+/// to its `url`: read `url_file` and the template file, check the URL and
+/// the shared fields, build a [`PostAction`].
+macro_rules! post_platform {
+    ($name:ident) => {
+        impl crate::act::chat::Platform for $name {
+            fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+                crate::act::chat::resolve_secret(&mut self.url, &self.url_file, key, "url")?;
+                self.resolve_template(key)
+            }
+
+            fn validate(&self) -> Result<(), Vec<String>> {
+                let mut errors = Vec::new();
+                crate::act::chat::validate_common(
+                    self,
+                    crate::act::chat::template::Escaping::Chat(
+                        <Self as crate::act::chat::Format>::DIALECT,
+                    ),
+                    &mut errors,
+                );
+                crate::act::chat::checked(errors)
+            }
+
+            fn build(
+                &self,
+                name: &str,
+                tls: &crate::outbound::CaPolicy,
+            ) -> Result<std::sync::Arc<dyn crate::act::Action>, String> {
+                Ok(std::sync::Arc::new(crate::act::chat::PostAction::new(
+                    name, self, tls,
+                )?))
+            }
+        }
+    };
+}
+pub(crate) use post_platform;
+
+/// One chat platform (or the generic webhook) as the action config sees
+/// it. A new platform is one file (its config through `chat_config!`, its
+/// [`Format`] and `post_platform!`, or its own action) and one
+/// [`crate::act::ActionConfig`] arm.
+pub trait Platform: Send + Sync {
+    /// Reads the `*_file` secrets and the template file; errors name the
+    /// key below `key` (`actions.<name>`).
+    fn resolve_files(&mut self, key: &str) -> Result<(), String>;
+    /// Offline checks; errors are relative to `actions.<name>`.
+    fn validate(&self) -> Result<(), Vec<String>>;
+    /// The runtime action; an error is relative to `actions.<name>`.
+    fn build(
+        &self,
+        name: &str,
+        tls: &crate::outbound::CaPolicy,
+    ) -> Result<std::sync::Arc<dyn Action>, String>;
+}
+
+/// The fields every chat config has (`chat_config!` implements it).
+pub(crate) trait ChatFields {
+    /// The shared fields, borrowed.
+    fn shared(&self) -> Shared<'_>;
+    /// The destination URL (a secret).
+    fn url(&self) -> Option<&Secret>;
+    /// Where `url` is read from.
+    fn url_file(&self) -> Option<&std::path::Path>;
+}
+
+/// The checks every chat config shares: `url` set and valid, the shared
+/// fields (template, timeout, rate limit, retry limits).
+pub(crate) fn validate_common<C: ChatFields>(
+    config: &C,
+    escaping: Escaping,
+    errors: &mut Vec<String>,
+) {
+    validate_url(config.url(), config.url_file(), "url", errors);
+    config.shared().validate(escaping, errors);
+}
+
+/// `Ok` without errors.
+pub(crate) fn checked(errors: Vec<String>) -> Result<(), Vec<String>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
 
 /// The fields every chat action shares, borrowed.
 pub(crate) struct Shared<'a> {
@@ -179,7 +289,7 @@ pub(crate) fn resolve_template(
             "{key}.template: set either template or template_file, not both"
         )),
         (None, Some(path)) => {
-            *source = Some(crate::settings::read_file(
+            *source = Some(crate::conf::read_file(
                 path,
                 &format!("{key}.template_file"),
             )?);
@@ -202,7 +312,7 @@ pub(crate) fn resolve_secret(
             "{key}.{name}: set either {name} or {name}_file, not both"
         )),
         (None, Some(path)) => {
-            let text = crate::settings::read_file(path, &format!("{key}.{name}_file"))?;
+            let text = crate::conf::read_file(path, &format!("{key}.{name}_file"))?;
             *value = Some(Secret::new(text.trim()));
             Ok(())
         }
@@ -212,8 +322,8 @@ pub(crate) fn resolve_secret(
 
 /// Checks a secret URL without ever printing it.
 pub(crate) fn validate_url(
-    value: &Option<Secret>,
-    file: &Option<PathBuf>,
+    value: Option<&Secret>,
+    file: Option<&std::path::Path>,
     name: &str,
     errors: &mut Vec<String>,
 ) {
@@ -238,7 +348,7 @@ pub(crate) fn parse_url(url: &Secret) -> Result<Url, String> {
 }
 
 /// A platform's message JSON and its limits.
-pub(crate) trait Format: Send + Sync + 'static {
+pub(crate) trait Format: ChatFields + Send + Sync + 'static {
     /// The config `type`.
     const KIND: &'static str;
     /// The platform's documented rate per destination.
@@ -248,10 +358,6 @@ pub(crate) trait Format: Send + Sync + 'static {
     /// The markup a custom template's text is in (and its values escaped for).
     const DIALECT: Dialect;
 
-    /// The fields every chat action has.
-    fn shared(&self) -> Shared<'_>;
-    /// The destination URL (a secret).
-    fn url(&self) -> Option<&Secret>;
     /// Query parameters added to the URL.
     fn extra_query(&self) -> Vec<(&'static str, &'static str)> {
         Vec::new()
@@ -362,19 +468,24 @@ pub(crate) struct PostAction<F: Format> {
     name: String,
     format: F,
     limits: RetryLimits,
-    ready: Result<Ready, String>,
+    ready: Ready,
 }
 
 impl<F: Format + Clone> PostAction<F> {
-    /// Builds from validated config; a problem (unset URL) fails each run, permanently.
-    pub(crate) fn new(name: &str, config: &F, tls: &crate::outbound::CaPolicy) -> Self {
+    /// Builds from validated config; a problem (unset URL) is an error
+    /// relative to `actions.<name>`, and stops startup.
+    pub(crate) fn new(
+        name: &str,
+        config: &F,
+        tls: &crate::outbound::CaPolicy,
+    ) -> Result<Self, String> {
         let shared = config.shared();
-        Self {
+        Ok(Self {
             name: name.to_owned(),
             format: config.clone(),
             limits: shared.limits,
-            ready: Self::ready(config, tls),
-        }
+            ready: Self::ready(config, tls)?,
+        })
     }
 
     fn ready(config: &F, tls: &crate::outbound::CaPolicy) -> Result<Ready, String> {
@@ -398,11 +509,8 @@ impl<F: Format + Clone> PostAction<F> {
         })
     }
 
-    fn compose(&self, ctx: &ActionContext<'_>) -> Result<(&Ready, Composed), ActionError> {
-        let ready = self
-            .ready
-            .as_ref()
-            .map_err(|e| ActionError::Permanent(e.clone()))?;
+    fn compose(&self, ctx: &ActionContext<'_>) -> (&Ready, Composed) {
+        let ready = &self.ready;
         let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
         let composed = compose(
             &self.name,
@@ -411,7 +519,7 @@ impl<F: Format + Clone> PostAction<F> {
             &view,
             ctx.metrics,
         );
-        Ok((ready, composed))
+        (ready, composed)
     }
 }
 
@@ -430,7 +538,7 @@ impl<F: Format + Clone> Action for PostAction<F> {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let (ready, composed) = self.compose(ctx)?;
+        let (ready, composed) = self.compose(ctx);
         let reply = ready
             .delivery
             .send(
@@ -447,24 +555,20 @@ impl<F: Format + Clone> Action for PostAction<F> {
     }
 
     async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
-        match self.compose(ctx) {
-            Ok((_, composed)) => {
-                let mut plan = composed.summary(F::KIND);
-                plan["method"] = json!("POST");
-                plan["url"] = json!(REDACTED);
-                let query: serde_json::Map<String, Value> = self
-                    .format
-                    .extra_query()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), json!(v)))
-                    .collect();
-                if !query.is_empty() {
-                    plan["query"] = Value::Object(query);
-                }
-                plan["body"] = composed.body;
-                plan
-            }
-            Err(e) => json!({ "type": F::KIND, "error": e.to_string() }),
+        let (_, composed) = self.compose(ctx);
+        let mut plan = composed.summary(F::KIND);
+        plan["method"] = json!("POST");
+        plan["url"] = json!(REDACTED);
+        let query: serde_json::Map<String, Value> = self
+            .format
+            .extra_query()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
+        if !query.is_empty() {
+            plan["query"] = Value::Object(query);
         }
+        plan["body"] = composed.body;
+        plan
     }
 }

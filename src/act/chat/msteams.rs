@@ -8,11 +8,9 @@
 
 use super::limits::{json_bytes, more_alerts};
 use super::render::{alert_heading, alert_when, neutralise, Dialect, Markup, VariantTable, View};
-use super::{chat_config, resolve_secret, validate_url, Format, RateLimit, Shared};
-use crate::secret::Secret;
+use super::{chat_config, post_platform, Format, RateLimit};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 const MAX_BYTES: usize = 24_000;
 
@@ -20,33 +18,11 @@ chat_config! {
     /// `actions.<name>` with `type: msteams`.
     MsTeamsConfig {
         /// The workflow's webhook URL (a secret).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url: Option<Secret>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url_file: Option<PathBuf>,
+        url,
     }
 }
 
-impl MsTeamsConfig {
-    /// Reads `url_file`, `template_file`.
-    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
-        resolve_secret(&mut self.url, &self.url_file, key, "url")?;
-        self.resolve_template(key)
-    }
-
-    /// Offline checks; errors are relative to `actions.<name>`.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        validate_url(&self.url, &self.url_file, "url", &mut errors);
-        self.shared()
-            .validate(super::template::Escaping::Chat(Dialect::Teams), &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-}
+post_platform!(MsTeamsConfig);
 
 /// A value as TextBlock text. Adaptive Card Markdown has no escape, so the
 /// value is neutralised: `*`, `_` at a word's edge, `~` and backtick become
@@ -166,14 +142,6 @@ impl Format for MsTeamsConfig {
     };
     const TEXT_LIMIT: usize = 15_000;
     const DIALECT: Dialect = Dialect::Teams;
-
-    fn shared(&self) -> Shared<'_> {
-        MsTeamsConfig::shared(self)
-    }
-
-    fn url(&self) -> Option<&Secret> {
-        self.url.as_ref()
-    }
 
     fn default_body(&self, view: &View, shown: usize) -> Value {
         let d = Dialect::Teams;

@@ -5,6 +5,7 @@
 //! platform's JSON; custom templates see it as their variables.
 
 use super::limits::clip;
+use crate::act::traffic::{Decision, TrafficResult};
 use crate::act::AlertInput;
 use crate::ingest::{AlertStatus, Labels, Notification};
 use crate::store::{ActionRun, RunStatus};
@@ -434,7 +435,10 @@ pub fn outcome_text(run: &ActionRun, variant: &str, resolved: bool) -> String {
         .unwrap_or_default();
     if shift {
         if let Some(result) = run.result.as_ref().filter(|r| r.is_object()) {
-            return shift_text(result, variant, resolved);
+            return match TrafficResult::from_value(result) {
+                Some(r) => shift_text(&r, variant, resolved),
+                None => unknown_shift_text(result),
+            };
         }
         // A deferred decision is a retryable error: "deferred: <reason>".
         return match run.status {
@@ -459,30 +463,21 @@ pub fn outcome_text(run: &ActionRun, variant: &str, resolved: bool) -> String {
     }
 }
 
-fn weight(v: &Value) -> String {
-    match v.as_f64() {
-        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
-        Some(x) => format!("{x:.1}"),
-        None => "?".to_owned(),
-    }
-}
-
 /// The weights a `traffic_shift` result changed, the alert's own variant
 /// first: "enhanced-predictor 30 → 0, baseline-predictor 70 → 100".
-fn weight_changes(r: &Value, variant: &str) -> String {
+fn weight_changes(r: &TrafficResult, variant: &str) -> String {
     let mut changes: Vec<(bool, String)> = Vec::new();
-    if let (Some(before), Some(after)) = (r["before"].as_object(), r["after"].as_object()) {
+    if let (Some(before), Some(after)) = (&r.before, &r.after) {
         for (name, b) in before {
-            let a = after.get(name).unwrap_or(&Value::Null);
-            if weight(a) != weight(b) {
-                changes.push((
-                    name == variant,
-                    format!("{name} {} → {}", weight(b), weight(a)),
-                ));
+            let a = after
+                .get(name)
+                .map_or_else(|| "?".to_owned(), u32::to_string);
+            if a != b.to_string() {
+                changes.push((name == variant, format!("{name} {b} → {a}")));
             }
         }
         for (name, a) in after.iter().filter(|(k, _)| !before.contains_key(*k)) {
-            changes.push((name == variant, format!("{name} 0 → {}", weight(a))));
+            changes.push((name == variant, format!("{name} 0 → {a}")));
         }
     }
     changes.sort_by_key(|(own, _)| !own);
@@ -490,14 +485,12 @@ fn weight_changes(r: &Value, variant: &str) -> String {
     changes.join(", ")
 }
 
-/// A `traffic_shift` result as one line, a wording for each decision
-/// (`traffic::DECISIONS`): "traffic shifted: enhanced-predictor 30 → 0,
-/// baseline-predictor 70 → 100 (financial-ab-test-experiment)".
-fn shift_text(r: &Value, variant: &str, resolved: bool) -> String {
-    let decision = r["decision"].as_str().unwrap_or("unknown");
+/// A `traffic_shift` result as one line, a wording for each [`Decision`]:
+/// "traffic shifted: enhanced-predictor 30 → 0, baseline-predictor 70 → 100
+/// (financial-ab-test-experiment)".
+fn shift_text(r: &TrafficResult, variant: &str, resolved: bool) -> String {
     // "resolved; weights changed since the shift" reads "on resolve: weights …".
-    let reason = r["reason"]
-        .as_str()
+    let reason = Some(r.reason.as_str())
         .map(|s| s.strip_prefix("resolved; ").unwrap_or(s))
         .filter(|s| !s.is_empty())
         .map(|s| clip(s, 160));
@@ -512,30 +505,45 @@ fn shift_text(r: &Value, variant: &str, resolved: bool) -> String {
         Some(changes.as_str())
     };
     let would = (!changes.is_empty()).then(|| format!("would set {changes}"));
-    let mut line = match decision {
-        "shifted" => with("traffic shifted", either),
-        "restored" => with("traffic restored", either),
-        "dry_run" if resolved => with(
+    let mut line = match r.decision {
+        Decision::Shifted => with("traffic shifted", either),
+        Decision::Restored => with("traffic restored", either),
+        Decision::DryRun if resolved => with(
             "traffic restore dry run, nothing changed",
             would.as_deref().or(reason.as_deref()),
         ),
-        "dry_run" => with(
+        Decision::DryRun => with(
             "traffic shift dry run, nothing changed",
             would.as_deref().or(reason.as_deref()),
         ),
-        "held" => "traffic held (on_resolve: hold): weights kept as they are".to_owned(),
-        "noop" if resolved => with("traffic unchanged on resolve", reason.as_deref()),
-        "noop" => with("traffic unchanged", reason.as_deref()),
-        "blocked" => with("traffic shift blocked", reason.as_deref()),
-        "cooldown" => with("traffic shift skipped (cooldown)", reason.as_deref()),
-        "rate_limited" => with(
+        Decision::Held => "traffic held (on_resolve: hold): weights kept as they are".to_owned(),
+        Decision::Noop if resolved => with("traffic unchanged on resolve", reason.as_deref()),
+        Decision::Noop => with("traffic unchanged", reason.as_deref()),
+        Decision::Blocked => with("traffic shift blocked", reason.as_deref()),
+        Decision::Cooldown => with("traffic shift skipped (cooldown)", reason.as_deref()),
+        Decision::RateLimited => with(
             "traffic shift skipped (max_shifts_per_hour)",
             reason.as_deref(),
         ),
-        "deferred" => with("traffic shift deferred (will retry)", reason.as_deref()),
-        "failed" => with("traffic shift failed", reason.as_deref()),
-        other => with(&format!("traffic shift: {other}"), reason.as_deref()),
+        Decision::Deferred => with("traffic shift deferred (will retry)", reason.as_deref()),
+        Decision::Failed => with("traffic shift failed", reason.as_deref()),
     };
+    if let Some(target) = Some(r.target.as_str()).filter(|t| !t.is_empty()) {
+        line.push_str(&format!(" ({target})"));
+    }
+    line
+}
+
+/// A result whose decision this version does not know (written by a newer
+/// one): its name, reason and target.
+fn unknown_shift_text(r: &Value) -> String {
+    let decision = r["decision"].as_str().unwrap_or("unknown");
+    let mut line = format!("traffic shift: {decision}");
+    let reason = r["reason"].as_str();
+    let reason = reason.map(|s| s.strip_prefix("resolved; ").unwrap_or(s));
+    if let Some(reason) = reason.filter(|s| !s.is_empty()) {
+        line.push_str(&format!(": {}", clip(reason, 160)));
+    }
     if let Some(target) = r["target"].as_str().filter(|t| !t.is_empty()) {
         line.push_str(&format!(" ({target})"));
     }
@@ -1583,7 +1591,7 @@ mod message_tests {
             ("failed", true, "traffic shift failed: unknown destination variant \"shadow\""),
             ("held", false, "traffic held (on_resolve: hold): weights kept as they are"),
         ];
-        for kind in crate::act::traffic::DECISIONS {
+        for kind in Decision::ALL.map(Decision::as_str) {
             assert!(
                 expected.iter().any(|(d, _, _)| *d == kind),
                 "no expected wording for the decision {kind:?}"
@@ -1591,7 +1599,8 @@ mod message_tests {
         }
         let mut seen: Vec<String> = Vec::new();
         for (decision, firing, want) in expected {
-            let line = shift_text(&result(decision), "enhanced-predictor", !firing);
+            let r = TrafficResult::from_value(&result(decision)).unwrap();
+            let line = shift_text(&r, "enhanced-predictor", !firing);
             assert!(line.starts_with(want), "{decision}: {line}");
             assert!(
                 line.ends_with(" (financial-ab-test-experiment)"),
@@ -1609,7 +1618,7 @@ mod message_tests {
         }
         // An unknown decision still says what it is.
         assert_eq!(
-            shift_text(&json!({"decision": "teleported"}), "x", false),
+            unknown_shift_text(&json!({"decision": "teleported"})),
             "traffic shift: teleported"
         );
     }

@@ -15,7 +15,8 @@ use super::render::{
 };
 use super::transport::Delivery;
 use super::{
-    chat_config, compose, resolve_secret, validate_url, Format, PostAction, RateLimit, Shared,
+    chat_config, checked, compose, resolve_secret, validate_url, Format, Platform, PostAction,
+    RateLimit,
 };
 use crate::act::{Action, ActionContext, ActionError, RetryLimits, Scope};
 use crate::outbound::CaPolicy;
@@ -42,10 +43,7 @@ chat_config! {
     /// `actions.<name>` with `type: slack`.
     SlackConfig {
         /// Incoming webhook URL (a secret).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url: Option<Secret>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url_file: Option<PathBuf>,
+        url,
         /// Bot token (`xoxb-…`, a secret): bot mode, with `channel`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<Secret>,
@@ -60,16 +58,16 @@ chat_config! {
     }
 }
 
-impl SlackConfig {
+impl Platform for SlackConfig {
     /// Reads `url_file`, `token_file`, `template_file`.
-    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+    fn resolve_files(&mut self, key: &str) -> Result<(), String> {
         resolve_secret(&mut self.url, &self.url_file, key, "url")?;
         resolve_secret(&mut self.token, &self.token_file, key, "token")?;
         self.resolve_template(key)
     }
 
     /// Offline checks; errors are relative to `actions.<name>`.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         let bot = self.token.is_some() || self.token_file.is_some();
         let hook = self.url.is_some() || self.url_file.is_some();
@@ -81,7 +79,7 @@ impl SlackConfig {
                 "url: url or url_file (incoming webhook), or token or token_file with channel (bot), is required".into(),
             ),
             (true, false) => {
-                validate_url(&self.url, &self.url_file, "url", &mut errors);
+                validate_url(self.url.as_ref(), self.url_file.as_deref(), "url", &mut errors);
                 if self.channel.is_some() {
                     errors.push("channel: only with token (an incoming webhook posts to its own channel)".into());
                 }
@@ -97,11 +95,16 @@ impl SlackConfig {
         }
         self.shared()
             .validate(super::template::Escaping::Chat(Dialect::Slack), &mut errors);
-        if errors.is_empty() {
-            Ok(())
+        checked(errors)
+    }
+
+    /// The incoming-webhook action, or the bot with a token.
+    fn build(&self, name: &str, tls: &CaPolicy) -> Result<Arc<dyn Action>, String> {
+        Ok(if self.token.is_some() || self.token_file.is_some() {
+            Arc::new(SlackBot::new(name, self, tls)?)
         } else {
-            Err(errors)
-        }
+            Arc::new(PostAction::new(name, self, tls)?)
+        })
     }
 }
 
@@ -157,14 +160,6 @@ impl Format for SlackConfig {
     };
     const TEXT_LIMIT: usize = SECTION_CHARS;
     const DIALECT: Dialect = Dialect::Slack;
-
-    fn shared(&self) -> Shared<'_> {
-        SlackConfig::shared(self)
-    }
-
-    fn url(&self) -> Option<&Secret> {
-        self.url.as_ref()
-    }
 
     fn default_body(&self, view: &View, shown: usize) -> Value {
         let d = Dialect::Slack;
@@ -234,20 +229,11 @@ impl Format for SlackConfig {
     }
 }
 
-/// Builds the webhook or the bot action.
-pub fn build(name: &str, config: &SlackConfig, tls: &CaPolicy) -> Arc<dyn Action> {
-    if config.token.is_some() || config.token_file.is_some() {
-        Arc::new(SlackBot::new(name, config, tls))
-    } else {
-        Arc::new(PostAction::new(name, config, tls))
-    }
-}
-
 /// Bot mode: Web API calls with a token.
 pub struct SlackBot {
     name: String,
     config: SlackConfig,
-    ready: Result<BotReady, String>,
+    ready: BotReady,
 }
 
 struct BotReady {
@@ -268,12 +254,12 @@ const RETRYABLE_API_ERRORS: &[&str] = &[
 ];
 
 impl SlackBot {
-    fn new(name: &str, config: &SlackConfig, tls: &CaPolicy) -> Self {
-        Self {
+    fn new(name: &str, config: &SlackConfig, tls: &CaPolicy) -> Result<Self, String> {
+        Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
-            ready: Self::ready(config, tls),
-        }
+            ready: Self::ready(config, tls)?,
+        })
     }
 
     fn ready(config: &SlackConfig, tls: &CaPolicy) -> Result<BotReady, String> {
@@ -385,10 +371,7 @@ impl Action for SlackBot {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let ready = self
-            .ready
-            .as_ref()
-            .map_err(|e| ActionError::Permanent(e.clone()))?;
+        let ready = &self.ready;
         let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
         let composed = compose(
             &self.name,
@@ -446,7 +429,7 @@ impl Action for SlackBot {
                     channel_id,
                     message_id: ts,
                     resolved,
-                    updated_at: crate::pipeline::now_ms(),
+                    updated_at: crate::clock::now_ms(),
                 })
                 .await
                 .map_err(store_error)?;
@@ -455,9 +438,7 @@ impl Action for SlackBot {
     }
 
     async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
-        let Ok(ready) = self.ready.as_ref() else {
-            return json!({"type": "slack", "error": self.ready.as_ref().err()});
-        };
+        let ready = &self.ready;
         let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
         let composed = compose(
             &self.name,

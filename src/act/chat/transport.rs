@@ -161,7 +161,7 @@ impl Delivery {
                     e.message
                         .push_str("; the message was delivered, so it is not sent again");
                 }
-                Err(e.into_action_error())
+                Err(ActionError::from(e))
             }
         }
     }

@@ -8,7 +8,7 @@ use super::limits::{fit, json_bytes};
 use super::render::View;
 use super::template::ChatTemplate;
 use super::transport::Delivery;
-use super::{chat_config, parse_url, resolve_secret, validate_url, RateLimit};
+use super::{chat_config, checked, parse_url, resolve_secret, validate_url, Platform, RateLimit};
 use crate::act::{Action, ActionContext, ActionError, RetryLimits, Scope};
 use crate::secret::{Secret, REDACTED};
 use async_trait::async_trait;
@@ -37,10 +37,7 @@ chat_config! {
     /// `actions.<name>` with `type: webhook`.
     WebhookConfig {
         /// The endpoint (a secret: URLs often carry a token).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url: Option<Secret>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url_file: Option<PathBuf>,
+        url,
         #[serde(default)]
         method: HttpMethod,
         /// Extra request headers; values are secrets (redacted everywhere).
@@ -57,9 +54,9 @@ chat_config! {
     }
 }
 
-impl WebhookConfig {
+impl Platform for WebhookConfig {
     /// Reads `url_file`, `bearer_token_file`, `template_file`.
-    pub fn resolve_files(&mut self, key: &str) -> Result<(), String> {
+    fn resolve_files(&mut self, key: &str) -> Result<(), String> {
         resolve_secret(&mut self.url, &self.url_file, key, "url")?;
         resolve_secret(
             &mut self.bearer_token,
@@ -71,9 +68,14 @@ impl WebhookConfig {
     }
 
     /// Offline checks; errors are relative to `actions.<name>`.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        validate_url(&self.url, &self.url_file, "url", &mut errors);
+        validate_url(
+            self.url.as_ref(),
+            self.url_file.as_deref(),
+            "url",
+            &mut errors,
+        );
         if let Err(e) = headers(self) {
             errors.push(e);
         }
@@ -82,11 +84,15 @@ impl WebhookConfig {
         }
         self.shared()
             .validate(super::template::Escaping::Json, &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        checked(errors)
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        tls: &crate::outbound::CaPolicy,
+    ) -> Result<std::sync::Arc<dyn Action>, String> {
+        Ok(std::sync::Arc::new(WebhookAction::new(name, self, tls)?))
     }
 }
 
@@ -121,17 +127,22 @@ struct Ready {
 pub struct WebhookAction {
     name: String,
     config: WebhookConfig,
-    ready: Result<Ready, String>,
+    ready: Ready,
 }
 
 impl WebhookAction {
-    /// Builds from validated config; a problem fails each run, permanently.
-    pub fn new(name: &str, config: &WebhookConfig, tls: &crate::outbound::CaPolicy) -> Self {
-        Self {
+    /// Builds from validated config; a problem is an error relative to
+    /// `actions.<name>`, and stops startup.
+    pub fn new(
+        name: &str,
+        config: &WebhookConfig,
+        tls: &crate::outbound::CaPolicy,
+    ) -> Result<Self, String> {
+        Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
-            ready: Self::ready(config, tls),
-        }
+            ready: Self::ready(config, tls)?,
+        })
     }
 
     fn ready(c: &WebhookConfig, tls: &crate::outbound::CaPolicy) -> Result<Ready, String> {
@@ -161,14 +172,8 @@ impl WebhookAction {
     }
 
     /// The body: the template's JSON, else the default, with as many alerts as fit.
-    fn compose(
-        &self,
-        ctx: &ActionContext<'_>,
-    ) -> Result<(&Ready, Value, usize, usize, Option<String>), ActionError> {
-        let ready = self
-            .ready
-            .as_ref()
-            .map_err(|e| ActionError::Permanent(e.clone()))?;
+    fn compose(&self, ctx: &ActionContext<'_>) -> (&Ready, Value, usize, usize, Option<String>) {
+        let ready = &self.ready;
         let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
         let n = view.alerts.len();
         let max = self.config.max_body_bytes;
@@ -181,7 +186,7 @@ impl WebhookAction {
                 })
             };
             match fit(n, render, |b| json_bytes(b) <= max) {
-                Ok((body, k)) => return Ok((ready, body, k, n - k, None)),
+                Ok((body, k)) => return (ready, body, k, n - k, None),
                 Err(e) => {
                     tracing::warn!(action = %self.name, error = %e, "Webhook template failed; sending the default body");
                     if let Some(m) = ctx.metrics {
@@ -205,7 +210,7 @@ impl WebhookAction {
             Ok(found) => found,
             Err(never) => match never {},
         };
-        Ok((ready, body, k, n - k, template_error))
+        (ready, body, k, n - k, template_error)
     }
 }
 
@@ -232,7 +237,7 @@ impl Action for WebhookAction {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let (ready, body, shown, omitted, template_error) = self.compose(ctx)?;
+        let (ready, body, shown, omitted, template_error) = self.compose(ctx);
         let reply = ready
             .delivery
             .send(
@@ -256,28 +261,24 @@ impl Action for WebhookAction {
     }
 
     async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
-        match self.compose(ctx) {
-            Ok((ready, body, shown, omitted, template_error)) => {
-                let headers: BTreeMap<&str, &str> = ready
-                    .headers
-                    .keys()
-                    .map(|k| (k.as_str(), REDACTED))
-                    .collect();
-                let mut plan = json!({
-                    "type": "webhook",
-                    "method": method(self.config.method).as_str(),
-                    "url": REDACTED,
-                    "headers": headers,
-                    "alerts": shown,
-                    "omitted": omitted,
-                    "body": body,
-                });
-                if let Some(e) = template_error {
-                    plan["template_error"] = json!(e);
-                }
-                plan
-            }
-            Err(e) => json!({"type": "webhook", "error": e.to_string()}),
+        let (ready, body, shown, omitted, template_error) = self.compose(ctx);
+        let headers: BTreeMap<&str, &str> = ready
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), REDACTED))
+            .collect();
+        let mut plan = json!({
+            "type": "webhook",
+            "method": method(self.config.method).as_str(),
+            "url": REDACTED,
+            "headers": headers,
+            "alerts": shown,
+            "omitted": omitted,
+            "body": body,
+        });
+        if let Some(e) = template_error {
+            plan["template_error"] = json!(e);
         }
+        plan
     }
 }

@@ -14,6 +14,7 @@
 //!   evaluated (enrichment failed) defers the run instead of shifting blind;
 //! - every decision is in the audit trail (`traffic_decisions`).
 
+pub mod decision;
 mod file;
 pub mod kube;
 pub mod policy;
@@ -24,12 +25,13 @@ use crate::ingest::AlertStatus;
 use crate::metrics::{Metrics, ShiftLabels, WeightLabels};
 use crate::store::{DecisionQuery, Store, TrafficDecision};
 use async_trait::async_trait;
-use minijinja::{Environment, UndefinedBehavior};
+pub use decision::{Decision, TrafficResult};
+use minijinja::{Environment, Expression, UndefinedBehavior};
 use policy::{Bounds, NoShift, WeightMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use target::{ShiftMark, TargetConfig, TargetError, TrafficTarget};
 
@@ -60,7 +62,7 @@ pub struct TrafficShiftConfig {
     #[serde(default = "hundred")]
     pub max_weight: u32,
     /// At most one shift per target within this time.
-    #[serde(default = "ten_minutes", with = "crate::settings::duration")]
+    #[serde(default = "ten_minutes", with = "crate::conf::duration")]
     pub cooldown: Duration,
     #[serde(default = "three")]
     pub max_shifts_per_hour: u32,
@@ -109,12 +111,12 @@ mod opt_duration {
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => crate::settings::duration::serialize(d, s),
+            Some(d) => crate::conf::duration::serialize(d, s),
             None => s.serialize_none(),
         }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        crate::settings::duration::deserialize(d).map(Some)
+        crate::conf::duration::deserialize(d).map(Some)
     }
 }
 
@@ -139,12 +141,28 @@ impl TrafficShiftConfig {
     }
 }
 
-fn compile_guard(source: &str) -> Result<Environment<'static>, String> {
+/// The environment guards are compiled in: no templates, no state, strict
+/// about undefined values (a missing enrichment is an error, not false).
+static GUARD_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.compile_expression(source)
+    env
+});
+
+/// A guard compiled once, when the action is built.
+struct Guard {
+    source: String,
+    expression: Expression<'static, 'static>,
+}
+
+fn compile_guard(source: &str) -> Result<Guard, String> {
+    let expression = GUARD_ENV
+        .compile_expression_owned(source.to_owned())
         .map_err(|e| format!("invalid expression {source:?}: {e}"))?;
-    Ok(env)
+    Ok(Guard {
+        source: source.to_owned(),
+        expression,
+    })
 }
 
 /// The configured targets by experiment, built once.
@@ -198,27 +216,13 @@ impl Targets {
     }
 }
 
-/// Every decision a traffic-shift action records (`traffic_shifts_total{outcome}`).
-pub const DECISIONS: [&str; 10] = [
-    "shifted",
-    "restored",
-    "blocked",
-    "cooldown",
-    "rate_limited",
-    "noop",
-    "deferred",
-    "failed",
-    "dry_run",
-    "held",
-];
-
 /// Creates the `traffic_shifts_total` series of every target at 0.
 pub fn declare_targets(targets: &Targets, metrics: &Metrics) {
     for (experiment, _) in targets.iter() {
-        for outcome in DECISIONS {
+        for outcome in Decision::ALL {
             let _ = metrics.traffic_shifts.get_or_create(&ShiftLabels {
                 target: experiment.to_owned(),
-                outcome: outcome.to_owned(),
+                outcome: outcome.as_str().to_owned(),
             });
         }
     }
@@ -268,68 +272,33 @@ pub async fn poll_weights(
 }
 
 /// Wall-clock milliseconds; tests pass their own.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub use crate::clock::Clock;
 
 /// The runtime action.
 pub struct TrafficShift {
     name: String,
     config: TrafficShiftConfig,
-    guard: Option<Environment<'static>>,
+    guard: Option<Guard>,
     targets: Arc<Targets>,
     store: Option<Arc<dyn Store>>,
     metrics: Arc<Metrics>,
     clock: Clock,
 }
 
-/// One decision, before it is recorded.
-struct Decision {
-    decision: &'static str,
-    target: String,
-    before: Option<WeightMap>,
-    after: Option<WeightMap>,
-    reason: String,
-    /// The exact change (dry-run and plan).
-    change: Option<Value>,
-}
-
-impl Decision {
-    fn new(decision: &'static str, target: &str, reason: impl Into<String>) -> Self {
-        Self {
-            decision,
-            target: target.to_owned(),
-            before: None,
-            after: None,
-            reason: reason.into(),
-            change: None,
-        }
-    }
-
-    fn json(&self, episode: &str) -> Value {
-        json!({
-            "decision": self.decision,
-            "target": self.target,
-            "episode": episode,
-            "before": self.before,
-            "after": self.after,
-            "reason": self.reason,
-            "change": self.change,
-        })
-    }
-}
-
 /// How a decision ends the run.
 enum Verdict {
-    Done(Decision),
+    Done(TrafficResult),
     /// Try again later (guard not evaluable, target unreachable).
-    Defer(Decision),
+    Defer(TrafficResult),
     /// Cannot succeed (unknown experiment/variant, forbidden).
-    Fail(Decision),
+    Fail(TrafficResult),
 }
 
 const HOUR_MS: i64 = 3_600_000;
 
 impl TrafficShift {
     /// A traffic-shift action; `store` is `None` only for offline plans.
+    /// The guard is compiled here, once; an error is `guard: …`.
     pub fn new(
         name: &str,
         config: TrafficShiftConfig,
@@ -337,9 +306,14 @@ impl TrafficShift {
         store: Option<Arc<dyn Store>>,
         metrics: Arc<Metrics>,
         clock: Clock,
-    ) -> Self {
-        let guard = config.guard.as_deref().and_then(|g| compile_guard(g).ok());
-        Self {
+    ) -> Result<Self, String> {
+        let guard = config
+            .guard
+            .as_deref()
+            .map(compile_guard)
+            .transpose()
+            .map_err(|e| format!("guard: {e}"))?;
+        Ok(Self {
             name: name.to_owned(),
             config,
             guard,
@@ -347,7 +321,7 @@ impl TrafficShift {
             store,
             metrics,
             clock,
-        }
+        })
     }
 
     fn episode(&self, experiment: &str, ctx: &ActionContext<'_>) -> String {
@@ -379,7 +353,7 @@ impl TrafficShift {
             );
             return (
                 String::new(),
-                Verdict::Fail(Decision::new("failed", "", reason)),
+                Verdict::Fail(TrafficResult::new(Decision::Failed, "", reason)),
             );
         };
         let episode = self.episode(experiment, ctx);
@@ -387,7 +361,7 @@ impl TrafficShift {
             let reason = format!("unknown experiment {experiment:?}: no traffic_targets entry");
             return (
                 episode,
-                Verdict::Fail(Decision::new("failed", experiment, reason)),
+                Verdict::Fail(TrafficResult::new(Decision::Failed, experiment, reason)),
             );
         };
         let Some(variant) = alert.labels.get(&c.variant_label).cloned() else {
@@ -397,7 +371,7 @@ impl TrafficShift {
             );
             return (
                 episode,
-                Verdict::Fail(Decision::new("failed", experiment, reason)),
+                Verdict::Fail(TrafficResult::new(Decision::Failed, experiment, reason)),
             );
         };
         let verdict = match alert.status {
@@ -435,7 +409,7 @@ impl TrafficShift {
         let done = self
             .decisions(DecisionQuery {
                 episode: Some(episode.to_owned()),
-                decisions: vec!["shifted".into()],
+                decisions: vec![Decision::Shifted.as_str().into()],
                 limit: 1,
                 ..Default::default()
             })
@@ -445,8 +419,8 @@ impl TrafficShift {
                 .repeat_every
                 .is_some_and(|r| now - last.at >= r.as_millis() as i64);
             if !repeat_due {
-                return Verdict::Done(Decision::new(
-                    "noop",
+                return Verdict::Done(TrafficResult::new(
+                    Decision::Noop,
                     experiment,
                     "already shifted for this episode",
                 ));
@@ -465,15 +439,15 @@ impl TrafficShift {
                     .as_ref()
                     .filter(|m| m.episode == episode)
                 {
-                    let mut d = Decision::new("shifted", experiment, "found this episode's change already applied on the target (recovered after a restart)");
+                    let mut d = TrafficResult::new(Decision::Shifted, experiment, "found this episode's change already applied on the target (recovered after a restart)");
                     d.before = Some(mark.before.clone());
                     d.after = Some(mark.after.clone());
                     return Verdict::Done(d);
                 }
             }
             let Some(to) = c.to.clone().or_else(|| snapshot.default.clone()) else {
-                return Verdict::Fail(Decision::new(
-                    "failed",
+                return Verdict::Fail(TrafficResult::new(
+                    Decision::Failed,
                     experiment,
                     "no destination: set `to` or give the target a default",
                 ));
@@ -483,7 +457,7 @@ impl TrafficShift {
             // whatever the guard says: both failing is a person's call.
             if to != variant {
                 if let Some(reason) = self.destination_firing(ctx, experiment, &to) {
-                    let mut d = Decision::new("blocked", experiment, reason);
+                    let mut d = TrafficResult::new(Decision::Blocked, experiment, reason);
                     d.before = Some(weights);
                     return Verdict::Done(d);
                 }
@@ -496,13 +470,13 @@ impl TrafficShift {
             let after = match policy::shift(&snapshot.weights, variant, &to, bounds) {
                 Ok(after) => after,
                 Err(NoShift::Nothing) => {
-                    let mut d = Decision::new("noop", experiment, format!("nothing to move: {variant} at {} (min_weight {}), {to} at {} (max_weight {})", weights.get(variant).copied().unwrap_or(0), c.min_weight, weights.get(&to).copied().unwrap_or(0), c.max_weight));
+                    let mut d = TrafficResult::new(Decision::Noop, experiment, format!("nothing to move: {variant} at {} (min_weight {}), {to} at {} (max_weight {})", weights.get(variant).copied().unwrap_or(0), c.min_weight, weights.get(&to).copied().unwrap_or(0), c.max_weight));
                     d.before = Some(weights);
                     return Verdict::Done(d);
                 }
                 Err(NoShift::DestinationIsAlerting(v)) => {
-                    let mut d = Decision::new(
-                        "blocked",
+                    let mut d = TrafficResult::new(
+                        Decision::Blocked,
                         experiment,
                         format!("{v} is alerting: traffic never moves onto the alerting variant"),
                     );
@@ -510,15 +484,15 @@ impl TrafficShift {
                     return Verdict::Done(d);
                 }
                 Err(NoShift::UnknownVariant(v)) => {
-                    return Verdict::Fail(Decision::new(
-                        "failed",
+                    return Verdict::Fail(TrafficResult::new(
+                        Decision::Failed,
                         experiment,
                         format!("unknown variant {v:?} in {}", target.describe()),
                     ))
                 }
                 Err(NoShift::UnknownDestination(v)) => {
-                    return Verdict::Fail(Decision::new(
-                        "failed",
+                    return Verdict::Fail(TrafficResult::new(
+                        Decision::Failed,
                         experiment,
                         format!("unknown destination variant {v:?} in {}", target.describe()),
                     ))
@@ -531,15 +505,18 @@ impl TrafficShift {
             let changes = self
                 .decisions(DecisionQuery {
                     target: Some(experiment.to_owned()),
-                    decisions: vec!["shifted".into(), "restored".into()],
+                    decisions: vec![
+                        Decision::Shifted.as_str().into(),
+                        Decision::Restored.as_str().into(),
+                    ],
                     since: Some(now.saturating_sub(cooldown_ms.max(HOUR_MS))),
                     limit: 1000,
                     ..Default::default()
                 })
                 .await;
             if let Some(last) = changes.first().filter(|d| now - d.at < cooldown_ms) {
-                let mut d = Decision::new(
-                    "cooldown",
+                let mut d = TrafficResult::new(
+                    Decision::Cooldown,
                     experiment,
                     format!(
                         "last change {}s ago, cooldown {}",
@@ -552,8 +529,8 @@ impl TrafficShift {
             }
             let recent: Vec<_> = changes.iter().filter(|d| now - d.at < HOUR_MS).collect();
             if recent.len() as u32 >= c.max_shifts_per_hour {
-                let mut d = Decision::new(
-                    "rate_limited",
+                let mut d = TrafficResult::new(
+                    Decision::RateLimited,
                     experiment,
                     format!(
                         "{} changes in the last hour (max_shifts_per_hour {})",
@@ -565,7 +542,8 @@ impl TrafficShift {
                 return Verdict::Done(d);
             }
             // Guard over enrichment.
-            if let (Some(env), Some(source)) = (&self.guard, &c.guard) {
+            if let Some(guard) = &self.guard {
+                let source = &guard.source;
                 let vars = minijinja::context! {
                     context => minijinja::value::Serde(ctx.context().template_value()),
                     to => to.clone(),
@@ -574,12 +552,12 @@ impl TrafficShift {
                     weights => &weights,
                     experiment => experiment,
                 };
-                let outcome = env.compile_expression(source).and_then(|e| e.eval(vars));
+                let outcome = guard.expression.eval(vars);
                 match outcome {
                     Ok(v) if v.is_true() => {}
                     Ok(_) => {
-                        let mut d = Decision::new(
-                            "blocked",
+                        let mut d = TrafficResult::new(
+                            Decision::Blocked,
                             experiment,
                             format!("guard `{source}` is false"),
                         );
@@ -588,7 +566,7 @@ impl TrafficShift {
                     }
                     Err(e) => {
                         let failed = ctx.context().failed().join(", ");
-                        let mut d = Decision::new("deferred", experiment, format!("guard `{source}` cannot be evaluated ({e}); failed enrichments: [{failed}]"));
+                        let mut d = TrafficResult::new(Decision::Deferred, experiment, format!("guard `{source}` cannot be evaluated ({e}); failed enrichments: [{failed}]"));
                         d.before = Some(weights);
                         return Verdict::Defer(d);
                     }
@@ -602,8 +580,8 @@ impl TrafficShift {
                     .unwrap_or_default()
                     .to_rfc3339(),
             };
-            let mut d = Decision::new(
-                "shifted",
+            let mut d = TrafficResult::new(
+                Decision::Shifted,
                 experiment,
                 format!(
                     "{variant} is alerting: moved up to {} points to {to}",
@@ -614,7 +592,7 @@ impl TrafficShift {
             d.after = Some(after.clone());
             d.change = Some(target.preview(&snapshot, &after, &mark));
             if plan_only || c.dry_run {
-                d.decision = "dry_run";
+                d.decision = Decision::DryRun;
                 d.reason = format!("dry run: would move {variant} → {to}");
                 return Verdict::Done(d);
             }
@@ -632,8 +610,8 @@ impl TrafficShift {
                 Err(e) => return self.target_error(experiment, e),
             }
         }
-        Verdict::Defer(Decision::new(
-            "deferred",
+        Verdict::Defer(TrafficResult::new(
+            Decision::Deferred,
             experiment,
             "weights kept changing under us (3 conflicts)",
         ))
@@ -647,8 +625,8 @@ impl TrafficShift {
         plan_only: bool,
     ) -> Verdict {
         if self.config.on_resolve == OnResolve::Hold {
-            return Verdict::Done(Decision::new(
-                "held",
+            return Verdict::Done(TrafficResult::new(
+                Decision::Held,
                 experiment,
                 "resolved; on_resolve: hold keeps the weights",
             ));
@@ -656,28 +634,35 @@ impl TrafficShift {
         let shifted = self
             .decisions(DecisionQuery {
                 episode: Some(episode.to_owned()),
-                decisions: vec!["shifted".into(), "restored".into()],
+                decisions: vec![
+                    Decision::Shifted.as_str().into(),
+                    Decision::Restored.as_str().into(),
+                ],
                 limit: 1,
                 ..Default::default()
             })
             .await;
         let Some(last) = shifted.first() else {
-            return Verdict::Done(Decision::new(
-                "noop",
+            return Verdict::Done(TrafficResult::new(
+                Decision::Noop,
                 experiment,
                 "resolved; this episode shifted nothing",
             ));
         };
-        if last.decision == "restored" {
-            return Verdict::Done(Decision::new("noop", experiment, "already restored"));
+        if last.decision == Decision::Restored.as_str() {
+            return Verdict::Done(TrafficResult::new(
+                Decision::Noop,
+                experiment,
+                "already restored",
+            ));
         }
         let parse = |v: &Option<Value>| {
             v.clone()
                 .and_then(|v| serde_json::from_value::<WeightMap>(v).ok())
         };
         let (Some(before), Some(after)) = (parse(&last.before), parse(&last.after)) else {
-            return Verdict::Fail(Decision::new(
-                "failed",
+            return Verdict::Fail(TrafficResult::new(
+                Decision::Failed,
                 experiment,
                 "the recorded shift has no weights to restore",
             ));
@@ -688,8 +673,8 @@ impl TrafficShift {
         };
         let current = policy::normalise(&snapshot.weights);
         if current != after {
-            let mut d = Decision::new(
-                "noop",
+            let mut d = TrafficResult::new(
+                Decision::Noop,
                 experiment,
                 "resolved; weights changed since the shift, not restoring",
             );
@@ -704,8 +689,8 @@ impl TrafficShift {
                 .unwrap_or_default()
                 .to_rfc3339(),
         };
-        let mut d = Decision::new(
-            "restored",
+        let mut d = TrafficResult::new(
+            Decision::Restored,
             experiment,
             "resolved; weights restored to before the shift",
         );
@@ -713,7 +698,7 @@ impl TrafficShift {
         d.after = Some(before.clone());
         if plan_only || self.config.dry_run {
             d.change = Some(target.preview(&snapshot, &before, &mark));
-            d.decision = "dry_run";
+            d.decision = Decision::DryRun;
             return Verdict::Done(d);
         }
         match target.write(&snapshot, &before, &mark).await {
@@ -721,8 +706,8 @@ impl TrafficShift {
                 self.publish_weights(experiment, &before);
                 Verdict::Done(d)
             }
-            Err(TargetError::Conflict(_)) => Verdict::Done(Decision::new(
-                "noop",
+            Err(TargetError::Conflict(_)) => Verdict::Done(TrafficResult::new(
+                Decision::Noop,
                 experiment,
                 "resolved; weights changed while restoring, not restoring",
             )),
@@ -758,8 +743,14 @@ impl TrafficShift {
 
     fn target_error(&self, experiment: &str, e: TargetError) -> Verdict {
         match e {
-            TargetError::Permanent(m) => Verdict::Fail(Decision::new("failed", experiment, m)),
-            other => Verdict::Defer(Decision::new("deferred", experiment, other.to_string())),
+            TargetError::Permanent(m) => {
+                Verdict::Fail(TrafficResult::new(Decision::Failed, experiment, m))
+            }
+            other => Verdict::Defer(TrafficResult::new(
+                Decision::Deferred,
+                experiment,
+                other.to_string(),
+            )),
         }
     }
 
@@ -775,7 +766,7 @@ impl TrafficShift {
         }
     }
 
-    async fn record(&self, ctx: &ActionContext<'_>, episode: &str, d: &Decision) {
+    async fn record(&self, ctx: &ActionContext<'_>, episode: &str, d: &TrafficResult) {
         // The target comes from an alert label: only configured targets
         // become label values (an alert must not create series at will).
         let target = if self.targets.get(&d.target).is_some() {
@@ -787,10 +778,10 @@ impl TrafficShift {
             .traffic_shifts
             .get_or_create(&ShiftLabels {
                 target,
-                outcome: d.decision.to_owned(),
+                outcome: d.decision.as_str().to_owned(),
             })
             .inc();
-        tracing::info!(action = %self.name, target = %d.target, decision = d.decision, reason = %d.reason, before = ?d.before, after = ?d.after, "Traffic decision");
+        tracing::info!(action = %self.name, target = %d.target, decision = d.decision.as_str(), reason = %d.reason, before = ?d.before, after = ?d.after, "Traffic decision");
         if let Some(store) = &self.store {
             let result = store
                 .record_decision(TrafficDecision {
@@ -801,7 +792,7 @@ impl TrafficShift {
                     episode: episode.to_owned(),
                     fingerprint: ctx.alert().fingerprint.clone(),
                     notification_id: ctx.notification_id,
-                    decision: d.decision.to_owned(),
+                    decision: d.decision.as_str().to_owned(),
                     before: d.before.as_ref().map(|w| json!(w)),
                     after: d.after.as_ref().map(|w| json!(w)),
                     reason: d.reason.clone(),
@@ -823,9 +814,10 @@ impl Action for TrafficShift {
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
         let (episode, verdict) = self.decide(ctx, false).await;
         match verdict {
-            Verdict::Done(d) => {
+            Verdict::Done(mut d) => {
                 self.record(ctx, &episode, &d).await;
-                Ok(d.json(&episode))
+                d.episode = episode;
+                Ok(d.to_value())
             }
             Verdict::Defer(d) => {
                 self.record(ctx, &episode, &d).await;
@@ -844,7 +836,10 @@ impl Action for TrafficShift {
     async fn plan(&self, ctx: &ActionContext<'_>) -> Value {
         let (episode, verdict) = self.decide(ctx, true).await;
         match verdict {
-            Verdict::Done(d) | Verdict::Defer(d) | Verdict::Fail(d) => d.json(&episode),
+            Verdict::Done(mut d) | Verdict::Defer(mut d) | Verdict::Fail(mut d) => {
+                d.episode = episode;
+                d.to_value()
+            }
         }
     }
 }
@@ -896,7 +891,8 @@ mod tests {
             Some(store.clone() as Arc<dyn Store>),
             Arc::new(Metrics::new()),
             Arc::new(move || clock_now.load(Ordering::SeqCst)),
-        );
+        )
+        .unwrap();
         Fixture {
             action,
             store,

@@ -1,9 +1,10 @@
 //! Alertmanager's API, for notifications that Alertmanager truncated
 //! (`truncatedAlerts > 0`, a receiver with `max_alerts`): the rest of the
 //! group is fetched from `/api/v2/alerts`, filtered by the group's labels and
-//! the receiver, so every alert of the group is routed.
+//! the receiver, so every alert of the group is routed. Ingest work: the
+//! pipeline completes a claimed notification before it routes it.
 
-use crate::ingest::{label_fingerprint, Alert, AlertStatus, Labels, Notification};
+use super::{label_fingerprint, Alert, AlertStatus, Labels, Notification};
 use crate::outbound::{Options, Scrubber, Transport};
 use crate::secret::Secret;
 use chrono::{DateTime, FixedOffset};
@@ -17,7 +18,7 @@ use std::time::Duration;
 pub struct AlertmanagerSettings {
     /// Base URL, e.g. `http://alertmanager-operated.monitoring.svc:9093`.
     pub url: String,
-    #[serde(default = "default_timeout", with = "crate::settings::duration")]
+    #[serde(default = "default_timeout", with = "crate::conf::duration")]
     pub timeout: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token: Option<Secret>,
@@ -139,4 +140,60 @@ pub fn complete(n: &mut Notification, fetched: Vec<Alert>) -> usize {
         }
     }
     n.alerts.len() - before
+}
+
+/// Completes truncated notifications from Alertmanager's API, when
+/// `alertmanager.url` is set.
+pub struct Completer {
+    client: Option<AlertmanagerClient>,
+}
+
+impl Completer {
+    /// From `alertmanager.*` (`None`: truncated notifications stay as they are).
+    pub fn new(
+        settings: Option<&AlertmanagerSettings>,
+        tls: &crate::outbound::CaPolicy,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: settings
+                .map(|am| AlertmanagerClient::new(am, tls))
+                .transpose()?,
+        })
+    }
+
+    /// When Alertmanager truncated the notification, adds the rest of the
+    /// group from its API (then `truncated_alerts` is 0: nothing is missing).
+    /// Returns a note for the log/plan when it could not; the alerts still
+    /// missing stay counted in `truncated_alerts`, and messages say so.
+    pub async fn complete_truncated(&self, n: &mut Notification) -> Option<String> {
+        if n.truncated_alerts == 0 {
+            return None;
+        }
+        let Some(am) = &self.client else {
+            return Some(format!(
+                "{} alerts were truncated by Alertmanager; set alertmanager.url to fetch them",
+                n.truncated_alerts
+            ));
+        };
+        match am.group_alerts(n).await {
+            Ok(fetched) => {
+                let added = complete(n, fetched);
+                tracing::info!(
+                    added,
+                    truncated = n.truncated_alerts,
+                    "Fetched truncated alerts from Alertmanager"
+                );
+                // The group is whole now: messages say nothing is missing.
+                n.truncated_alerts = 0;
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot fetch truncated alerts; routing the ones received");
+                Some(format!(
+                    "cannot fetch the {} truncated alerts: {e}",
+                    n.truncated_alerts
+                ))
+            }
+        }
+    }
 }
