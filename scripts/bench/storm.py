@@ -98,7 +98,7 @@ DEFAULT_RATES = {
     "webhook": (10.0, 10),
 }
 DIGEST_TITLE = re.compile(r"(?:ALERT|RESOLVED) STORM(?: \(continued\))?: (\d+) notifications?")
-DIGEST_ID = re.compile(r"digest (chat#\d+)")
+DIGEST_ID = re.compile(r"digest (chat\\*#\d+)")  # Markdown platforms escape the #
 
 
 def free_port():
@@ -207,7 +207,7 @@ class ChatStandIn(Quiet):
             if title:
                 n = int(title.group(1))
                 ident = DIGEST_ID.search(text)
-                deliveries.digests.append((ident.group(1) if ident else None, n))
+                deliveries.digests.append((ident.group(1).replace("\\", "") if ident else None, n))
                 deliveries.represented += n
             else:
                 deliveries.represented += 1

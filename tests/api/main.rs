@@ -10,6 +10,7 @@ mod chat_snapshots;
 mod cli;
 mod closed_loop;
 mod components;
+mod digest;
 mod durability;
 mod enrichment;
 mod fake_kube;

@@ -57,8 +57,10 @@
 
 use super::limits::{clip, fit, more_alerts};
 use super::render::{alert_text_within, AlertView, Dialect, Markup, Tone, View};
+use super::transport::Delivery;
 use super::Format;
 use crate::act::ActionError;
+use crate::metrics::{ActionLabels, Metrics};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -102,7 +104,7 @@ pub struct DigestConfig {
     pub enabled: bool,
     /// A digest replaces the queue when more is waiting than the
     /// destination can send within this delay at its rate.
-    #[serde(default = "default_after", with = "crate::settings::duration")]
+    #[serde(default = "default_after", with = "crate::conf::duration")]
     pub after: Duration,
     /// Alerts shown in full in a digest (the worst first).
     #[serde(default = "default_max_items")]
@@ -444,7 +446,12 @@ fn frame(s: &Summary, h: &Heading, action: &str) -> View {
     } else {
         "RESOLVED STORM"
     };
-    let cont = if h.part > 1 { " (continued)" } else { "" };
+    // A follow-up carries the storm's totals; an updated digest is the storm.
+    let cont = if h.storm.is_some() && h.part > 1 {
+        " (continued)"
+    } else {
+        ""
+    };
     let title = format!(
         "{} {what}{cont}: {}, {}",
         match tone {
@@ -499,6 +506,13 @@ pub fn text(s: &Summary, h: &Heading, config: &DigestConfig, d: Dialect, shown: 
         "\n\n"
     };
     let mut blocks: Vec<Markup> = Vec::new();
+    // Where the platform's frame around a text has no title of its own.
+    if matches!(
+        d,
+        Dialect::Mattermost | Dialect::GoogleText | Dialect::GoogleCard
+    ) {
+        blocks.push(d.bold(&d.text(&frame(s, h, "").title)));
+    }
     let mut head = d.text(&format!(
         "{} ({}: {} firing, {} resolved{}) arrived faster than this destination's rate limit allows: one digest instead of {} messages.",
         plural(s.notifications, "notification", "notifications"),
@@ -643,6 +657,42 @@ pub(crate) trait DigestSink: Send + Sync + 'static {
     }
 }
 
+/// The digest sink of a webhook-style platform: one POST of the platform's
+/// message (its frame around the digest text) to the action's URL, through
+/// the action's own rate limiter.
+pub(crate) struct PostSink<F: Format> {
+    pub action: String,
+    pub format: F,
+    pub url: url::Url,
+    pub delivery: Arc<Delivery>,
+    pub config: DigestConfig,
+}
+
+#[async_trait::async_trait]
+impl<F: Format + Clone> DigestSink for PostSink<F> {
+    fn kind(&self) -> &'static str {
+        F::KIND
+    }
+
+    async fn post(&self, s: &Summary, h: &Heading) -> Result<Posted, ActionError> {
+        let body = render(&self.format, &self.action, s, h, &self.config);
+        let reply = self
+            .delivery
+            .send(
+                reqwest::Method::POST,
+                self.url.clone(),
+                &Default::default(),
+                &body,
+            )
+            .await?;
+        Ok(Posted {
+            message: None,
+            channel: None,
+            status: reply.status,
+        })
+    }
+}
+
 /// What a message waiting in the queue is told.
 pub enum Turn {
     /// Send your own message now; drop the guard when done.
@@ -679,7 +729,44 @@ pub struct DigestQueue {
     threshold: usize,
     sink: Arc<dyn DigestSink>,
     stats: Arc<QueueStats>,
+    metrics: Option<Arc<Metrics>>,
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+}
+
+/// Where a queue reports: its own counters and the router's metrics.
+#[derive(Clone)]
+struct Report {
+    action: String,
+    stats: Arc<QueueStats>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Report {
+    fn label(&self) -> ActionLabels {
+        ActionLabels {
+            action: self.action.clone(),
+        }
+    }
+
+    fn queued(&self, n: usize) {
+        self.stats.queued.store(n as u64, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.chat_queued.get_or_create(&self.label()).set(n as i64);
+        }
+    }
+
+    fn digest(&self, notifications: usize) {
+        self.stats.digests.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .digested
+            .fetch_add(notifications as u64, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.chat_digests.get_or_create(&self.label()).inc();
+            m.chat_digested
+                .get_or_create(&self.label())
+                .inc_by(notifications as u64);
+        }
+    }
 }
 
 fn copy_error(e: &ActionError) -> ActionError {
@@ -703,6 +790,7 @@ impl DigestQueue {
         config: DigestConfig,
         per_second: f64,
         sink: Arc<dyn DigestSink>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Self {
             action: action.to_owned(),
@@ -710,6 +798,7 @@ impl DigestQueue {
             config,
             sink,
             stats: Arc::new(QueueStats::default()),
+            metrics,
             sender: Mutex::new(None),
         }
     }
@@ -743,11 +832,14 @@ impl DigestQueue {
                     let (tx, rx) = mpsc::unbounded_channel();
                     tokio::spawn(run_queue(
                         rx,
-                        self.action.clone(),
                         self.config.clone(),
                         self.threshold,
                         self.sink.clone(),
-                        self.stats.clone(),
+                        Report {
+                            action: self.action.clone(),
+                            stats: self.stats.clone(),
+                            metrics: self.metrics.clone(),
+                        },
                     ));
                     *guard = Some(tx.clone());
                     tx
@@ -773,18 +865,18 @@ struct Storm {
 
 async fn run_queue(
     mut rx: mpsc::UnboundedReceiver<Job>,
-    action: String,
     config: DigestConfig,
     threshold: usize,
     sink: Arc<dyn DigestSink>,
-    stats: Arc<QueueStats>,
+    report: Report,
 ) {
+    let action = report.action.clone();
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let mut pending: VecDeque<Job> = VecDeque::new();
     let mut storm: Option<Storm> = None;
     loop {
         if pending.is_empty() {
-            stats.queued.store(0, Ordering::Relaxed);
+            report.queued(0);
             let next = if storm.is_some() {
                 // The storm ends after `after` without a waiting message.
                 match tokio::time::timeout(config.after, rx.recv()).await {
@@ -807,7 +899,7 @@ async fn run_queue(
         }
         // A run that gave up waiting (shutdown) is not sent or counted.
         pending.retain(|j| !j.reply.is_closed());
-        stats.queued.store(pending.len() as u64, Ordering::Relaxed);
+        report.queued(pending.len());
         if pending.is_empty() {
             continue;
         }
@@ -869,10 +961,7 @@ async fn run_queue(
         };
         match outcome {
             Ok((posted, mode, digest_id)) => {
-                stats.digests.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .digested
-                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                report.digest(jobs.len());
                 tracing::info!(
                     action = %action,
                     digest = %digest_id,
@@ -1246,6 +1335,7 @@ mod tests {
             DigestConfig::default(),
             1.0,
             sink.clone(),
+            None,
         ));
         let (singles, digested) = storm_through(q.clone(), 1..=1000).await;
         assert_eq!(
@@ -1279,6 +1369,7 @@ mod tests {
             DigestConfig::default(),
             1.0,
             sink.clone(),
+            None,
         ));
         for id in 1..=3 {
             assert!(matches!(q.wait_turn(entry(id)).await, Turn::Send(_)));
@@ -1298,6 +1389,7 @@ mod tests {
             DigestConfig::default(),
             1.0,
             sink.clone(),
+            None,
         ));
         let (_, first) = storm_through(q.clone(), 1..=50).await;
         assert!(!first.is_empty());
@@ -1329,6 +1421,7 @@ mod tests {
             DigestConfig::default(),
             1.0,
             sink.clone(),
+            None,
         ));
         storm_through(q.clone(), 1..=50).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1349,6 +1442,7 @@ mod tests {
             DigestConfig::default(),
             1.0,
             sink.clone(),
+            None,
         ));
         let mut tasks = Vec::new();
         for id in 1..=20 {
