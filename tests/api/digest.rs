@@ -68,7 +68,7 @@ async fn platform(per_second: f64, burst: u32, answer: Value) -> (MockServer, Ar
 /// A notification of its own group, marked so a message of its own can be found.
 fn notification(i: usize, status: &str) -> String {
     let labels = json!({"alertname": "ModelAccuracyDegraded", "experiment": "storm-exp",
-                        "model_name": "enhanced-predictor", "severity": if i % 10 == 0 { "critical" } else { "warning" },
+                        "model_name": "enhanced-predictor", "severity": if i.is_multiple_of(10) { "critical" } else { "warning" },
                         "pod": format!("storm-{i}")});
     json!({
         "receiver": "router", "status": status, "version": "4",
