@@ -34,7 +34,8 @@
 //! arrives joins a digest, never one message per group: where the platform
 //! can edit a message (Slack bot mode, `chat.update`) the storm's digest is
 //! updated in place with the storm's totals so far; elsewhere a follow-up
-//! digest is posted ("continued", with the storm's totals so far). When the
+//! digest is posted ("continued", with the storm's totals so far), at most
+//! one every `after`, so a long storm is a few messages. When the
 //! alerts resolve, Alertmanager's resolved notifications are a storm of
 //! their own and are summarised the same way (a digest of resolved alerts).
 //!
@@ -861,6 +862,8 @@ struct Storm {
     id: String,
     total: Summary,
     posted: Option<Posted>,
+    /// When its last digest went out.
+    sent_at: Option<tokio::time::Instant>,
 }
 
 async fn run_queue(
@@ -914,6 +917,25 @@ async fn run_queue(
             }
             continue;
         }
+        // A platform that cannot edit gets a follow-up at most every
+        // `after`: what arrives meanwhile joins it (a storm is a few
+        // messages, not one a second).
+        if let Some(Storm {
+            posted: Some(Posted { message: None, .. }),
+            sent_at: Some(at),
+            ..
+        }) = &storm
+        {
+            tokio::time::sleep_until(*at + config.after).await;
+            while let Ok(job) = rx.try_recv() {
+                pending.push_back(job);
+            }
+            pending.retain(|j| !j.reply.is_closed());
+            report.queued(pending.len());
+            if pending.is_empty() {
+                continue;
+            }
+        }
         let jobs: Vec<Job> = pending.drain(..).collect();
         let mut batch = Summary::new(config.max_items);
         for j in &jobs {
@@ -924,6 +946,7 @@ async fn run_queue(
             id: String::new(),
             total: Summary::new(config.max_items),
             posted: None,
+            sent_at: None,
         });
         let mut total = s.total.clone();
         total.merge(&batch);
@@ -987,6 +1010,7 @@ async fn run_queue(
                     s.id = digest_id;
                 }
                 s.posted = Some(posted);
+                s.sent_at = Some(tokio::time::Instant::now());
                 s.part = part;
                 s.total = total;
                 for j in jobs {
