@@ -250,8 +250,21 @@ impl Entry {
                 }
             }
         }
-        e.worst = view.alerts.clone();
-        keep_worst(&mut e.worst, max_items);
+        // Only what a digest shows of an alert is kept: a storm's waiting
+        // entries stay small.
+        let mut worst: Vec<&AlertView> = view.alerts.iter().collect();
+        worst.sort_by(|a, b| badness(b).cmp(&badness(a)));
+        e.worst = worst
+            .into_iter()
+            .take(max_items)
+            .map(|a| AlertView {
+                labels: Default::default(),
+                annotations: Default::default(),
+                context: Value::Null,
+                outcomes: Vec::new(),
+                ..a.clone()
+            })
+            .collect();
         e
     }
 }

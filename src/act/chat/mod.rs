@@ -583,8 +583,9 @@ impl<F: Format + Clone> Action for PostAction<F> {
     }
 
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let (ready, composed) = self.compose(ctx);
-        // In a storm the message waits for its turn, or goes out in a digest.
+        let ready = &self.ready;
+        // In a storm the message waits for its turn, or goes out in a digest
+        // (composed only when it is sent: a storm's waiting messages stay small).
         let _turn = match &ready.queue {
             Some(queue) => {
                 let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
@@ -596,6 +597,7 @@ impl<F: Format + Clone> Action for PostAction<F> {
             }
             None => None,
         };
+        let (ready, composed) = self.compose(ctx);
         let reply = ready
             .delivery
             .send(
