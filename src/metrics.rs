@@ -169,6 +169,12 @@ pub struct Metrics {
     pub action_duration: Family<ActionTypeLabels, Histogram>,
     /// Custom chat/webhook templates that failed to render (the default message was sent).
     pub template_errors: Family<ActionLabels, Counter>,
+    /// Chat messages waiting on their destination's rate limit, per action.
+    pub chat_queued: Family<ActionLabels, Gauge>,
+    /// Digests delivered instead of a queue, per action.
+    pub chat_digests: Family<ActionLabels, Counter>,
+    /// Notifications delivered through a digest, per action.
+    pub chat_digested: Family<ActionLabels, Counter>,
     /// HTTP request latency.
     pub http_duration: Family<HttpLabels, Histogram>,
     /// HTTP connections open now.
@@ -293,6 +299,24 @@ impl Metrics {
             "chat_template_errors",
             "Custom message templates that failed to render; the default message was sent instead",
             template_errors.clone(),
+        );
+        let chat_queued = Family::<ActionLabels, Gauge>::default();
+        registry.register(
+            "chat_queued_messages",
+            "Chat messages waiting on their destination's rate limit",
+            chat_queued.clone(),
+        );
+        let chat_digests = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "chat_digests",
+            "Digest messages delivered instead of a destination's queue",
+            chat_digests.clone(),
+        );
+        let chat_digested = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "chat_digested_notifications",
+            "Notifications delivered through a digest instead of a message of their own",
+            chat_digested.clone(),
         );
         let http_duration = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -472,6 +496,9 @@ impl Metrics {
             action_runs,
             action_duration,
             template_errors,
+            chat_queued,
+            chat_digests,
+            chat_digested,
             http_duration,
             open_connections,
             connections_closed,
@@ -504,6 +531,17 @@ impl Metrics {
         let _ = self.template_errors.get_or_create(&ActionLabels {
             action: action.to_owned(),
         });
+    }
+
+    /// Creates the digest series of a chat action at 0 (`chat_queued_messages`,
+    /// `chat_digests_total`, `chat_digested_notifications_total`).
+    pub fn declare_digest(&self, action: &str) {
+        let label = ActionLabels {
+            action: action.to_owned(),
+        };
+        let _ = self.chat_queued.get_or_create(&label);
+        let _ = self.chat_digests.get_or_create(&label);
+        let _ = self.chat_digested.get_or_create(&label);
     }
 
     /// Counts a custom template that failed to render.

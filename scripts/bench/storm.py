@@ -17,7 +17,8 @@ Measured:
   peak RSS    the router's VmHWM at the end
 
 Use scripts/bench/storm.sh (it builds the release binary first). Options:
-  --action slack|teams|webhook   the chat action type (default slack)
+  --action slack|teams|mattermost|discord|google_chat|webhook
+                                 the chat action type (default slack)
   --rate-limit default|off       the action's rate limit: the platform's
                                  default, or lifted (default off)
   --notifications N              notifications of 10 alerts (default 1000)
@@ -27,11 +28,23 @@ Use scripts/bench/storm.sh (it builds the release binary first). Options:
   --extra-config FILE            YAML deep-merged into the generated config, e.g.
                                  `actions: {chat: {...}}` or `worker: {concurrency: 16}`
                                  (needs PyYAML)
+  --digest default|on|off        the chat action's digest (`digest.enabled`;
+                                 default: the type's default, on for chat)
+
+The chat stand-in answers 429 (Retry-After: 1) to a request over the
+platform's documented rate (a token bucket of the action's default rate and
+burst, one request of slack for timing jitter): "429s" counts requests the
+router sent too fast. It reads each message: a digest ("ALERT STORM: N
+notifications") represents N notifications, any other message one; "all
+represented" is the time until the messages represent every notification.
+After the storm every notification's chat run is read back from the API:
+exactly one succeeded run each, sent alone or naming a digest that arrived.
   --json                         also print the figures as one JSON line
 Exit status: 0 when everything was acted on within the timeout, 1 otherwise.
 """
 
 import argparse
+import re
 import http.client
 import http.server
 import json
@@ -69,7 +82,25 @@ ENRICHMENTS = {
         ' metric_type="net_business_value"})'
     ),
 }
-ACTION_TYPES = {"slack": "slack", "teams": "msteams", "webhook": "webhook"}
+ACTION_TYPES = {
+    "slack": "slack",
+    "teams": "msteams",
+    "mattermost": "mattermost",
+    "discord": "discord",
+    "google_chat": "google_chat",
+    "webhook": "webhook",
+}
+# The router's default rate per type (per second, burst): the stand-in holds it.
+DEFAULT_RATES = {
+    "slack": (1.0, 3),
+    "teams": (1.0, 3),
+    "mattermost": (5.0, 10),
+    "discord": (2.5, 5),
+    "google_chat": (1.0, 1),
+    "webhook": (10.0, 10),
+}
+DIGEST_TITLE = re.compile(r"(?:ALERT|RESOLVED) STORM(?: \(continued\))?: (\d+) notifications?")
+DIGEST_ID = re.compile(r"digest (chat\\*#\d+)")  # Markdown platforms escape the #
 
 
 def free_port():
@@ -129,6 +160,28 @@ class Deliveries:
         self.first = None
         self.last = None
         self.bytes = 0
+        self.represented = 0
+        self.digests = []  # (digest id, notifications)
+        self.too_fast = 0
+        self.rate = None  # (per second, burst) enforced, or None
+        self.tokens = 0.0
+        self.refilled = None
+        self.represented_at = []  # (monotonic time, represented so far)
+
+    def admit(self, now):
+        """Token bucket of the platform's rate, one request of slack for jitter."""
+        if self.rate is None:
+            return True
+        per_second, burst = self.rate
+        capacity = burst + 1
+        if self.refilled is None:
+            self.tokens, self.refilled = capacity, now
+        self.tokens = min(capacity, self.tokens + (now - self.refilled) * per_second)
+        self.refilled = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 deliveries = Deliveries()
@@ -139,11 +192,28 @@ class ChatStandIn(Quiet):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n)
         now = time.monotonic()
+        text = body.decode("utf-8", "replace")
         with deliveries.lock:
+            if not deliveries.admit(now):
+                deliveries.too_fast += 1
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             deliveries.count += 1
             deliveries.bytes += len(body)
             deliveries.first = deliveries.first or now
             deliveries.last = now
+            title = DIGEST_TITLE.search(text)
+            if title:
+                n = int(title.group(1))
+                ident = DIGEST_ID.search(text)
+                deliveries.digests.append((ident.group(1).replace("\\", "") if ident else None, n))
+                deliveries.represented += n
+            else:
+                deliveries.represented += 1
+            deliveries.represented_at.append((now, deliveries.represented))
         answer = b"ok"  # what a Slack incoming webhook answers; others take any 2xx
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -236,6 +306,42 @@ def post_all(port, bodies, connections):
 
 
 # --- helpers --------------------------------------------------------------------
+def check_records(port, n):
+    """Every notification's chat run, read back: one succeeded run each, sent
+    alone or through a digest the stand-in received."""
+    ids, before = [], None
+    while True:
+        q = "limit=500" + (f"&before={before}" if before else "")
+        _, body = get(f"http://127.0.0.1:{port}/api/v1/notifications?{q}")
+        page = json.loads(body)
+        ids += [row["id"] for row in page["notifications"]]
+        before = page.get("next_before")
+        if not before:
+            break
+    with deliveries.lock:
+        received = {d for d, _ in deliveries.digests}
+    out = {"notifications": len(ids), "succeeded_once": 0, "lost": 0, "duplicated": 0,
+           "through_digest": 0, "unknown_digest": 0}
+    for i in ids:
+        _, body = get(f"http://127.0.0.1:{port}/api/v1/notifications/{i}")
+        runs = [r for r in json.loads(body)["action_runs"] if r["action"] == "chat"]
+        ok = [r for r in runs if r["status"] == "succeeded"]
+        if not ok:
+            out["lost"] += 1
+        elif len(ok) > 1:
+            out["duplicated"] += 1
+        else:
+            out["succeeded_once"] += 1
+            digest = (ok[0].get("result") or {}).get("digest")
+            if digest:
+                out["through_digest"] += 1
+                if digest.get("id") not in received:
+                    out["unknown_digest"] += 1
+    out["lost"] += max(0, n - len(ids))
+    return out
+
+
+
 def get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, r.read()
@@ -264,6 +370,8 @@ def router_config(args, prom_port, chat_port):
     chat = {"type": ACTION_TYPES[args.action], "url": f"http://127.0.0.1:{chat_port}/{args.action}"}
     if args.rate_limit == "off":
         chat["rate_limit"] = {"per_second": 1000000, "burst": 1000000}
+    if args.digest != "default":
+        chat["digest"] = {"enabled": args.digest == "on"}
     config = {
         "prometheus": {"url": f"http://127.0.0.1:{prom_port}", "timeout": "5s", "cache_ttl": "15s"},
         "enrichments": {name: {"query": q, "by": "model_name"} for name, q in ENRICHMENTS.items()},
@@ -299,6 +407,7 @@ def main():
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--router", default="target/release/mlops-alert-router")
     p.add_argument("--extra-config")
+    p.add_argument("--digest", choices=["default", "on", "off"], default="default")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     for tool in ("prometheus",):
@@ -336,6 +445,8 @@ def run(args, router_bin, work, procs):
     exporter_port, prom_port, chat_port, router_port = free_port(), free_port(), free_port(), free_port()
     serve(Exporter, exporter_port)
     serve(ChatStandIn, chat_port)
+    if args.rate_limit == "default":
+        deliveries.rate = DEFAULT_RATES[args.action]
     with open(f"{work}/prometheus.yml", "w") as f:
         f.write(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -411,7 +522,7 @@ def run(args, router_bin, work, procs):
     done_s = None
     while time.monotonic() - t0 < args.timeout:
         with deliveries.lock:
-            count = deliveries.count
+            count = deliveries.represented
         if count >= n - len(failures):
             _, body = get(pending_url)
             if not json.loads(body)["notifications"]:
@@ -422,6 +533,12 @@ def run(args, router_bin, work, procs):
     with deliveries.lock:
         delivered = deliveries.count
         acted_s = (deliveries.last - t0) if deliveries.last else None
+        represented = deliveries.represented
+        too_fast = deliveries.too_fast
+        digests = list(deliveries.digests)
+        all_represented_s = next(
+            (t - t0 for t, r in deliveries.represented_at if r >= n - len(failures)), None)
+    records = check_records(router_port, n) if done_s is not None else None
     queries = prom_query_count(prom_port) - queries_before
     peak_kib = kib(router.pid, "VmHWM")
     rss_after = kib(router.pid, "VmRSS")
@@ -436,6 +553,9 @@ def run(args, router_bin, work, procs):
         "ingest_s": round(ingest_s, 3), "all_acted_on_s": round(done_s, 3) if done_s is not None else None,
         "last_delivery_s": round(acted_s, 3) if acted_s is not None else None,
         "delivered": delivered, "failed_requests": len(failures),
+        "digest": args.digest, "represented": represented,
+        "all_represented_s": round(all_represented_s, 3) if all_represented_s is not None else None,
+        "digests": len(digests), "answered_429": too_fast, "records": records,
         "prometheus_queries": queries, "distinct_rendered_queries": distinct,
         "ready_ms": round(ready_ms, 1), "idle_rss_mib": round(idle_kib / 1024, 1),
         "peak_rss_mib": round(peak_kib / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
@@ -451,6 +571,14 @@ def run(args, router_bin, work, procs):
         print(f"| all acted on ({delivered} deliveries), from the first request | **{done_s:.2f} s** | ≤ 10 s: {verdict(done_s <= 10)} |")
     else:
         print(f"| acted on within {args.timeout:.0f} s | {delivered} of {n} deliveries | ≤ 10 s: MISSED |")
+    if all_represented_s is not None:
+        print(f"| every notification represented in chat ({len(digests)} digests, {delivered - len(digests)} single messages) | **{all_represented_s:.2f} s** | ≤ 30 s: {verdict(all_represented_s <= 30)} |")
+    else:
+        print(f"| represented in chat within {args.timeout:.0f} s | {represented} of {n} ({len(digests)} digests) | ≤ 30 s: MISSED |")
+    print(f"| 429 answered by the stand-in (router too fast) | {too_fast} | 0: {verdict(too_fast == 0)} |")
+    if records is not None:
+        print(f"| chat runs read back: succeeded once / lost / duplicated / naming a digest not received | {records['succeeded_once']} / {records['lost']} / {records['duplicated']} / {records['unknown_digest']} | {n} / 0 / 0 / 0: {verdict(records['succeeded_once'] == n and not records['lost'] and not records['duplicated'] and not records['unknown_digest'])} |")
+        ok = ok and records["succeeded_once"] == n and records["unknown_digest"] == 0
     print(f"| Prometheus queries / distinct rendered queries | {queries} / {distinct} | ≤: {verdict(queries <= distinct)} |")
     print(f"| router peak RSS | {peak_kib / 1024:.1f} MiB | ≤ 100 MB: {verdict(peak_kib * 1024 <= 100e6)} |")
     print(f"| router RSS idle (1 s after ready) | {idle_kib / 1024:.1f} MiB | ≤ 20 MB: {verdict(idle_kib * 1024 <= 20e6)} |")

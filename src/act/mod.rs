@@ -163,7 +163,7 @@ impl ActionConfig {
     /// `actions.<name>` (`url: …`, `guard: …`): the config cannot work.
     pub fn build(&self, name: &str, deps: &ActionDeps) -> Result<Arc<dyn Action>, String> {
         if let Some(p) = self.platform() {
-            return p.build(name, &deps.tls);
+            return p.build(name, &deps.tls, &deps.metrics);
         }
         Ok(match self {
             ActionConfig::Log(c) => Arc::new(LogAction::new(name, c.clone())),
@@ -328,6 +328,13 @@ pub trait Action: Send + Sync {
     /// This action's own retry limits, overriding `worker.max_attempts`/`max_age`.
     fn retry_limits(&self) -> RetryLimits {
         RetryLimits::default()
+    }
+
+    /// True when a run waits in its destination's queue, which never holds a
+    /// message much longer than `digest.after` (a chat digest): the worker
+    /// may claim the next notification meanwhile.
+    fn queues(&self) -> bool {
+        false
     }
 }
 

@@ -18,4 +18,4 @@ pub mod run;
 
 pub use plan::{Planner, Routed, NOTIFICATION_RUN};
 pub use retry::RetryPolicy;
-pub use run::Pipeline;
+pub use run::{Pipeline, Slot};

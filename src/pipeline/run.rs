@@ -20,6 +20,29 @@ use tracing::Instrument;
 /// in order).
 const ALERTS_IN_PARALLEL: usize = 16;
 
+/// A worker's hold on the notification it processes. The pipeline lets go
+/// of it while the notification's chat runs wait in their destinations'
+/// queues (bounded by `digest.after`), so the worker claims the next
+/// notification meanwhile and a storm reaches the queues, which digest it.
+#[derive(Default)]
+pub struct Slot(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Slot {
+    /// A slot whose release the worker awaits (`released` resolves when the
+    /// slot is released or dropped).
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(Some(tx)), rx)
+    }
+
+    /// Lets the worker go on.
+    pub fn release(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// Route, enrich, act, record.
 pub struct Pipeline {
     planner: Arc<Planner>,
@@ -40,6 +63,9 @@ impl Pipeline {
             metrics.declare_action(name, action.kind());
             if crate::act::chat::KINDS.contains(&action.kind()) {
                 metrics.declare_template_errors(name);
+            }
+            if action.queues() {
+                metrics.declare_digest(name);
             }
         }
         Self {
@@ -87,17 +113,18 @@ impl Pipeline {
         runs
     }
 
-    /// Processes one claimed notification through every stage and settles it.
-    pub async fn process(&self, claimed: Claimed) -> Result<(), StoreError> {
+    /// Processes one claimed notification through every stage and settles
+    /// it; `slot` is released once only queued chat runs are left.
+    pub async fn process(&self, claimed: Claimed, slot: Slot) -> Result<(), StoreError> {
         let span = tracing::info_span!(
             "notification",
             id = claimed.id,
             group_key = tracing::field::Empty
         );
-        self.process_inner(claimed).instrument(span).await
+        self.process_inner(claimed, slot).instrument(span).await
     }
 
-    async fn process_inner(&self, claimed: Claimed) -> Result<(), StoreError> {
+    async fn process_inner(&self, claimed: Claimed, mut slot: Slot) -> Result<(), StoreError> {
         // The payload was validated before it was stored, so this only fails if
         // the row was altered by hand; such a notification has nothing to run.
         let mut notification = match ingest::parse(claimed.payload.as_bytes(), usize::MAX) {
@@ -189,6 +216,17 @@ impl Pipeline {
                 .store
                 .ensure_runs(claimed.id, claimed.round, Vec::new())
                 .await?;
+            // Runs that wait in a destination's queue (never much longer
+            // than its digest delay) need not hold the worker; any other
+            // could wait on a rate limit for minutes, past the lease.
+            if notification_runs.iter().all(|run| {
+                self.planner
+                    .actions()
+                    .get(&run.action)
+                    .is_some_and(|a| a.queues())
+            }) {
+                slot.release();
+            }
             for run in notification_runs {
                 let started_at = now_ms();
                 let clock = Instant::now();

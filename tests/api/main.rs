@@ -12,6 +12,7 @@ mod closed_loop;
 mod closed_loop_evidence;
 mod components;
 mod console;
+mod digest;
 mod durability;
 mod enrichment;
 mod evidence;

@@ -13,6 +13,7 @@
 //! - one file per platform with its config and its JSON (a `Format`);
 //!   [`slack`] also has the bot-token mode that updates a group's message.
 
+pub mod digest;
 mod discord;
 mod google_chat;
 pub mod limits;
@@ -39,6 +40,7 @@ use render::{Dialect, Markup, View};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use template::{ChatTemplate, Escaping};
 use transport::Delivery;
@@ -100,6 +102,10 @@ macro_rules! chat_config {
             /// Default: the platform's documented limit.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub rate_limit: Option<crate::act::chat::RateLimit>,
+            /// A digest instead of a queue when a storm outruns the rate
+            /// limit (`digest.rs`); default: on for chat, off for webhook.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub digest: Option<crate::act::chat::digest::DigestConfig>,
             /// Overrides `worker.max_attempts`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub max_attempts: Option<u32>,
@@ -118,6 +124,7 @@ macro_rules! chat_config {
                     template_key: if self.template.is_some() { "template" } else { "template_file" },
                     timeout: self.timeout,
                     rate_limit: self.rate_limit,
+                    digest: self.digest.as_ref(),
                     limits: crate::act::RetryLimits {
                         max_attempts: self.max_attempts,
                         max_age: self.max_age,
@@ -179,9 +186,10 @@ macro_rules! post_platform {
                 &self,
                 name: &str,
                 tls: &crate::outbound::CaPolicy,
+                metrics: &std::sync::Arc<crate::metrics::Metrics>,
             ) -> Result<std::sync::Arc<dyn crate::act::Action>, String> {
                 Ok(std::sync::Arc::new(crate::act::chat::PostAction::new(
-                    name, self, tls,
+                    name, self, tls, metrics,
                 )?))
             }
         }
@@ -200,10 +208,12 @@ pub trait Platform: Send + Sync {
     /// Offline checks; errors are relative to `actions.<name>`.
     fn validate(&self) -> Result<(), Vec<String>>;
     /// The runtime action; an error is relative to `actions.<name>`.
+    /// `metrics` get the digest queue's series.
     fn build(
         &self,
         name: &str,
         tls: &crate::outbound::CaPolicy,
+        metrics: &Arc<crate::metrics::Metrics>,
     ) -> Result<std::sync::Arc<dyn Action>, String>;
 }
 
@@ -243,6 +253,7 @@ pub(crate) struct Shared<'a> {
     pub template_key: &'static str,
     pub timeout: Duration,
     pub rate_limit: Option<RateLimit>,
+    pub digest: Option<&'a digest::DigestConfig>,
     pub limits: RetryLimits,
 }
 
@@ -259,6 +270,9 @@ impl Shared<'_> {
         }
         if self.rate_limit.is_some_and(|r| r.quota().is_none()) {
             errors.push("rate_limit: per_second must be in (0, 1e6] and burst at least 1".into());
+        }
+        if let Some(d) = self.digest {
+            d.validate(errors);
         }
         if self.limits.max_attempts == Some(0) {
             errors.push("max_attempts: must be at least 1".into());
@@ -459,7 +473,9 @@ pub(crate) fn compose<F: Format>(
 struct Ready {
     url: Url,
     template: Option<ChatTemplate>,
-    delivery: Delivery,
+    delivery: Arc<Delivery>,
+    /// The destination's queue, when digests are on.
+    queue: Option<digest::DigestQueue>,
 }
 
 /// A chat action that POSTs one JSON message to a secret webhook URL.
@@ -477,17 +493,23 @@ impl<F: Format + Clone> PostAction<F> {
         name: &str,
         config: &F,
         tls: &crate::outbound::CaPolicy,
+        metrics: &Arc<crate::metrics::Metrics>,
     ) -> Result<Self, String> {
         let shared = config.shared();
         Ok(Self {
             name: name.to_owned(),
             format: config.clone(),
             limits: shared.limits,
-            ready: Self::ready(config, tls)?,
+            ready: Self::ready(name, config, tls, metrics)?,
         })
     }
 
-    fn ready(config: &F, tls: &crate::outbound::CaPolicy) -> Result<Ready, String> {
+    fn ready(
+        name: &str,
+        config: &F,
+        tls: &crate::outbound::CaPolicy,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Result<Ready, String> {
         let shared = config.shared();
         let secret = config
             .url()
@@ -496,15 +518,35 @@ impl<F: Format + Clone> PostAction<F> {
         for (k, v) in config.extra_query() {
             url.query_pairs_mut().append_pair(k, v);
         }
+        let rate = shared.rate_limit.unwrap_or(F::DEFAULT_RATE);
+        let delivery = Arc::new(Delivery::new(
+            tls,
+            shared.timeout,
+            rate,
+            Delivery::url_secrets(secret.expose().trim()),
+        )?);
+        let digest = digest::DigestConfig::effective(shared.digest, true);
+        let queue = digest.enabled.then(|| {
+            let sink = digest::PostSink {
+                action: name.to_owned(),
+                format: config.clone(),
+                url: url.clone(),
+                delivery: delivery.clone(),
+                config: digest.clone(),
+            };
+            digest::DigestQueue::new(
+                name,
+                digest.clone(),
+                rate.per_second,
+                Arc::new(sink),
+                Some(metrics.clone()),
+            )
+        });
         Ok(Ready {
             url,
             template: shared.compile(Escaping::Chat(F::DIALECT))?,
-            delivery: Delivery::new(
-                tls,
-                shared.timeout,
-                shared.rate_limit.unwrap_or(F::DEFAULT_RATE),
-                Delivery::url_secrets(secret.expose().trim()),
-            )?,
+            delivery,
+            queue,
         })
     }
 
@@ -536,7 +578,25 @@ impl<F: Format + Clone> Action for PostAction<F> {
         self.limits
     }
 
+    fn queues(&self) -> bool {
+        self.ready.queue.is_some()
+    }
+
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
+        let ready = &self.ready;
+        // In a storm the message waits for its turn, or goes out in a digest
+        // (composed only when it is sent: a storm's waiting messages stay small).
+        let _turn = match &ready.queue {
+            Some(queue) => {
+                let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
+                let entry = digest::Entry::from_view(&view, queue.config().max_items);
+                match queue.wait_turn(entry).await {
+                    digest::Turn::Send(guard) => Some(guard),
+                    digest::Turn::Digested(result) => return result,
+                }
+            }
+            None => None,
+        };
         let (ready, composed) = self.compose(ctx);
         let reply = ready
             .delivery

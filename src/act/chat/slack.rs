@@ -8,6 +8,10 @@
 //! characters per section, a header of 150, and about 12,000 characters in
 //! all (Slack answers `msg_blocks_too_long` above, though no block is over).
 
+use super::digest::{
+    render as render_digest, DigestConfig, DigestQueue, DigestSink, Entry, Heading, Posted,
+    Summary, Turn,
+};
 use super::limits::{chars, more_alerts};
 use super::render::{
     alert_text_within, escape_each, line_marker, lookalike, router_text, table_text, Dialect,
@@ -99,11 +103,16 @@ impl Platform for SlackConfig {
     }
 
     /// The incoming-webhook action, or the bot with a token.
-    fn build(&self, name: &str, tls: &CaPolicy) -> Result<Arc<dyn Action>, String> {
+    fn build(
+        &self,
+        name: &str,
+        tls: &CaPolicy,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Result<Arc<dyn Action>, String> {
         Ok(if self.token.is_some() || self.token_file.is_some() {
-            Arc::new(SlackBot::new(name, self, tls)?)
+            Arc::new(SlackBot::new(name, self, tls, metrics)?)
         } else {
-            Arc::new(PostAction::new(name, self, tls)?)
+            Arc::new(PostAction::new(name, self, tls, metrics)?)
         })
     }
 }
@@ -237,10 +246,17 @@ pub struct SlackBot {
 }
 
 struct BotReady {
-    api: Url,
+    api: Arc<Api>,
     channel: String,
-    headers: HeaderMap,
     template: Option<super::template::ChatTemplate>,
+    /// The channel's queue, when digests are on.
+    queue: Option<DigestQueue>,
+}
+
+/// The Web API with the bot's token, under the channel's rate limit.
+struct Api {
+    base: Url,
+    headers: HeaderMap,
     delivery: Delivery,
 }
 
@@ -254,15 +270,25 @@ const RETRYABLE_API_ERRORS: &[&str] = &[
 ];
 
 impl SlackBot {
-    fn new(name: &str, config: &SlackConfig, tls: &CaPolicy) -> Result<Self, String> {
+    fn new(
+        name: &str,
+        config: &SlackConfig,
+        tls: &CaPolicy,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, String> {
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
-            ready: Self::ready(config, tls)?,
+            ready: Self::ready(name, config, tls, metrics)?,
         })
     }
 
-    fn ready(config: &SlackConfig, tls: &CaPolicy) -> Result<BotReady, String> {
+    fn ready(
+        name: &str,
+        config: &SlackConfig,
+        tls: &CaPolicy,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Result<BotReady, String> {
         let token = config
             .token
             .as_ref()
@@ -282,29 +308,58 @@ impl SlackBot {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
         let shared = config.shared();
-        Ok(BotReady {
-            api,
-            channel,
+        let rate = shared.rate_limit.unwrap_or(SlackConfig::DEFAULT_RATE);
+        let api = Arc::new(Api {
+            base: api,
             headers,
-            template: shared.compile(super::template::Escaping::Chat(Dialect::Slack))?,
             delivery: Delivery::new(
                 tls,
                 shared.timeout,
-                shared.rate_limit.unwrap_or(SlackConfig::DEFAULT_RATE),
+                rate,
                 vec![token.expose().trim().to_owned()],
             )?,
+        });
+        let digest = DigestConfig::effective(shared.digest, true);
+        let queue = digest.enabled.then(|| {
+            let sink = BotSink {
+                action: name.to_owned(),
+                config: config.clone(),
+                api: api.clone(),
+                channel: channel.clone(),
+                digest: digest.clone(),
+            };
+            DigestQueue::new(
+                name,
+                digest.clone(),
+                rate.per_second,
+                Arc::new(sink),
+                Some(metrics.clone()),
+            )
+        });
+        Ok(BotReady {
+            api,
+            channel,
+            template: shared.compile(super::template::Escaping::Chat(Dialect::Slack))?,
+            queue,
         })
     }
 
     /// One Web API call; `ok: false` is an error (retryable or not by its code).
     async fn call(&self, ready: &BotReady, method: &str, body: &Value) -> Result<Value, ApiError> {
-        let url = ready
-            .api
+        ready.api.call(method, body).await
+    }
+}
+
+impl Api {
+    /// One Web API call; `ok: false` is an error (retryable or not by its code).
+    async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
+        let url = self
+            .base
             .join(method)
             .map_err(|e| ApiError::Other(ActionError::Permanent(format!("api_url: {e}"))))?;
-        let reply = ready
+        let reply = self
             .delivery
-            .send(reqwest::Method::POST, url, &ready.headers, body)
+            .send(reqwest::Method::POST, url, &self.headers, body)
             .await
             .map_err(ApiError::Other)?;
         let answer: Value = serde_json::from_str(&reply.body).map_err(|_| {
@@ -370,9 +425,25 @@ impl Action for SlackBot {
         self.config.shared().limits
     }
 
+    fn queues(&self) -> bool {
+        self.ready.queue.is_some()
+    }
+
     async fn execute(&self, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
         let ready = &self.ready;
         let view = View::build(ctx.notification_id, ctx.notification, &ctx.alerts);
+        // In a storm the message waits for its turn, or goes out in the
+        // channel's digest (which chat.update keeps current).
+        let _turn = match &ready.queue {
+            Some(queue) => {
+                let entry = Entry::from_view(&view, queue.config().max_items);
+                match queue.wait_turn(entry).await {
+                    Turn::Send(guard) => Some(guard),
+                    Turn::Digested(result) => return result,
+                }
+            }
+            None => None,
+        };
         let composed = compose(
             &self.name,
             &self.config,
@@ -454,6 +525,7 @@ impl Action for SlackBot {
         plan["method"] = json!("POST");
         plan["url"] = json!(ready
             .api
+            .base
             .join("chat.postMessage")
             .map(|u| u.to_string())
             .unwrap_or_default());
@@ -482,5 +554,60 @@ impl SlackBot {
             .to_owned();
         result["posted"] = json!(ts);
         Ok((channel, ts))
+    }
+}
+
+/// The bot's digests: posted with `chat.postMessage`, kept current during a
+/// storm with `chat.update` (a deleted digest is posted again).
+struct BotSink {
+    action: String,
+    config: SlackConfig,
+    api: Arc<Api>,
+    channel: String,
+    digest: DigestConfig,
+}
+
+#[async_trait]
+impl DigestSink for BotSink {
+    fn kind(&self) -> &'static str {
+        "slack"
+    }
+
+    async fn post(&self, s: &Summary, h: &Heading) -> Result<Posted, ActionError> {
+        let mut body = render_digest(&self.config, &self.action, s, h, &self.digest);
+        body["channel"] = json!(self.channel);
+        let answer = self.api.call("chat.postMessage", &body).await?;
+        Ok(Posted {
+            message: answer["ts"].as_str().map(str::to_owned),
+            channel: Some(
+                answer["channel"]
+                    .as_str()
+                    .unwrap_or(&self.channel)
+                    .to_owned(),
+            ),
+            status: 200,
+        })
+    }
+
+    async fn update(
+        &self,
+        posted: &Posted,
+        s: &Summary,
+        h: &Heading,
+    ) -> Option<Result<Posted, ActionError>> {
+        let ts = posted.message.as_ref()?;
+        let mut body = render_digest(&self.config, &self.action, s, h, &self.digest);
+        body["channel"] = json!(posted.channel.as_deref().unwrap_or(&self.channel));
+        body["ts"] = json!(ts);
+        Some(match self.api.call("chat.update", &body).await {
+            Ok(_) => Ok(posted.clone()),
+            // Deleted meanwhile: post the storm's digest again.
+            Err(ApiError::Slack(_, code))
+                if code == "message_not_found" || code == "cant_update_message" =>
+            {
+                self.post(s, h).await
+            }
+            Err(e) => Err(e.into()),
+        })
     }
 }

@@ -82,6 +82,9 @@ impl Platform for WebhookConfig {
         if self.max_body_bytes < 1024 {
             errors.push("max_body_bytes: must be at least 1024".into());
         }
+        if self.digest.as_ref().is_some_and(|d| d.enabled) {
+            errors.push("digest.enabled: a webhook sends every notification (its consumer may need each one); digests are for chat types".into());
+        }
         self.shared()
             .validate(super::template::Escaping::Json, &mut errors);
         checked(errors)
@@ -91,6 +94,7 @@ impl Platform for WebhookConfig {
         &self,
         name: &str,
         tls: &crate::outbound::CaPolicy,
+        _metrics: &std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<std::sync::Arc<dyn Action>, String> {
         Ok(std::sync::Arc::new(WebhookAction::new(name, self, tls)?))
     }
