@@ -86,6 +86,9 @@ impl Fault {
 /// and the metrics.
 pub struct Health {
     current: Mutex<Option<(Fault, String)>>,
+    /// Counts the faults raised so far: a success only clears a fault raised
+    /// before the operation began ([`Health::clear_since`]).
+    raised: std::sync::atomic::AtomicU64,
     metrics: StoreMetrics,
 }
 
@@ -94,6 +97,7 @@ impl Health {
         metrics.writable.set(1);
         Self {
             current: Mutex::new(None),
+            raised: std::sync::atomic::AtomicU64::new(0),
             metrics,
         }
     }
@@ -123,7 +127,24 @@ impl Health {
             "Storage fault: {remedy}; POST /api/v1/alerts and /readyz answer 503"
         );
         *current = Some((fault, message.to_owned()));
+        self.raised
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.metrics.writable.set(0);
+    }
+
+    /// A mark to take before an operation, for [`Health::clear_since`].
+    pub fn mark(&self) -> u64 {
+        self.raised.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Clears the fault after an operation that began at `mark` succeeded,
+    /// unless the fault was raised while it ran: an operation that started
+    /// before an outage and finished just inside it proves nothing about
+    /// the outage being over (the fault would flap at its start).
+    pub fn clear_since(&self, mark: u64) {
+        if self.raised.load(std::sync::atomic::Ordering::SeqCst) == mark {
+            self.clear();
+        }
     }
 
     /// Clears a fault that is not sticky; logs when it does.

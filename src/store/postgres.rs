@@ -382,6 +382,7 @@ impl PostgresStore {
         f: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.inner.options.connect_timeout + self.inner.options.statement_timeout;
+        let mark = self.inner.health.mark();
         let result = match tokio::time::timeout(limit, f).await {
             Ok(result) => result,
             Err(_) => Err(unreachable_error(format!(
@@ -393,7 +394,7 @@ impl PostgresStore {
             Err(StoreError::Storage { fault, message }) => self.inner.health.fail(*fault, message),
             // Reached the server and it answered: whatever was wrong is over.
             Ok(_) | Err(StoreError::Unavailable(_)) | Err(StoreError::InboxFull { .. }) => {
-                self.inner.health.clear()
+                self.inner.health.clear_since(mark)
             }
             Err(StoreError::Closed) => {}
         }

@@ -414,7 +414,12 @@ async fn experiments_page(c: &Console) -> Result<Response, ConsoleError> {
             })
             .await?;
         let (weights, default, last_shift, error) = match target.read().await {
-            Ok(s) => (Some(normalise(&s.weights)), s.default, s.shifts.into_iter().next(), None),
+            Ok(s) => (
+                Some(normalise(&s.weights)),
+                s.default,
+                s.shifts.into_iter().next(),
+                None,
+            ),
             Err(e) => (None, None, None, Some(e.to_string())),
         };
         let chart = chart::build(&decisions, weights.as_ref(), now);
