@@ -167,6 +167,44 @@ pub struct RunAttempt {
     pub context: Option<serde_json::Value>,
 }
 
+impl RunAttempt {
+    /// The run's columns after this attempt, as every backend stores them:
+    /// status, last error, next attempt, finished at, result.
+    pub fn columns(
+        &self,
+    ) -> (
+        RunStatus,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    ) {
+        match &self.outcome {
+            RunOutcome::Succeeded { result } => (
+                RunStatus::Succeeded,
+                None,
+                None,
+                Some(self.finished_at),
+                Some(result.to_string()),
+            ),
+            RunOutcome::Retry { error, retry_at } => (
+                RunStatus::Pending,
+                Some(error.clone()),
+                Some(*retry_at),
+                None,
+                None,
+            ),
+            RunOutcome::Dead { error } => (
+                RunStatus::Dead,
+                Some(error.clone()),
+                None,
+                Some(self.finished_at),
+                None,
+            ),
+        }
+    }
+}
+
 /// Filters and cursor of the notification list.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {

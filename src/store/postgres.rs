@@ -855,29 +855,7 @@ impl WorkQueue for PostgresStore {
     async fn record_attempt(&self, a: RunAttempt) -> Result<(), StoreError> {
         self.timed(async {
             let duration = a.finished_at - a.started_at;
-            let (status, error, next, finished, result) = match &a.outcome {
-                RunOutcome::Succeeded { result } => (
-                    RunStatus::Succeeded,
-                    None,
-                    None,
-                    Some(a.finished_at),
-                    Some(result.to_string()),
-                ),
-                RunOutcome::Retry { error, retry_at } => (
-                    RunStatus::Pending,
-                    Some(error.clone()),
-                    Some(*retry_at),
-                    None,
-                    None,
-                ),
-                RunOutcome::Dead { error } => (
-                    RunStatus::Dead,
-                    Some(error.clone()),
-                    None,
-                    Some(a.finished_at),
-                    None,
-                ),
-            };
+            let (status, error, next, finished, result) = a.columns();
             let context = a.context.as_ref().map(|c| c.to_string());
             let client = self.client().await?;
             client

@@ -1329,29 +1329,7 @@ impl SqliteStore {
     pub(crate) async fn record_attempt(&self, a: RunAttempt) -> Result<(), StoreError> {
         self.write(move |conn, _| {
             let duration = a.finished_at - a.started_at;
-            let (status, error, next, finished, result) = match &a.outcome {
-                RunOutcome::Succeeded { result } => (
-                    RunStatus::Succeeded,
-                    None,
-                    None,
-                    Some(a.finished_at),
-                    Some(result.to_string()),
-                ),
-                RunOutcome::Retry { error, retry_at } => (
-                    RunStatus::Pending,
-                    Some(error.clone()),
-                    Some(*retry_at),
-                    None,
-                    None,
-                ),
-                RunOutcome::Dead { error } => (
-                    RunStatus::Dead,
-                    Some(error.clone()),
-                    None,
-                    Some(a.finished_at),
-                    None,
-                ),
-            };
+            let (status, error, next, finished, result) = a.columns();
             conn.prepare_cached(
                 "UPDATE action_runs SET status = ?2, attempts = attempts + 1, \
                    last_error = COALESCE(?3, last_error), next_attempt_at = ?4, \
