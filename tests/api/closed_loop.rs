@@ -12,17 +12,12 @@ use std::time::Duration;
 
 const SIM: &str = env!("CARGO_BIN_EXE_ab-simulator");
 
-/// Starts the simulator; returns its process (killed on drop) and address.
-fn start_simulator(weights: &Path, scenario: &Path) -> (Proc, String) {
+/// Starts the simulator with `extra` arguments; returns its process (killed
+/// on drop) and address.
+pub(crate) fn start_simulator(weights: &Path, scenario: &Path, extra: &[&str]) -> (Proc, String) {
     let mut child = Command::new(SIM)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--rate",
-            "100",
-            "--tick",
-            "100ms",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--tick", "100ms"])
+        .args(extra)
         .arg("--weights")
         .arg(weights)
         .arg("--scenario")
@@ -63,7 +58,7 @@ async fn a_degraded_candidate_is_rolled_back_and_its_alert_resolves() {
          steps:\n  - after: 5s\n    set: {enhanced-predictor: {accuracy: 50}}\n",
     )
     .unwrap();
-    let (_sim, sim_addr) = start_simulator(&weights, &scenario);
+    let (_sim, sim_addr) = start_simulator(&weights, &scenario, &["--rate", "100"]);
 
     // Alertmanager → router; the router's port is chosen first.
     let router_port = free_port();

@@ -10,42 +10,14 @@
 //! 2. A real drop: the candidate's error rate goes from 1% to 30%; the alert
 //!    fires and the evidence shows it: shifted, with its numbers.
 
+use crate::closed_loop::start_simulator;
 use crate::components::*;
 use crate::helpers::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const SIM: &str = env!("CARGO_BIN_EXE_ab-simulator");
 const EXP: &str = "financial-ab-test-experiment";
-
-/// Starts the simulator with extra arguments; returns it (killed on drop) and its address.
-fn start_simulator(weights: &Path, scenario: &Path, extra: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(SIM)
-        .args(["--listen", "127.0.0.1:0", "--tick", "100ms"])
-        .args(extra)
-        .arg("--weights")
-        .arg(weights)
-        .arg("--scenario")
-        .arg(scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ab-simulator starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("`listening on ADDR`")
-        .to_owned();
-    (Proc::new(child), addr)
-}
 
 struct Loop {
     app: TestApp,
