@@ -237,8 +237,24 @@ impl StoreOptions {
     }
 }
 
-/// How often the WAL is checkpointed, off the commit path.
+/// How often the WAL is checkpointed, off the commit path (PASSIVE; TRUNCATE
+/// when no commit happened since the last one).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the checkpointer runs while commits happen: a PASSIVE pass,
+/// and a restart of the WAL once it holds over [`WAL_SIZE_LIMIT`], so under
+/// load the log stays within the limit plus one tick of commits.
+const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
+
+/// A restarted WAL is cut back to this size (`journal_size_limit`); under
+/// load it stays below it, so the next commits overwrite blocks the file
+/// already has (a flush of data only) instead of growing it again block by
+/// block (each flush also a filesystem journal commit). An idle second
+/// truncates it to zero.
+const WAL_KEEP_BYTES: i64 = 64 << 20;
+
+/// Frames a RESTART checkpoint may find not yet copied (see [`catch_up`]).
+const RESTART_BACKLOG: i64 = 256;
 
 /// The WAL file is cut back to this size when a checkpoint resets it
 /// (`journal_size_limit`). Over it, or after an idle second, the
@@ -304,7 +320,7 @@ impl SqliteStore {
         // writer they would stall every commit behind them, so a separate
         // connection does them (PASSIVE: never blocks writers).
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-        writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        writer.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         writer.execute_batch(SCHEMA)?;
         if auto_vacuum != 2 && !fresh {
             migrate_auto_vacuum(&writer, path);
@@ -340,6 +356,7 @@ impl SqliteStore {
             health: Arc::new(Health::new(metrics.clone())),
             identity,
             commits: commits.clone(),
+            busy_timeout,
         };
         let writer_metrics = metrics.clone();
         // The syncer flushes the WAL through its own handle: fdatasync acts on
@@ -446,15 +463,15 @@ impl SqliteStore {
     }
 }
 
-/// Starts the thread that checkpoints the WAL every [`CHECKPOINT_INTERVAL`]
-/// until the returned sender is dropped. PASSIVE while commits happen (never
-/// blocks the writer). Under steady load a PASSIVE checkpoint rarely catches
-/// the very last frame, so SQLite never restarts the WAL from its beginning
-/// and the file grows: when it is over [`WAL_SIZE_LIMIT`], a RESTART
-/// checkpoint (most frames already copied by PASSIVE: a short hold on the
-/// write lock) makes the next commit start it over, cut back to the limit,
-/// reusing its blocks; after a whole interval without a commit, a TRUNCATE
-/// checkpoint empties it.
+/// Starts the thread that checkpoints the WAL until the returned sender is
+/// dropped. Every [`CHECKPOINT_TICK`] with commits: PASSIVE (never blocks
+/// the writer). Under steady load a PASSIVE checkpoint rarely catches the
+/// very last frame, so SQLite never restarts the WAL from its beginning and
+/// it grows: when it holds more than [`WAL_SIZE_LIMIT`], a RESTART checkpoint
+/// (after [`catch_up`]: a hold on the write lock of a few frames and one
+/// flush) makes the next commit start it over, overwriting blocks the file
+/// already has. After a whole [`CHECKPOINT_INTERVAL`] without a commit, a
+/// TRUNCATE checkpoint empties it.
 fn spawn_checkpointer(
     path: &Path,
     commits: Arc<AtomicU64>,
@@ -467,38 +484,63 @@ fn spawn_checkpointer(
     // A checkpoint syncs the WAL before copying frames and the database
     // after: the writer's commits (NORMAL) rely on it before the WAL restarts.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     let db_path = path.to_owned();
     let wal = wal_path(path);
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
-            let mut seen = commits.load(Ordering::Relaxed);
+            // Commits as of the last tick, and as of the last idle check.
+            let mut seen_tick = commits.load(Ordering::Relaxed);
+            let mut seen_interval = seen_tick;
             let mut wal_frames = 0i64;
+            let mut last_interval = std::time::Instant::now();
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                stopped.recv_timeout(CHECKPOINT_TICK)
             {
                 let now = commits.load(Ordering::Relaxed);
-                let idle = now == seen;
-                seen = now;
-                let wal_size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-                // Over the limit under load: RESTART, so the next commits
-                // write the WAL again from its start (cut back to the limit)
-                // instead of growing it block by block from zero.
-                let mode = if idle && wal_frames > 0 {
-                    "TRUNCATE"
-                } else if wal_size > WAL_SIZE_LIMIT as u64 {
-                    "RESTART"
-                } else {
-                    "PASSIVE"
-                };
+                let busy_tick = now != seen_tick;
+                seen_tick = now;
+                let mut mode = if busy_tick { Some("PASSIVE") } else { None };
+                if last_interval.elapsed() >= CHECKPOINT_INTERVAL {
+                    last_interval = std::time::Instant::now();
+                    // A whole interval without a commit: empty the file.
+                    if now == seen_interval && wal_frames > 0 {
+                        mode = Some("TRUNCATE");
+                    }
+                    seen_interval = now;
+                }
+                let Some(mode) = mode else { continue };
                 // (busy, frames in the WAL, frames checkpointed)
-                match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                }) {
+                let mut result =
+                    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    });
+                // Over the limit under load: RESTART, so the next commits
+                // write the WAL again from its start instead of growing it.
+                // It holds the write lock while it copies what is left and
+                // flushes the database: PASSIVE passes first leave it little.
+                if let Ok((_, frames, _)) = result {
+                    if mode == "PASSIVE" && frames.saturating_mul(page_size) > WAL_SIZE_LIMIT {
+                        catch_up(&conn, result);
+                        result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, i64>(2)?,
+                            ))
+                        });
+                    }
+                }
+                match result {
                     // Busy: readers kept it from finishing; try again next tick.
-                    Ok((busy, frames)) => {
+                    Ok((busy, frames, _)) => {
                         wal_frames = if mode == "TRUNCATE" && busy == 0 {
                             0
                         } else {
@@ -519,6 +561,28 @@ fn spawn_checkpointer(
         })
         .map_err(|e| StoreError::Unavailable(format!("cannot start checkpoint thread: {e}")))?;
     Ok(stop)
+}
+
+/// Before a RESTART checkpoint, which holds the write lock while it copies
+/// the frames not yet in the database and flushes it: more PASSIVE passes
+/// (no lock; each copies what was committed during the one before) until
+/// fewer than [`RESTART_BACKLOG`] frames are left, at most three, so the
+/// writer waits for a few frames and one flush, not for a tick of commits.
+/// `last` is the result of the pass just made: (busy, frames, copied).
+fn catch_up(conn: &Connection, mut last: rusqlite::Result<(i64, i64, i64)>) {
+    for _ in 0..3 {
+        match last {
+            Ok((_, frames, copied)) if frames - copied >= RESTART_BACKLOG => {}
+            _ => return,
+        }
+        last = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+    }
 }
 
 /// Turns on incremental vacuum for a database created without it: one full
@@ -882,6 +946,8 @@ struct WriterContext {
     identity: FileIdentity,
     /// Commits so far (the checkpointer truncates the WAL when it stands still).
     commits: Arc<AtomicU64>,
+    /// `storage.busy_timeout`: how long a write waits for a lock.
+    busy_timeout: Duration,
 }
 
 /// The same error again, for each caller of a batch.
@@ -895,6 +961,58 @@ fn copy_error(e: &StoreError) -> StoreError {
     }
 }
 
+/// How the writer waits for a lock held by another connection (a RESTART
+/// checkpoint holds the write lock while it copies the last frames and
+/// flushes the database): it polls every [`BUSY_POLL`] until the lock is free
+/// or `storage.busy_timeout` has passed. SQLite's own handler backs off to
+/// 100 ms sleeps, so a commit that found a 30 ms checkpoint in its way slept
+/// up to 60 ms, and every request of the next batch waited with it.
+struct BusyWait {
+    timeout: std::cell::Cell<Duration>,
+    started: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+/// Lock poll interval of the writer (see [`BusyWait`]).
+const BUSY_POLL: Duration = Duration::from_micros(200);
+
+thread_local! {
+    static WRITER_BUSY: BusyWait = const {
+        BusyWait {
+            timeout: std::cell::Cell::new(Duration::from_secs(5)),
+            started: std::cell::Cell::new(None),
+        }
+    };
+}
+
+/// SQLite's busy callback for the writer connection: `count` is how many
+/// times it was called for this lock already; false gives up (SQLITE_BUSY).
+fn writer_busy(count: i32) -> bool {
+    WRITER_BUSY.with(|b| {
+        let now = std::time::Instant::now();
+        let started = match b.started.get() {
+            Some(at) if count > 0 => at,
+            _ => {
+                b.started.set(Some(now));
+                now
+            }
+        };
+        if now.duration_since(started) >= b.timeout.get() {
+            return false;
+        }
+        std::thread::sleep(BUSY_POLL);
+        true
+    })
+}
+
+/// Installs [`writer_busy`] on the writer connection, on the writer thread
+/// (its state is per thread). Falls back to SQLite's own handler on error.
+fn poll_when_busy(conn: &Connection, timeout: Duration) {
+    WRITER_BUSY.with(|b| b.timeout.set(timeout));
+    if let Err(e) = conn.busy_handler(Some(writer_busy)) {
+        tracing::warn!(error = %e, "Cannot install the store writer's busy handler; using SQLite's");
+    }
+}
+
 fn writer_loop(
     conn: Connection,
     mut rx: mpsc::Receiver<Job>,
@@ -904,6 +1022,7 @@ fn writer_loop(
     mut ctx: WriterContext,
     syncer: Syncer,
 ) {
+    poll_when_busy(&conn, ctx.busy_timeout);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         // Keys of batches whose flush failed: their callers were told to
@@ -912,6 +1031,10 @@ fn writer_loop(
             state.recent.remove(&key);
         }
         batch.push(first);
+        // At most one committed batch waits for the syncer: while it flushes
+        // the one before, the next jobs gather here and go in one commit
+        // (fewer commits, fewer WAL frames per job) instead of several small ones.
+        syncer.wait_for_room();
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
@@ -1029,6 +1152,28 @@ struct Syncer {
     tx: Option<std::sync::mpsc::Sender<Committed>>,
     thread: Option<std::thread::JoinHandle<()>>,
     forgotten: Arc<Mutex<Vec<[u8; 32]>>>,
+    /// Batches pushed that the syncer has not taken up yet.
+    queued: Arc<Queued>,
+}
+
+/// Batches handed to the syncer and not yet taken up, with a condition
+/// variable the syncer signals when it takes them.
+#[derive(Default)]
+struct Queued {
+    count: Mutex<usize>,
+    taken: std::sync::Condvar,
+}
+
+impl Queued {
+    fn add(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
+    fn take(&self, n: usize) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(n);
+        self.taken.notify_all();
+    }
 }
 
 impl Syncer {
@@ -1041,20 +1186,47 @@ impl Syncer {
         let (tx, rx) = std::sync::mpsc::channel();
         let forgotten = Arc::new(Mutex::new(Vec::new()));
         let forget = forgotten.clone();
+        let queued = Arc::new(Queued::default());
+        let taken = queued.clone();
         let thread = std::thread::Builder::new()
             .name("store-sync".into())
-            .spawn(move || syncer_loop(wal, rx, health, path, metrics, forget))
+            .spawn(move || syncer_loop(wal, rx, health, path, metrics, forget, taken))
             .map_err(|e| StoreError::Unavailable(format!("cannot start syncer thread: {e}")))?;
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
             forgotten,
+            queued,
         })
+    }
+
+    /// Waits until no pushed batch is left for the syncer to take up (it is
+    /// flushing at most one group), or the syncer thread is gone.
+    fn wait_for_room(&self) {
+        let mut count = self
+            .queued
+            .count
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *count > 0 {
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return;
+            }
+            // Timed, so a syncer that died while we waited is noticed.
+            count = self
+                .queued
+                .taken
+                .wait_timeout(count, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     fn push(&self, batch: Committed) {
         let Some(tx) = &self.tx else { return };
+        self.queued.add();
         if let Err(std::sync::mpsc::SendError(batch)) = tx.send(batch) {
+            self.queued.take(1);
             // The syncer thread is gone (it panicked): nobody can vouch for
             // durability, so nobody is told the write succeeded.
             for done in batch.completions {
@@ -1095,11 +1267,13 @@ fn syncer_loop(
     path: PathBuf,
     metrics: StoreMetrics,
     forgotten: Arc<Mutex<Vec<[u8; 32]>>>,
+    queued: Arc<Queued>,
 ) {
     let mut group = Vec::new();
     while let Ok(first) = rx.recv() {
         group.push(first);
         group.extend(rx.try_iter());
+        queued.take(group.len());
         match wal.sync_data() {
             Ok(()) => {
                 if group.iter().any(|b| b.clear_fault) {
