@@ -193,7 +193,8 @@ impl Application {
         let token = CancellationToken::new();
         let mut workers = JoinSet::new();
         for _ in 0..self.workers {
-            workers.spawn(self.worker.clone().run(token.clone()));
+            let worker = self.worker.clone().share_in_flight(self.workers);
+            workers.spawn(worker.run(token.clone()));
         }
         workers.spawn(crate::act::traffic::poll_weights(
             self.targets.clone(),

@@ -12,9 +12,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Notifications one worker keeps in flight once only their queued chat
-/// runs are left (each holds its enrichment context and rendered alerts).
-const MAX_IN_FLIGHT: usize = 64;
+/// Notifications all workers together keep in flight once only their
+/// queued chat runs are left (each holds its enrichment context and rendered
+/// alerts); each worker gets its share (see [`Worker::share_in_flight`]).
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct Worker {
     poll_interval: Duration,
     /// Ingest pokes this after storing, so new work starts without waiting a poll.
     wake: Arc<Notify>,
+    /// Notifications this worker keeps in flight at most.
+    max_in_flight: usize,
 }
 
 impl Worker {
@@ -51,7 +54,14 @@ impl Worker {
             lease,
             poll_interval,
             wake,
+            max_in_flight: MAX_IN_FLIGHT,
         }
+    }
+
+    /// For one of `workers` workers: its share of [`MAX_IN_FLIGHT`] (at least one).
+    pub fn share_in_flight(mut self, workers: usize) -> Self {
+        self.max_in_flight = (MAX_IN_FLIGHT / workers.max(1)).max(1);
+        self
     }
 
     /// Claims and processes at most one due notification.
@@ -111,8 +121,8 @@ impl Worker {
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
             // A storm must not put every notification in memory at once:
-            // at most MAX_IN_FLIGHT per worker wait on chat queues.
-            while running.len() >= MAX_IN_FLIGHT {
+            // at most MAX_IN_FLIGHT in all wait on chat queues.
+            while running.len() >= self.max_in_flight {
                 running.join_next().await;
             }
             match self.step(&mut running).await {

@@ -91,6 +91,9 @@ kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 # CPU time (user + system, clock ticks) the process has used so far.
 ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 
+# The inbox limit (ingest.max_inbox, 100,000 pending by default) is raised:
+# the ingest-only router stores over 100,000 notifications in a 5 s run on a
+# fast round and would otherwise answer 503 ("inbox full") near its end.
 # Every action is a log line (not printed at level warn): the worker routes,
 # plans and records each run, and nothing depends on outside services.
 cat >"$work/router.yaml" <<'YAML'
@@ -113,6 +116,7 @@ start() { # $1 = receiver
       MLOPS_ALERT_ROUTER__STORAGE__PATH=$work/router.db \
       MLOPS_ALERT_ROUTER__LOG__LEVEL=warn \
       MLOPS_ALERT_ROUTER__WORKER__ENABLED=$worker \
+      MLOPS_ALERT_ROUTER__INGEST__MAX_INBOX=10000000 \
         "$bin" serve --config "$work/router.yaml" >>"$work/router.log" 2>&1 &
       pid=$! ;;
   esac

@@ -5,8 +5,8 @@
 
 use super::error::ApiError;
 use super::openapi::{
-    BadRequest, IngestAnswer, RequestTimeout, TooLarge, Unauthorized, Unavailable, Unprocessable,
-    WebhookNotification,
+    BadRequest, IngestAnswer, RequestTimeout, Stored, TooLarge, Unauthorized, Unavailable,
+    Unprocessable, WebhookNotification,
 };
 use super::AppState;
 use crate::clock::now_ms;
@@ -15,12 +15,12 @@ use crate::store::NewNotification;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/alerts", post(receive))
@@ -54,10 +54,10 @@ async fn receive(
     query: Result<Query<IngestQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let outcome = receive_inner(&state, query, &headers, body).await;
     let label = match &outcome {
-        Ok((_, _, label)) => *label,
+        Ok((_, label)) => *label,
         Err(ApiError::BadRequest(_)) => "malformed",
         Err(ApiError::Unprocessable(_)) => "schema",
         Err(ApiError::TooLarge(_)) => "too_large",
@@ -66,7 +66,7 @@ async fn receive(
         Err(_) => "error",
     };
     state.metrics.notification(label);
-    outcome.map(|(status, body, _)| (status, body))
+    outcome.map(|(response, _)| response)
 }
 
 /// Reads the whole body: at most `max` bytes, within `server.body_read_timeout`.
@@ -115,7 +115,7 @@ async fn receive_inner(
     query: Result<Query<IngestQuery>, QueryRejection>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>, &'static str), ApiError> {
+) -> Result<(Response, &'static str), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body = read_body(state, headers, body).await?;
     let accepted = ingest::parse(&body, state.ingest.max_alerts)?;
@@ -123,7 +123,7 @@ async fn receive_inner(
 
     if query.dry_run {
         let plan = state.planner.dry_run(accepted.notification).await;
-        return Ok((StatusCode::OK, Json(plan), "dry_run"));
+        return Ok((Json(plan).into_response(), "dry_run"));
     }
 
     // The body was valid JSON, hence valid UTF-8.
@@ -161,13 +161,10 @@ async fn receive_inner(
     } else {
         "stored"
     };
-    Ok((
-        StatusCode::OK,
-        Json(json!({
-            "id": inserted.id,
-            "alerts": n.alerts.len(),
-            "duplicate": inserted.duplicate,
-        })),
-        label,
-    ))
+    let answer = Stored {
+        id: inserted.id,
+        alerts: n.alerts.len() as u64,
+        duplicate: inserted.duplicate,
+    };
+    Ok((Json(answer).into_response(), label))
 }

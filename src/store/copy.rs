@@ -50,6 +50,11 @@ fn text(v: &rusqlite::types::Value) -> Option<String> {
     }
 }
 
+/// The payload as text, compressed or not in the SQLite file.
+fn payload(v: &rusqlite::types::Value) -> Result<String, StoreError> {
+    super::sqlite::unpack_payload(v.into()).map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
 fn blob(v: &rusqlite::types::Value) -> Vec<u8> {
     match v {
         rusqlite::types::Value::Blob(b) => b.clone(),
@@ -158,7 +163,7 @@ pub async fn copy_sqlite_to_postgres(
                 &text(&r[5]),
                 &int(&r[6]),
                 &names,
-                &text(&r[8]),
+                &payload(&r[8])?,
                 &int(&r[9]),
                 &text(&r[10]),
                 &int(&r[11]),
@@ -190,7 +195,7 @@ pub async fn copy_sqlite_to_postgres(
                 &text(&r[5]),
                 &text(&r[6]),
                 &int(&r[7]),
-                &text(&r[8]),
+                &payload(&r[8])?,
                 &int(&r[9]),
                 &int(&r[10]),
                 &int(&r[11]),
@@ -222,7 +227,7 @@ pub async fn copy_sqlite_to_postgres(
                 &text(&r[5]),
                 &int(&r[6]),
                 &text(&r[7]),
-                &text(&r[8]),
+                &payload(&r[8])?,
                 &text(&r[9]),
                 &text(&r[10]),
             ],

@@ -131,6 +131,10 @@ trait WriteJob: Send {
 struct TypedJob<F, T> {
     f: F,
     tx: oneshot::Sender<Result<T, StoreError>>,
+    /// Run in a savepoint, so a failure undoes its earlier statements and
+    /// leaves the rest of the batch alone. A job of a single statement needs
+    /// none: SQLite undoes a failed statement by itself.
+    savepoint: bool,
 }
 
 impl<F, T> WriteJob for TypedJob<F, T>
@@ -139,8 +143,12 @@ where
     F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Completion {
-        let TypedJob { f, tx } = *self;
-        let result = in_savepoint(conn, || f(conn, state));
+        let TypedJob { f, tx, savepoint } = *self;
+        let result = if savepoint {
+            in_savepoint(conn, || f(conn, state))
+        } else {
+            f(conn, state)
+        };
         if let Err(StoreError::Storage { fault, message }) = &result {
             state.batch_fault = Some((*fault, message.clone()));
         }
@@ -237,8 +245,7 @@ impl StoreOptions {
     }
 }
 
-/// How often the WAL is checkpointed, off the commit path (PASSIVE; TRUNCATE
-/// when no commit happened since the last one).
+/// A WAL without a commit for this long is truncated to zero.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the checkpointer runs while commits happen: a PASSIVE pass,
@@ -439,8 +446,26 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(f, true).await
+    }
+
+    /// [`Self::write`] for a job that executes at most one statement (no
+    /// savepoint around it: the statement fails or succeeds as a whole).
+    async fn write_one<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(TypedJob { f, tx });
+        let job: Job = Box::new(TypedJob { f, tx, savepoint });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -655,7 +680,11 @@ where
     F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(TypedJob { f, tx });
+    let job: Job = Box::new(TypedJob {
+        f,
+        tx,
+        savepoint: true,
+    });
     jobs.blocking_send(job).map_err(|_| StoreError::Closed)?;
     rx.blocking_recv().map_err(|_| StoreError::Closed)?
 }
@@ -1316,6 +1345,61 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Largest payload stored compressed; a larger one is stored as text.
+const MAX_PACKED_PAYLOAD: usize = 256 << 20;
+
+/// A notification's payload as stored: LZ4-compressed (its length first) in
+/// a BLOB, about a third of the JSON (fewer pages written, copied into the
+/// database and flushed per notification; a smaller file). Text over
+/// [`MAX_PACKED_PAYLOAD`] stays text, as do rows written before payloads
+/// were compressed: [`unpack_payload`] reads both.
+pub(crate) enum StoredPayload {
+    Packed(Vec<u8>),
+    Text(String),
+}
+
+impl rusqlite::ToSql for StoredPayload {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            StoredPayload::Packed(b) => b.to_sql(),
+            StoredPayload::Text(t) => t.to_sql(),
+        }
+    }
+}
+
+pub(crate) fn pack_payload(text: &str) -> StoredPayload {
+    if text.len() > MAX_PACKED_PAYLOAD {
+        return StoredPayload::Text(text.to_owned());
+    }
+    StoredPayload::Packed(lz4_flex::compress_prepend_size(text.as_bytes()))
+}
+
+/// The payload column as text, whichever way it was stored.
+pub(crate) fn unpack_payload(
+    value: rusqlite::types::ValueRef<'_>,
+) -> Result<String, rusqlite::types::FromSqlError> {
+    use rusqlite::types::{FromSqlError, ValueRef};
+    let corrupt = |why: String| FromSqlError::Other(format!("stored payload: {why}").into());
+    match value {
+        ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| corrupt(e.to_string())),
+        ValueRef::Blob(b) => {
+            // The length written first, checked before anything is allocated.
+            let declared = b
+                .get(..4)
+                .and_then(|n| <[u8; 4]>::try_from(n).ok())
+                .map(|n| u32::from_le_bytes(n) as usize)
+                .ok_or_else(|| corrupt("shorter than its length field".into()))?;
+            if declared > MAX_PACKED_PAYLOAD {
+                return Err(corrupt(format!("declares {declared} bytes")));
+            }
+            let bytes = lz4_flex::decompress_size_prepended(b)
+                .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+            String::from_utf8(bytes).map_err(|e| corrupt(e.to_string()))
+        }
+        other => Err(corrupt(format!("unexpected {:?}", other.data_type()))),
+    }
+}
+
 /// Separates alertnames in `notifications.alertnames`.
 const UNIT_SEPARATOR: char = '\u{1f}';
 
@@ -1382,7 +1466,8 @@ impl SqliteStore {
         let receiver = n.receiver.to_owned();
         let status = n.status.to_owned();
         let group_key = n.group_key.to_owned();
-        let payload = n.payload.to_owned();
+        // Compressed here, on the caller's thread, not on the writer's.
+        let payload = pack_payload(n.payload);
         let alert_count = n.alert_count as i64;
         let mut names: Vec<&str> = n.alertnames.clone();
         names.sort_unstable();
@@ -1392,7 +1477,8 @@ impl SqliteStore {
             alertnames.push_str(name);
             alertnames.push(UNIT_SEPARATOR);
         }
-        self.write(move |conn, state| {
+        // One statement either way (the UPDATE of a duplicate or the INSERT).
+        self.write_one(move |conn, state| {
             state.expire(received_at);
             let existing = state
                 .recent
@@ -1459,7 +1545,7 @@ impl SqliteStore {
                     Ok(Claimed {
                         id: r.get(0)?,
                         round: r.get(1)?,
-                        payload: r.get(2)?,
+                        payload: unpack_payload(r.get_ref(2)?)?,
                     })
                 })
                 .optional()?;
@@ -1649,7 +1735,7 @@ impl SqliteStore {
                     "SELECT {SUMMARY_COLUMNS}, n.payload FROM notifications n WHERE n.id = ?1"
                 ))?
                 .query_row([id], |r| {
-                    Ok((summary_from_row(r)?, r.get::<_, String>(11)?))
+                    Ok((summary_from_row(r)?, unpack_payload(r.get_ref(11)?)?))
                 })
                 .optional()?;
             let Some((summary, payload)) = found else {
@@ -2036,6 +2122,152 @@ mod tests {
         SqliteStore::open_with(&dir.join("r.db"), o, StoreMetrics::default()).unwrap()
     }
 
+    /// `n` characters LZ4 cannot shrink (payloads are stored compressed).
+    fn incompressible(n: usize) -> String {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x % 90) as u8)
+            })
+            .collect()
+    }
+
+    fn note<'a>(key: u8, payload: &'a str) -> NewNotification<'a> {
+        NewNotification {
+            received_at: T0,
+            dedup_key: [key; 32],
+            receiver: "r",
+            status: "firing",
+            group_key: "g",
+            alert_count: 1,
+            alertnames: vec!["A"],
+            payload,
+        }
+    }
+
+    #[tokio::test]
+    async fn payloads_are_stored_compressed_and_read_back_as_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/accuracy-firing-both-variants.json"
+        ))
+        .unwrap();
+        let id = s
+            .insert_notification(note(1, &body), u64::MAX)
+            .await
+            .unwrap()
+            .id;
+        // A row written before payloads were compressed: text.
+        let old = s
+            .insert_notification(note(2, "{}"), u64::MAX)
+            .await
+            .unwrap()
+            .id;
+        let conn = Connection::open(dir.path().join("r.db")).unwrap();
+        conn.execute(
+            "UPDATE notifications SET payload = '{\"old\": true}' WHERE id = ?1",
+            [old],
+        )
+        .unwrap();
+        let (kind, stored): (String, i64) = conn
+            .query_row(
+                "SELECT typeof(payload), length(payload) FROM notifications WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(kind, "blob");
+        assert!(
+            stored * 2 < body.len() as i64,
+            "{stored} bytes stored for {}",
+            body.len()
+        );
+
+        let got = s.get(id).await.unwrap().unwrap();
+        let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(got.payload, sent);
+        assert_eq!(
+            s.get(old).await.unwrap().unwrap().payload,
+            serde_json::json!({"old": true})
+        );
+        let claimed = s.claim(T0, 60_000).await.unwrap().unwrap();
+        assert_eq!((claimed.id, claimed.payload.as_str()), (id, body.as_str()));
+        let claimed = s.claim(T0, 60_000).await.unwrap().unwrap();
+        assert_eq!(
+            (claimed.id, claimed.payload.as_str()),
+            (old, "{\"old\": true}")
+        );
+    }
+
+    #[test]
+    fn a_corrupt_stored_payload_is_an_error_not_a_panic_or_a_huge_allocation() {
+        use rusqlite::types::ValueRef;
+        // Declares 4 GiB.
+        let huge = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let e = unpack_payload(ValueRef::Blob(&huge)).unwrap_err();
+        assert!(e.to_string().contains("declares 4294967295 bytes"), "{e}");
+        let e = unpack_payload(ValueRef::Blob(&[1, 0])).unwrap_err();
+        assert!(
+            e.to_string().contains("shorter than its length field"),
+            "{e}"
+        );
+        let e = unpack_payload(ValueRef::Blob(&[10, 0, 0, 0, 0xf0, 1])).unwrap_err();
+        assert!(e.to_string().contains("cannot decompress"), "{e}");
+        let packed = match pack_payload("{\"a\": 1}") {
+            StoredPayload::Packed(b) => b,
+            StoredPayload::Text(_) => panic!("a small payload is compressed"),
+        };
+        assert_eq!(
+            unpack_payload(ValueRef::Blob(&packed)).unwrap(),
+            "{\"a\": 1}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_waits_for_a_lock_held_elsewhere_and_gives_up_after_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.insert_notification(note(1, "{}"), u64::MAX)
+            .await
+            .unwrap();
+        // Another process holds the write lock for a moment: the write waits.
+        let other = Connection::open(dir.path().join("r.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            held_rx.recv().unwrap();
+            other.execute_batch("COMMIT").unwrap();
+            other
+        });
+        let write = tokio::spawn(async move {
+            let r = s.insert_notification(note(2, "{}"), u64::MAX).await;
+            (s, r)
+        });
+        // Still waiting while the lock is held (the writer polls, it does not fail).
+        tokio::task::yield_now().await;
+        assert!(!write.is_finished());
+        held_tx.send(()).unwrap();
+        let (s, r) = write.await.unwrap();
+        assert!(!r.unwrap().duplicate);
+        // Held for longer than busy_timeout (1 s here): the write fails.
+        let other = holder.join().unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let e = s
+            .insert_notification(note(3, "{}"), u64::MAX)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("locked"), "{e}");
+        other.execute_batch("COMMIT").unwrap();
+        s.insert_notification(note(3, "{}"), u64::MAX)
+            .await
+            .unwrap();
+    }
+
     /// Stores a notification received at `at` whose one run ends `outcome` at `at + 1`.
     async fn finished(s: &SqliteStore, at: i64, dead: bool) -> i64 {
         let key: [u8; 32] = sha2_like(at);
@@ -2190,7 +2422,7 @@ mod tests {
     async fn pruning_many_rows_goes_in_batches_and_gives_space_back() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
-        let big = "x".repeat(4000);
+        let big = incompressible(4000);
         for i in 0..1000i64 {
             s.insert_notification(
                 NewNotification {
@@ -2376,7 +2608,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let body = "x".repeat(20_000);
+        let body = incompressible(20_000);
         let insert = |k: u8| {
             s.insert_notification(
                 NewNotification {
@@ -2497,7 +2729,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = rt.block_on(async {
             let s = open(dir.path());
-            let body = "y".repeat(100_000);
+            let body = incompressible(100_000);
             for i in 0..50u8 {
                 s.insert_notification(
                     NewNotification {
