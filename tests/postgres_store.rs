@@ -206,6 +206,22 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
         })
         .await
         .unwrap();
+        // Another target's decision without weights (NULL columns copy as NULL).
+        s.record_decision(TrafficDecision {
+            id: 0,
+            at: now + 1,
+            action: "rollback".into(),
+            target: "other".into(),
+            episode: "rollback/other/f/t".into(),
+            fingerprint: "f".into(),
+            notification_id: c.id,
+            decision: "failed".into(),
+            before: None,
+            after: None,
+            reason: "unreachable".into(),
+        })
+        .await
+        .unwrap();
         s.save_chat_thread(ChatThread {
             key: ChatThreadKey {
                 action: "slack".into(),
@@ -248,7 +264,7 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
     );
     assert!(
         stdout
-            .contains("copied 3 notifications, 1 action runs, 1 traffic decisions, 1 chat threads"),
+            .contains("copied 3 notifications, 1 action runs, 2 traffic decisions, 1 chat threads"),
         "{stdout}"
     );
 
