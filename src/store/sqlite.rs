@@ -538,15 +538,7 @@ fn spawn_checkpointer(
                     seen_interval = now;
                 }
                 let Some(mode) = mode else { continue };
-                // (busy, frames in the WAL, frames checkpointed)
-                let mut result =
-                    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    });
+                let mut result = checkpoint(&conn, mode);
                 // Over the limit under load: RESTART, so the next commits
                 // write the WAL again from its start instead of growing it.
                 // It holds the write lock while it copies what is left and
@@ -554,13 +546,7 @@ fn spawn_checkpointer(
                 if let Ok((_, frames, _)) = result {
                     if mode == "PASSIVE" && frames.saturating_mul(page_size) > WAL_SIZE_LIMIT {
                         catch_up(&conn, result);
-                        result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-                            Ok((
-                                r.get::<_, i64>(0)?,
-                                r.get::<_, i64>(1)?,
-                                r.get::<_, i64>(2)?,
-                            ))
-                        });
+                        result = checkpoint(&conn, "RESTART");
                     }
                 }
                 match result {
@@ -582,10 +568,18 @@ fn spawn_checkpointer(
                 metrics.wal_bytes.set(size(&wal));
             }
             // Leave a small WAL behind on a clean stop.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = checkpoint(&conn, "TRUNCATE");
         })
         .map_err(|e| StoreError::Unavailable(format!("cannot start checkpoint thread: {e}")))?;
     Ok(stop)
+}
+
+/// Runs one checkpoint in `mode` (PASSIVE, RESTART, TRUNCATE): (busy,
+/// frames in the WAL, frames copied into the database).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
 }
 
 /// Before a RESTART checkpoint, which holds the write lock while it copies
@@ -600,13 +594,7 @@ fn catch_up(conn: &Connection, mut last: rusqlite::Result<(i64, i64, i64)>) {
             Ok((_, frames, copied)) if frames - copied >= RESTART_BACKLOG => {}
             _ => return,
         }
-        last = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        });
+        last = checkpoint(conn, "PASSIVE");
     }
 }
 
