@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 /// `outcome` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 /// Labels of `action_runs_total`.
@@ -122,8 +122,8 @@ pub struct EvidenceMetrics {
 /// Labels of `http_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
-    pub path: String,
+    pub method: &'static str,
+    pub path: std::borrow::Cow<'static, str>,
     pub status: u16,
 }
 
@@ -380,14 +380,10 @@ impl Metrics {
             "dry_run",
             "error",
         ] {
-            let _ = notifications.get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-            });
+            let _ = notifications.get_or_create(&OutcomeLabels { outcome });
         }
         for outcome in ["success", "error", "timeout"] {
-            let _ = enrichment_queries.get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-            });
+            let _ = enrichment_queries.get_or_create(&OutcomeLabels { outcome });
         }
         let store = StoreMetrics::default();
         registry.register(
@@ -554,20 +550,16 @@ impl Metrics {
     }
 
     /// Counts a webhook request outcome.
-    pub fn notification(&self, outcome: &str) {
+    pub fn notification(&self, outcome: &'static str) {
         self.notifications
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 
     /// Counts one Prometheus query and its latency.
-    pub fn enrichment_query(&self, outcome: &str, took: std::time::Duration) {
+    pub fn enrichment_query(&self, outcome: &'static str, took: std::time::Duration) {
         self.enrichment_queries
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
         self.enrichment_duration.observe(took.as_secs_f64());
     }

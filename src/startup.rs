@@ -4,7 +4,7 @@
 use crate::act::traffic::{kube::ClientSource, Targets};
 use crate::act::{ActionDeps, ActionSet};
 use crate::enrich::Enricher;
-use crate::http::{self, auth::Authenticator, AppState};
+use crate::http::{self, auth::Authenticator, AppContext, AppState};
 use crate::ingest::alertmanager::Completer;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Planner, RetryPolicy};
@@ -125,7 +125,7 @@ impl Application {
             })
             .transpose()?;
         let state_metrics = metrics.clone();
-        let state = AppState {
+        let state = AppState::new(AppContext {
             store: store.clone(),
             planner,
             metrics,
@@ -135,7 +135,7 @@ impl Application {
             wake,
             targets: targets.clone(),
             console,
-        };
+        });
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {} (server.listen)", settings.server.listen))?;

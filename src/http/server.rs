@@ -179,10 +179,14 @@ impl Live {
 }
 
 /// What one connection is doing.
+///
+/// Its changes wake nobody: the connection's timer is set to the earliest
+/// instant any deadline could fall, given what is known when it is set
+/// ([`Activity::next_check`]); every later change only moves deadlines
+/// further out, so when the timer fires the deadline is read again and the
+/// timer set anew. A busy connection pays no wake-up per request.
 struct Activity {
     state: Mutex<ActivityState>,
-    /// Poked when a request ends or a head starts arriving: deadlines change.
-    changed: Notify,
     /// Poked by the accept loop at the connection cap.
     evict: Notify,
 }
@@ -209,7 +213,6 @@ impl Activity {
                 head_since: Some(now),
                 responding_since: None,
             }),
-            changed: Notify::new(),
             evict: Notify::new(),
         }
     }
@@ -224,8 +227,6 @@ impl Activity {
         let mut s = self.lock();
         if s.in_flight == 0 && s.head_since.is_none() {
             s.head_since = Some(Instant::now());
-            drop(s);
-            self.changed.notify_one();
         }
     }
 
@@ -240,7 +241,6 @@ impl Activity {
     /// The handler answered; the response is being written.
     fn begin_response(&self) {
         self.lock().responding_since = Some(Instant::now());
-        self.changed.notify_one();
     }
 
     fn end_request(&self) {
@@ -250,8 +250,6 @@ impl Activity {
         if s.in_flight == 0 {
             s.idle_since = Instant::now();
         }
-        drop(s);
-        self.changed.notify_one();
     }
 
     /// No request in progress and the next head not complete (or not begun
@@ -265,6 +263,21 @@ impl Activity {
     fn idle_since(&self) -> Option<Instant> {
         let s = self.lock();
         (s.in_flight == 0).then(|| s.head_since.unwrap_or(s.idle_since))
+    }
+
+    /// When to look at the deadline again: no deadline can fall before it,
+    /// whatever happens from `now` on. A head that starts later is due no
+    /// sooner than `now + header_read_timeout`, an answer that starts later
+    /// no sooner than `now + idle_timeout`; a deadline already known is exact.
+    fn next_check(&self, limits: &Limits, now: Instant) -> Instant {
+        let s = self.lock();
+        if s.in_flight > 0 {
+            return s.responding_since.unwrap_or(now) + limits.idle_timeout;
+        }
+        match s.head_since {
+            Some(since) => since + limits.header_read_timeout,
+            None => (s.idle_since + limits.idle_timeout).min(now + limits.header_read_timeout),
+        }
     }
 
     /// The next deadline and the reason to close at it; `None` while a
@@ -338,14 +351,12 @@ impl Connection {
         let connection = builder.serve_connection(io, service);
         tokio::pin!(connection);
         let mut draining = false;
+        // `now` is taken before the state is read: whatever changes after
+        // the read happens at `now` or later (see Activity::next_check).
+        let timer =
+            tokio::time::sleep_until(self.activity.next_check(&self.limits, Instant::now()));
+        tokio::pin!(timer);
         loop {
-            let deadline = self.activity.deadline(&self.limits);
-            let timer = async {
-                match deadline {
-                    Some((at, _)) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(e) = result {
@@ -353,10 +364,10 @@ impl Connection {
                     }
                     break;
                 }
-                () = timer => {
-                    // Re-read: a request may have started since the deadline was taken.
+                () = timer.as_mut() => {
+                    let now = Instant::now();
                     if let Some((at, reason)) = self.activity.deadline(&self.limits) {
-                        if at <= Instant::now() {
+                        if at <= now {
                             // Dropping the connection mid-response (write_timeout) only
                             // loses an answer the client was not reading.
                             tracing::debug!(reason, "Closing connection");
@@ -364,8 +375,8 @@ impl Connection {
                             break;
                         }
                     }
+                    timer.as_mut().reset(self.activity.next_check(&self.limits, now));
                 }
-                () = self.activity.changed.notified() => {}
                 () = self.activity.evict.notified() => {
                     if self.activity.idle_since().is_some() {
                         tracing::debug!("Closing the longest-idle connection to make room (server.max_connections)");
