@@ -22,9 +22,14 @@ WORKDIR /src
 # symbols to help an attacker read a core dump).
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
     CARGO_PROFILE_RELEASE_STRIP=debuginfo
+# jemalloc, the router's allocator (tikv-jemalloc-sys), is configured and
+# built with make, which the slim image lacks.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make=4.3-4.1 \
+ && rm -rf /var/lib/apt/lists/*
 # .dockerignore limits the context to what cargo needs (an allowlist).
 COPY . .
-# rusqlite's bundled SQLite and ring compile C with the image's gcc.
+# rusqlite's bundled SQLite, ring and jemalloc compile C with the image's gcc.
 # The cache mounts keep the registry and target/ between builds; the binary is
 # copied out of target/ in the same step because a cache mount is not layered.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
