@@ -16,6 +16,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tests check behaviour, which the release profile's whole-program
+# optimisation (Cargo.toml: fat LTO, one codegen unit) does not change; it
+# only makes the one release build they need (the documentation test's
+# `cargo run --release`, whose binary the demo and the crash storm reuse)
+# minutes slower. The benchmark scripts build with the real profile.
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 
 # --- Debian packages (prometheus, prometheus-alertmanager, prometheus-pushgateway,
