@@ -2597,21 +2597,7 @@ mod tests {
         .await
         .unwrap();
         let body = incompressible(20_000);
-        let insert = |k: u8| {
-            s.insert_notification(
-                NewNotification {
-                    received_at: T0,
-                    dedup_key: [k; 32],
-                    receiver: "r",
-                    status: "firing",
-                    group_key: "g",
-                    alert_count: 1,
-                    alertnames: vec!["A"],
-                    payload: &body,
-                },
-                u64::MAX,
-            )
-        };
+        let insert = |k: u8| s.insert_notification(note(k, &body), u64::MAX);
         let e = insert(1).await.unwrap_err();
         assert!(
             matches!(
