@@ -127,8 +127,8 @@ impl Pipeline {
     async fn process_inner(&self, claimed: Claimed, mut slot: Slot) -> Result<(), StoreError> {
         // The payload was validated before it was stored, so this only fails if
         // the row was altered by hand; such a notification has nothing to run.
-        let mut notification = match ingest::parse(claimed.payload.as_bytes(), usize::MAX) {
-            Ok(a) => a.notification,
+        let mut notification = match ingest::parse_stored(&claimed.payload) {
+            Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "Stored payload no longer parses; nothing to run");
                 return self.store.settle(claimed.id, claimed.round, now_ms()).await;

@@ -3,12 +3,13 @@
 //! Every write goes through one writer thread that owns the write connection.
 //! It takes whatever jobs are queued, runs them in one transaction (each in a
 //! savepoint, so one failing job does not undo the others) and commits once:
-//! group commit. A commit writes the transaction's frames to the WAL; a
-//! second thread, the syncer, then makes the WAL durable (`fdatasync`) and
-//! only then answers each caller of the batches it covered. While it waits
-//! for the disk, the writer already runs and commits the next batch, so one
-//! flush covers every batch committed since the previous one: durability
-//! costs one flush per flush-time, not one per request (nor one per batch).
+//! group commit. A commit writes the transaction's frames to the WAL; the
+//! writer then makes the WAL durable (`fdatasync`) and only then answers each
+//! caller of the batch. What arrives while it waits for the disk goes into
+//! the next batch, so durability costs one flush per flush-time, not one per
+//! request. (A separate flushing thread, overlapping the next commit with
+//! the flush, was measured slower: twice the context switches per request
+//! for little overlap; see BENCHMARKS.md.)
 //! Reads use a separate connection, which WAL lets proceed while the writer
 //! works.
 
@@ -20,7 +21,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -319,8 +320,8 @@ impl SqliteStore {
         }
         writer.pragma_update(None, "journal_mode", "WAL")?;
         // FULL while opening: the schema and migrations are durable at once.
-        // The writer thread switches to NORMAL, with the syncer thread making
-        // each commit durable before anyone is answered (see `syncer_loop`).
+        // The writer thread switches to NORMAL and makes each commit durable
+        // itself before anyone is answered (see `writer_loop`).
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
         // Checkpoints copy the WAL into the database and fsync it; done by the
@@ -359,15 +360,9 @@ impl SqliteStore {
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
         let published = shared_pending.clone();
-        let ctx = WriterContext {
-            health: Arc::new(Health::new(metrics.clone())),
-            identity,
-            commits: commits.clone(),
-            busy_timeout,
-        };
         let writer_metrics = metrics.clone();
-        // The syncer flushes the WAL through its own handle: fdatasync acts on
-        // the file, whichever descriptor wrote the pages.
+        // The writer flushes the WAL through its own handle: fdatasync acts
+        // on the file, whichever descriptor wrote the pages.
         let wal = std::fs::OpenOptions::new()
             .write(true)
             .open(wal_path(path))
@@ -378,16 +373,23 @@ impl SqliteStore {
                 ))
             })?;
         // NORMAL: COMMIT writes the WAL frames without waiting for the disk;
-        // the syncer's fdatasync makes them durable before any caller is
+        // the writer's fdatasync makes them durable before any caller is
         // answered, so a 200 still means "on disk, power loss included".
         // Checkpoints (another connection, FULL) sync the WAL before copying
         // it and the database after, so a restarted WAL never drops a frame
         // that was not already in the synced database.
         writer.pragma_update(None, "synchronous", "NORMAL")?;
-        let syncer = Syncer::spawn(wal, ctx.health.clone(), path.to_owned(), metrics.clone())?;
+        let ctx = WriterContext {
+            health: Arc::new(Health::new(metrics.clone())),
+            identity,
+            commits: commits.clone(),
+            busy_timeout,
+            wal,
+            path: path.to_owned(),
+        };
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer, rx, state, published, writer_metrics, ctx, syncer))
+            .spawn(move || writer_loop(writer, rx, state, published, writer_metrics, ctx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         let checkpointer = spawn_checkpointer(path, commits, metrics.clone())?;
         for (kind, keep) in [
@@ -965,6 +967,11 @@ struct WriterContext {
     commits: Arc<AtomicU64>,
     /// `storage.busy_timeout`: how long a write waits for a lock.
     busy_timeout: Duration,
+    /// The WAL, flushed after each commit.
+    wal: std::fs::File,
+    /// The database file (its volume's free space decides whether a "disk
+    /// full" fault has cleared).
+    path: PathBuf,
 }
 
 /// The same error again, for each caller of a batch.
@@ -1037,21 +1044,13 @@ fn writer_loop(
     published: Arc<AtomicU64>,
     metrics: StoreMetrics,
     mut ctx: WriterContext,
-    syncer: Syncer,
 ) {
     poll_when_busy(&conn, ctx.busy_timeout);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
-        // Keys of batches whose flush failed: their callers were told to
-        // retry, and a retry must be stored again, not taken for a duplicate.
-        for key in syncer.take_forgotten() {
-            state.recent.remove(&key);
-        }
         batch.push(first);
-        // At most one committed batch waits for the syncer: while it flushes
-        // the one before, the next jobs gather here and go in one commit
-        // (fewer commits, fewer WAL frames per job) instead of several small ones.
-        syncer.wait_for_room();
+        // Everything that arrived during the last commit and flush goes in
+        // this one (fewer commits, fewer WAL frames and flushes per job).
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
@@ -1120,211 +1119,58 @@ fn writer_loop(
                 committed = Err(Health::error(Fault::Gone, &message));
             }
         }
-        // A clean commit clears a storage fault, once the syncer has made it durable.
-        let mut clear_fault = false;
+        // A clean commit clears a storage fault, once it is durable.
+        let mut clean = false;
         match (&committed, state.batch_fault.take()) {
             (Err(StoreError::Storage { fault, message }), _) => ctx.health.fail(*fault, message),
             (_, Some((fault, message))) => ctx.health.fail(fault, &message),
-            (Ok(()), None) => clear_fault = true,
+            (Ok(()), None) => clean = true,
             (Err(_), None) => {}
         }
         ctx.commits.fetch_add(1, Ordering::Relaxed);
         published.store(state.pending, Ordering::Relaxed);
-        match committed {
-            Ok(()) => syncer.push(Committed {
-                completions,
-                keys: std::mem::take(&mut state.batch_added),
-                started,
-                clear_fault,
-            }),
-            Err(e) => {
-                metrics
-                    .commit_duration
-                    .observe(started.elapsed().as_secs_f64());
-                for key in state.batch_added.drain(..) {
-                    state.recent.remove(&key);
-                }
-                for done in completions {
-                    done(Err(copy_error(&e)));
-                }
+        // Nobody is answered before the commit is on disk, power loss included.
+        let result = committed.and_then(|()| flush(&ctx, clean));
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            // The callers are told to retry, and a retry must be stored
+            // again, not taken for a duplicate.
+            for key in state.batch_added.drain(..) {
+                state.recent.remove(&key);
             }
         }
-    }
-    // Every commit is flushed and answered before the connection closes.
-    syncer.finish();
-}
-
-/// A batch committed to the WAL, waiting for the flush that makes it durable.
-struct Committed {
-    completions: Vec<Completion>,
-    /// Dedup keys the batch added: forgotten if the flush fails.
-    keys: Vec<[u8; 32]>,
-    started: std::time::Instant,
-    /// The batch committed cleanly: a storage fault may clear once it is durable.
-    clear_fault: bool,
-}
-
-/// The writer's handle on the syncer thread.
-struct Syncer {
-    tx: Option<std::sync::mpsc::Sender<Committed>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    forgotten: Arc<Mutex<Vec<[u8; 32]>>>,
-    /// Batches pushed that the syncer has not taken up yet.
-    queued: Arc<Queued>,
-}
-
-/// Batches handed to the syncer and not yet taken up, with a condition
-/// variable the syncer signals when it takes them.
-#[derive(Default)]
-struct Queued {
-    count: Mutex<usize>,
-    taken: std::sync::Condvar,
-}
-
-impl Queued {
-    fn add(&self) {
-        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-    }
-
-    fn take(&self, n: usize) {
-        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        *count = count.saturating_sub(n);
-        self.taken.notify_all();
-    }
-}
-
-impl Syncer {
-    fn spawn(
-        wal: std::fs::File,
-        health: Arc<Health>,
-        path: PathBuf,
-        metrics: StoreMetrics,
-    ) -> Result<Self, StoreError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let forgotten = Arc::new(Mutex::new(Vec::new()));
-        let forget = forgotten.clone();
-        let queued = Arc::new(Queued::default());
-        let taken = queued.clone();
-        let thread = std::thread::Builder::new()
-            .name("store-sync".into())
-            .spawn(move || syncer_loop(wal, rx, health, path, metrics, forget, taken))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start syncer thread: {e}")))?;
-        Ok(Self {
-            tx: Some(tx),
-            thread: Some(thread),
-            forgotten,
-            queued,
-        })
-    }
-
-    /// Waits until no pushed batch is left for the syncer to take up (it is
-    /// flushing at most one group), or the syncer thread is gone.
-    fn wait_for_room(&self) {
-        let mut count = self
-            .queued
-            .count
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while *count > 0 {
-            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
-                return;
-            }
-            // Timed, so a syncer that died while we waited is noticed.
-            count = self
-                .queued
-                .taken
-                .wait_timeout(count, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
-    fn push(&self, batch: Committed) {
-        let Some(tx) = &self.tx else { return };
-        self.queued.add();
-        if let Err(std::sync::mpsc::SendError(batch)) = tx.send(batch) {
-            self.queued.take(1);
-            // The syncer thread is gone (it panicked): nobody can vouch for
-            // durability, so nobody is told the write succeeded.
-            for done in batch.completions {
-                done(Err(StoreError::Unavailable(
-                    "the store's syncer thread stopped".into(),
-                )));
-            }
-        }
-    }
-
-    fn take_forgotten(&self) -> Vec<[u8; 32]> {
-        std::mem::take(
-            &mut *self
-                .forgotten
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-    }
-
-    /// Flushes and answers what is queued, then stops the thread.
-    fn finish(mut self) {
-        drop(self.tx.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        state.batch_added.clear();
+        for done in completions {
+            done(result.as_ref().map(|_| ()).map_err(copy_error));
         }
     }
 }
 
-/// Flushes the WAL for every batch committed since the last flush (one
-/// `fdatasync` for all of them), then answers their callers: success only
-/// once the frames are on disk. A failed flush answers them with a storage
-/// error (their transactions may or may not survive a crash; a retry is
-/// stored again, see [`Syncer::take_forgotten`]).
-fn syncer_loop(
-    wal: std::fs::File,
-    rx: std::sync::mpsc::Receiver<Committed>,
-    health: Arc<Health>,
-    path: PathBuf,
-    metrics: StoreMetrics,
-    forgotten: Arc<Mutex<Vec<[u8; 32]>>>,
-    queued: Arc<Queued>,
-) {
-    let mut group = Vec::new();
-    while let Ok(first) = rx.recv() {
-        group.push(first);
-        group.extend(rx.try_iter());
-        queued.take(group.len());
-        match wal.sync_data() {
-            Ok(()) => {
-                if group.iter().any(|b| b.clear_fault) {
-                    if let Some((fault, _)) = health.current() {
-                        let room = fault != Fault::Full
-                            || free_bytes(&path).is_none_or(|b| b >= MIN_FREE_BYTES);
-                        if room {
-                            health.clear();
-                        }
-                    }
-                }
-                for batch in group.drain(..) {
-                    metrics
-                        .commit_duration
-                        .observe(batch.started.elapsed().as_secs_f64());
-                    for done in batch.completions {
-                        done(Ok(()));
+/// Flushes the WAL after a commit (`fdatasync`: one for every job of the
+/// batch). Success only once the frames are on disk; after a clean batch, a
+/// storage fault clears (a full disk only once it has room again). A failed
+/// flush is a storage fault: the batch's transaction may or may not survive
+/// a crash, so its callers are told to retry.
+fn flush(ctx: &WriterContext, clean: bool) -> Result<(), StoreError> {
+    match ctx.wal.sync_data() {
+        Ok(()) => {
+            if clean {
+                if let Some((fault, _)) = ctx.health.current() {
+                    if fault != Fault::Full
+                        || free_bytes(&ctx.path).is_none_or(|b| b >= MIN_FREE_BYTES)
+                    {
+                        ctx.health.clear();
                     }
                 }
             }
-            Err(e) => {
-                let message = format!("cannot flush the write-ahead log to disk: {e}");
-                health.fail(Fault::Io, &message);
-                let mut forget = forgotten.lock().unwrap_or_else(PoisonError::into_inner);
-                for batch in group.drain(..) {
-                    metrics
-                        .commit_duration
-                        .observe(batch.started.elapsed().as_secs_f64());
-                    forget.extend(batch.keys);
-                    for done in batch.completions {
-                        done(Err(Health::error(Fault::Io, &message)));
-                    }
-                }
-            }
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!("cannot flush the write-ahead log to disk: {e}");
+            ctx.health.fail(Fault::Io, &message);
+            Err(Health::error(Fault::Io, &message))
         }
     }
 }
@@ -1520,7 +1366,7 @@ impl SqliteStore {
         now: i64,
         lease_ms: i64,
     ) -> Result<Option<Claimed>, StoreError> {
-        self.write(move |conn, _| {
+        self.write_one(move |conn, _| {
             let claimed = conn
                 .prepare_cached(
                     "UPDATE notifications SET lease_until = ?1 + ?2 WHERE id = ( \
@@ -1575,7 +1421,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn record_attempt(&self, a: RunAttempt) -> Result<(), StoreError> {
-        self.write(move |conn, _| {
+        self.write_one(move |conn, _| {
             let duration = a.finished_at - a.started_at;
             let (status, error, next, finished, result) = a.columns();
             conn.prepare_cached(
@@ -1608,7 +1454,7 @@ impl SqliteStore {
         round: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.write(move |conn, state| {
+        self.write_one(move |conn, state| {
             let (current_round, current): (i64, String) = conn
                 .prepare_cached("SELECT round, state FROM notifications WHERE id = ?1")?
                 .query_row([notification_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
