@@ -357,6 +357,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_payload_parses_as_ingest_parsed_it() {
+        // Without fingerprints: the worker computes them exactly as ingest did.
+        let body = with(|v| {
+            for a in v["alerts"].as_array_mut().unwrap() {
+                a.as_object_mut().unwrap().remove("fingerprint");
+            }
+        });
+        let accepted = parse(&body, 10).unwrap().notification;
+        let stored = parse_stored(std::str::from_utf8(&body).unwrap()).unwrap();
+        assert!(!stored.alerts[0].fingerprint.is_empty());
+        assert_eq!(
+            stored
+                .alerts
+                .iter()
+                .map(|a| &a.fingerprint)
+                .collect::<Vec<_>>(),
+            accepted
+                .alerts
+                .iter()
+                .map(|a| &a.fingerprint)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(stored.group_key, accepted.group_key);
+        // A row altered by hand gets ingest's error, naming what is wrong.
+        let err = parse_stored(r#"{"version": "4", "alerts": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("alerts"), "{err}");
+    }
+
+    #[test]
     fn invalid_utf8_anywhere_is_malformed_even_in_an_unknown_field() {
         let body = b"{\n  \"unknownField\": \"a\xff\",\n  \"version\": \"4\"}";
         let err = parse(body, 10).unwrap_err();
