@@ -175,11 +175,7 @@ pub fn parse(body: &[u8], max_alerts: usize) -> Result<Accepted, IngestError> {
             max: max_alerts,
         });
     }
-    for alert in &mut notification.alerts {
-        if alert.fingerprint.is_empty() {
-            alert.fingerprint = label_fingerprint(&alert.labels);
-        }
-    }
+    fill_fingerprints(&mut notification);
     let dedup_key = dedup_key(&notification);
     Ok(Accepted {
         notification,
@@ -196,12 +192,17 @@ pub fn parse_stored(text: &str) -> Result<Notification, IngestError> {
     let Some(mut notification) = parse_fast(text) else {
         return parse(text.as_bytes(), usize::MAX).map(|a| a.notification);
     };
+    fill_fingerprints(&mut notification);
+    Ok(notification)
+}
+
+/// Alertmanager's label fingerprint for each alert that came without one.
+fn fill_fingerprints(notification: &mut Notification) {
     for alert in &mut notification.alerts {
         if alert.fingerprint.is_empty() {
             alert.fingerprint = label_fingerprint(&alert.labels);
         }
     }
-    Ok(notification)
 }
 
 /// The whole body as one notification, or `None` (then [`parse_tracked`] says why).

@@ -1143,7 +1143,7 @@ fn writer_loop(
         }
         state.batch_added.clear();
         for done in completions {
-            done(result.as_ref().map(|_| ()).map_err(copy_error));
+            done(result.as_ref().copied().map_err(copy_error));
         }
     }
 }
