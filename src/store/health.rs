@@ -177,10 +177,43 @@ impl Health {
 /// Device and inode of a file.
 type Id = (u64, u64);
 
+/// The device and inode `path` names now.
+///
+/// On Linux this asks `statx` for the inode number only. A stat that asks
+/// for timestamps (as `std::fs::metadata` does) marks them as seen, and on
+/// kernels with fine-grained timestamps (Linux 6.13 and later) the next
+/// write to the file then takes a new modification time, which dirties the
+/// inode: the writer's next `fdatasync` of the WAL writes the inode too, a
+/// second device write per group commit (see BENCHMARKS.md).
 fn id_of(path: &Path) -> std::io::Result<Id> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{makedev, statx, AtFlags, StatxFlags, CWD};
+        match statx(CWD, path, AtFlags::empty(), StatxFlags::INO) {
+            Ok(x) => return Ok((makedev(x.stx_dev_major, x.stx_dev_minor), x.stx_ino)),
+            // A kernel older than 4.11 has no statx.
+            Err(rustix::io::Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
+}
+
+/// The size of the file at `path`, 0 when it cannot be read. Like [`id_of`],
+/// it does not ask for timestamps.
+pub fn size_of(path: &Path) -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+        match statx(CWD, path, AtFlags::empty(), StatxFlags::SIZE) {
+            Ok(x) => return x.stx_size,
+            Err(rustix::io::Errno::NOSYS) => {}
+            Err(_) => return 0,
+        }
+    }
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// The identity of the database file and its WAL as opened.
@@ -243,4 +276,47 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
         .unwrap_or(Path::new("."));
     let s = rustix::fs::statvfs(dir).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_check_sees_the_database_or_its_wal_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("r.db");
+        std::fs::write(&db, b"db").unwrap();
+        std::fs::write(wal_path(&db), b"wal").unwrap();
+        let mut identity = FileIdentity::capture(&db).unwrap();
+        // Writes to the same files keep it.
+        std::fs::write(&db, b"db, longer").unwrap();
+        identity.check().unwrap();
+        // The same inode as std's stat names it.
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&db).unwrap();
+        assert_eq!(id_of(&db).unwrap(), (m.dev(), m.ino()));
+        assert_eq!(size_of(&db), 10);
+        assert_eq!(size_of(&dir.path().join("absent")), 0);
+
+        // A new WAL at the path (a rename over it): replaced.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"wal").unwrap();
+        std::fs::rename(&other, wal_path(&db)).unwrap();
+        let e = identity.check().unwrap_err();
+        assert!(
+            e.contains("write-ahead log") && e.contains("replaced"),
+            "{e}"
+        );
+
+        // A new database file at the path: replaced.
+        let mut identity = FileIdentity::capture(&db).unwrap();
+        std::fs::write(&other, b"db").unwrap();
+        std::fs::rename(&other, &db).unwrap();
+        let e = identity.check().unwrap_err();
+        assert!(e.contains("r.db") && e.contains("replaced"), "{e}");
+        std::fs::remove_file(&db).unwrap();
+        let e = identity.check().unwrap_err();
+        assert!(e.contains("is gone"), "{e}");
+    }
 }

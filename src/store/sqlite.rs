@@ -13,7 +13,7 @@
 //! Reads use a separate connection, which WAL lets proceed while the writer
 //! works.
 
-use super::health::{free_bytes, wal_path, FileIdentity, Health};
+use super::health::{free_bytes, size_of, wal_path, FileIdentity, Health};
 use super::*;
 use crate::metrics::{KindLabels, StoreMetrics};
 use async_trait::async_trait;
@@ -565,9 +565,8 @@ fn spawn_checkpointer(
                     }
                     Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
                 }
-                let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as i64).unwrap_or(0);
-                metrics.database_bytes.set(size(&db_path));
-                metrics.wal_bytes.set(size(&wal));
+                metrics.database_bytes.set(size_of(&db_path) as i64);
+                metrics.wal_bytes.set(size_of(&wal) as i64);
             }
             // Leave a small WAL behind on a clean stop.
             let _ = checkpoint(&conn, "TRUNCATE");
