@@ -7,7 +7,7 @@
 //! still takes commits through the open descriptor, so SQLite reports success
 //! for writes that are gone at the next restart: comparing the device and
 //! inode of the path with those seen at open catches it for the price of two
-//! `stat` calls per group commit.
+//! `statx` calls (inode only, see `id_of`) per group commit.
 //!
 //! A fault is logged once, when it starts (and once when it clears), not per
 //! request. While it lasts every write and `/readyz` answer 503.
