@@ -187,33 +187,41 @@ type Id = (u64, u64);
 /// second device write per group commit (see BENCHMARKS.md).
 fn id_of(path: &Path) -> std::io::Result<Id> {
     #[cfg(target_os = "linux")]
-    {
-        use rustix::fs::{makedev, statx, AtFlags, StatxFlags, CWD};
-        match statx(CWD, path, AtFlags::empty(), StatxFlags::INO) {
-            Ok(x) => return Ok((makedev(x.stx_dev_major, x.stx_dev_minor), x.stx_ino)),
-            // A kernel older than 4.11 has no statx.
-            Err(rustix::io::Errno::NOSYS) => {}
-            Err(e) => return Err(e.into()),
-        }
+    if let Some(x) = statx_only(path, rustix::fs::StatxFlags::INO) {
+        return x.map(|x| {
+            (
+                rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor),
+                x.stx_ino,
+            )
+        });
     }
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
 }
 
-/// The size of the file at `path`, 0 when it cannot be read. Like [`id_of`],
+/// The size of the file at `path`, 0 when it cannot be read. Like `id_of`,
 /// it does not ask for timestamps.
 pub fn size_of(path: &Path) -> u64 {
     #[cfg(target_os = "linux")]
-    {
-        use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
-        match statx(CWD, path, AtFlags::empty(), StatxFlags::SIZE) {
-            Ok(x) => return x.stx_size,
-            Err(rustix::io::Errno::NOSYS) => {}
-            Err(_) => return 0,
-        }
+    if let Some(x) = statx_only(path, rustix::fs::StatxFlags::SIZE) {
+        return x.map_or(0, |x| x.stx_size);
     }
     std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// `statx` of `path` asking for `mask` only; `None` on a kernel older than
+/// 4.11, which has no statx (the caller falls back to a full stat).
+#[cfg(target_os = "linux")]
+fn statx_only(
+    path: &Path,
+    mask: rustix::fs::StatxFlags,
+) -> Option<std::io::Result<rustix::fs::Statx>> {
+    use rustix::fs::{statx, AtFlags, CWD};
+    match statx(CWD, path, AtFlags::empty(), mask) {
+        Err(rustix::io::Errno::NOSYS) => None,
+        result => Some(result.map_err(Into::into)),
+    }
 }
 
 /// The identity of the database file and its WAL as opened.
