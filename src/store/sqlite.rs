@@ -42,6 +42,11 @@ impl From<rusqlite::Error> for StoreError {
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// Leases kept before the expired ones are dropped (a lease is dropped when
+/// its notification settles; one whose notification was pruned meanwhile
+/// would otherwise stay).
+const MAX_LEASES_KEPT: usize = 4096;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -62,6 +67,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     state           TEXT    NOT NULL DEFAULT 'pending',
     round           INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
+    -- unused: leases are kept in the writer's memory (one process owns the
+    -- file); set only by earlier versions, and cleared at startup
     lease_until     INTEGER,
     processed_at    INTEGER
 );
@@ -127,6 +134,9 @@ trait WriteJob: Send {
     fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Completion;
     /// The batch could not even start: answer with the error.
     fn fail(self: Box<Self>, error: StoreError);
+    /// Changes no row (reads, or only the writer's memory): a batch of such
+    /// jobs alone has nothing to flush.
+    fn reads_only(&self) -> bool;
 }
 
 struct TypedJob<F, T> {
@@ -136,6 +146,7 @@ struct TypedJob<F, T> {
     /// leaves the rest of the batch alone. A job of a single statement needs
     /// none: SQLite undoes a failed statement by itself.
     savepoint: bool,
+    reads_only: bool,
 }
 
 impl<F, T> WriteJob for TypedJob<F, T>
@@ -144,7 +155,9 @@ where
     F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Completion {
-        let TypedJob { f, tx, savepoint } = *self;
+        let TypedJob {
+            f, tx, savepoint, ..
+        } = *self;
         let result = if savepoint {
             in_savepoint(conn, || f(conn, state))
         } else {
@@ -161,6 +174,10 @@ where
 
     fn fail(self: Box<Self>, error: StoreError) {
         let _ = self.tx.send(Err(error));
+    }
+
+    fn reads_only(&self) -> bool {
+        self.reads_only
     }
 }
 
@@ -179,9 +196,29 @@ struct WriterState {
     dedup_window_ms: i64,
     /// A storage fault a job of the batch in progress ran into.
     batch_fault: Option<(Fault, String)>,
+    /// Leases of claimed notifications: id → held until (ms). Kept here, not
+    /// in the notification's row: one process owns the file, so no other
+    /// process ever reads a lease, and a claim or a renewal then writes nothing.
+    leases: HashMap<i64, i64>,
+    /// Lease changes of the batch in progress, with what they replaced
+    /// (undone, newest first, if it fails to commit).
+    batch_leases: Vec<(i64, Option<i64>)>,
 }
 
 impl WriterState {
+    fn new(pending: u64, dedup_window_ms: i64) -> Self {
+        Self {
+            pending,
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            batch_added: Vec::new(),
+            dedup_window_ms,
+            batch_fault: None,
+            leases: HashMap::new(),
+            batch_leases: Vec::new(),
+        }
+    }
+
     fn expire(&mut self, now: i64) {
         while let Some((key, at)) = self.recent_order.front().copied() {
             if at > now - self.dedup_window_ms {
@@ -191,6 +228,32 @@ impl WriterState {
             if self.recent.get(&key).is_some_and(|(_, t)| *t == at) {
                 self.recent.remove(&key);
             }
+        }
+    }
+
+    /// Whether `id` is leased at `now`.
+    fn leased(&self, id: i64, now: i64) -> bool {
+        self.leases.get(&id).is_some_and(|until| *until >= now)
+    }
+
+    /// Leases `id` until `until`, or releases it (`None`).
+    fn set_lease(&mut self, id: i64, until: Option<i64>) {
+        let before = match until {
+            Some(t) => self.leases.insert(id, t),
+            None => self.leases.remove(&id),
+        };
+        if before != until {
+            self.batch_leases.push((id, before));
+        }
+    }
+
+    /// Undoes the lease changes of a batch that did not commit.
+    fn undo_leases(&mut self) {
+        while let Some((id, before)) = self.batch_leases.pop() {
+            match before {
+                Some(t) => self.leases.insert(id, t),
+                None => self.leases.remove(&id),
+            };
         }
     }
 
@@ -338,14 +401,7 @@ impl SqliteStore {
             [],
             |r| r.get(0),
         )?;
-        let mut state = WriterState {
-            pending,
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
-            batch_added: Vec::new(),
-            dedup_window_ms: options.dedup_window.as_millis() as i64,
-            batch_fault: None,
-        };
+        let mut state = WriterState::new(pending, options.dedup_window.as_millis() as i64);
         load_recent(&writer, &mut state)?;
         state.batch_added.clear();
         let reader = Connection::open_with_flags(
@@ -448,7 +504,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, true).await
+        self.submit(f, true, false).await
     }
 
     /// [`Self::write`] for a job that executes at most one statement (no
@@ -458,16 +514,32 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, false).await
+        self.submit(f, false, false).await
     }
 
-    async fn submit<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
+    /// [`Self::write`] for a job that changes no row: it reads, or changes
+    /// only the writer's memory (leases). It still runs in the writer's
+    /// order, so it sees every job queued before it.
+    async fn in_writer<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, false, true).await
+    }
+
+    async fn submit<T, F>(&self, f: F, savepoint: bool, reads_only: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(TypedJob { f, tx, savepoint });
+        let job: Job = Box::new(TypedJob {
+            f,
+            tx,
+            savepoint,
+            reads_only,
+        });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -673,6 +745,7 @@ where
         f,
         tx,
         savepoint: true,
+        reads_only: false,
     });
     jobs.blocking_send(job).map_err(|_| StoreError::Closed)?;
     rx.blocking_recv().map_err(|_| StoreError::Closed)?
@@ -1079,6 +1152,7 @@ fn writer_loop(
             continue;
         }
         let before = state.pending;
+        let reads_only = batch.iter().all(|job| job.reads_only());
         state.batch_fault = None;
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
@@ -1128,8 +1202,18 @@ fn writer_loop(
         }
         ctx.commits.fetch_add(1, Ordering::Relaxed);
         published.store(state.pending, Ordering::Relaxed);
-        // Nobody is answered before the commit is on disk, power loss included.
-        let result = committed.and_then(|()| flush(&ctx, clean));
+        // Nobody is answered before the commit is on disk, power loss
+        // included. A batch of claims and lease renewals alone (they read,
+        // and keep the lease in memory) wrote nothing to flush; everything
+        // they read was flushed before its own callers were answered, unless
+        // a flush failed: then a fault is current, and they flush again.
+        let result = committed.and_then(|()| {
+            if reads_only && ctx.health.current().is_none() {
+                Ok(())
+            } else {
+                flush(&ctx, clean)
+            }
+        });
         metrics
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
@@ -1139,8 +1223,10 @@ fn writer_loop(
             for key in state.batch_added.drain(..) {
                 state.recent.remove(&key);
             }
+            state.undo_leases();
         }
         state.batch_added.clear();
+        state.batch_leases.clear();
         for done in completions {
             done(result.as_ref().copied().map_err(copy_error));
         }
@@ -1386,24 +1472,39 @@ impl SqliteStore {
         now: i64,
         lease_ms: i64,
     ) -> Result<Option<Claimed>, StoreError> {
-        self.write_one(move |conn, _| {
+        // Reads only: the lease is kept in the writer's memory.
+        self.in_writer(move |conn, state| {
+            if state.leases.len() > MAX_LEASES_KEPT {
+                state.leases.retain(|_, until| *until >= now);
+            }
+            let mut due = conn.prepare_cached(
+                "SELECT id FROM notifications WHERE state = 'pending' \
+                     AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id",
+            )?;
+            let mut rows = due.query([now])?;
+            let mut id = None;
+            while let Some(row) = rows.next()? {
+                let candidate: i64 = row.get(0)?;
+                if !state.leased(candidate, now) {
+                    id = Some(candidate);
+                    break;
+                }
+            }
+            drop(rows);
+            let Some(id) = id else {
+                return Ok(None);
+            };
             let claimed = conn
-                .prepare_cached(
-                    "UPDATE notifications SET lease_until = ?1 + ?2 WHERE id = ( \
-                       SELECT id FROM notifications WHERE state = 'pending' \
-                       AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1) \
-                       ORDER BY next_attempt_at, id LIMIT 1) \
-                     RETURNING id, round, payload",
-                )?
-                .query_row(params![now, lease_ms], |r| {
+                .prepare_cached("SELECT round, payload FROM notifications WHERE id = ?1")?
+                .query_row([id], |r| {
                     Ok(Claimed {
-                        id: r.get(0)?,
-                        round: r.get(1)?,
-                        payload: unpack_payload(r.get_ref(2)?)?,
+                        id,
+                        round: r.get(0)?,
+                        payload: unpack_payload(r.get_ref(1)?)?,
                     })
-                })
-                .optional()?;
-            Ok(claimed)
+                })?;
+            state.set_lease(id, Some(now + lease_ms));
+            Ok(Some(claimed))
         })
         .await
     }
@@ -1479,11 +1580,9 @@ impl SqliteStore {
                 .prepare_cached("SELECT round, state FROM notifications WHERE id = ?1")?
                 .query_row([notification_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             if current_round != round {
-                conn.prepare_cached(
-                    "UPDATE notifications SET next_attempt_at = ?2, lease_until = NULL \
-                     WHERE id = ?1",
-                )?
-                .execute(params![notification_id, now])?;
+                conn.prepare_cached("UPDATE notifications SET next_attempt_at = ?2 WHERE id = ?1")?
+                    .execute(params![notification_id, now])?;
+                state.set_lease(notification_id, None);
                 return Ok(());
             }
             let next_retry: Option<i64> = conn
@@ -1495,15 +1594,13 @@ impl SqliteStore {
             match next_retry {
                 Some(at) => {
                     conn.prepare_cached(
-                        "UPDATE notifications SET next_attempt_at = ?2, lease_until = NULL \
-                         WHERE id = ?1",
+                        "UPDATE notifications SET next_attempt_at = ?2 WHERE id = ?1",
                     )?
                     .execute(params![notification_id, at.max(now)])?;
                 }
                 None => {
                     conn.prepare_cached(
-                        "UPDATE notifications SET state = 'done', processed_at = ?2, \
-                         lease_until = NULL WHERE id = ?1",
+                        "UPDATE notifications SET state = 'done', processed_at = ?2 WHERE id = ?1",
                     )?
                     .execute(params![notification_id, now])?;
                     if current == "pending" {
@@ -1511,6 +1608,7 @@ impl SqliteStore {
                     }
                 }
             }
+            state.set_lease(notification_id, None);
             Ok(())
         })
         .await
@@ -1539,13 +1637,14 @@ impl SqliteStore {
             let round: i64 = conn
                 .prepare_cached(
                     "UPDATE notifications SET round = round + 1, state = 'pending', \
-                     next_attempt_at = ?2, lease_until = NULL, processed_at = NULL \
+                     next_attempt_at = ?2, processed_at = NULL \
                      WHERE id = ?1 RETURNING round",
                 )?
                 .query_row(params![id, now], |r| r.get(0))?;
             if before != "pending" {
                 state.pending += 1;
             }
+            state.set_lease(id, None);
             Ok(Some(round))
         })
         .await
@@ -1870,13 +1969,13 @@ impl WorkQueue for SqliteStore {
         SqliteStore::ensure_runs(self, notification_id, round, planned).await
     }
 
+    /// In the writer's memory: only a lease still held is renewed (a
+    /// settled notification has none).
     async fn renew_lease(&self, id: i64, now: i64, lease_ms: i64) -> Result<(), StoreError> {
-        self.write(move |conn, _| {
-            conn.prepare_cached(
-                "UPDATE notifications SET lease_until = ?2 + ?3 \
-                 WHERE id = ?1 AND lease_until IS NOT NULL AND state = 'pending'",
-            )?
-            .execute(params![id, now, lease_ms])?;
+        self.in_writer(move |_, state| {
+            if state.leases.contains_key(&id) {
+                state.set_lease(id, Some(now + lease_ms));
+            }
             Ok(())
         })
         .await
@@ -2496,6 +2595,48 @@ mod tests {
         s.check_writable().await.unwrap();
         assert_eq!(s.metrics.writable.get(), 1);
         insert(2).await.unwrap();
+    }
+
+    #[test]
+    fn the_lease_changes_of_a_batch_that_did_not_commit_are_undone() {
+        let mut state = WriterState::new(0, 60_000);
+        state.set_lease(1, Some(T0 + 10));
+        state.batch_leases.clear(); // committed
+        state.set_lease(1, Some(T0 + 20)); // renewed
+        state.set_lease(2, Some(T0 + 30)); // claimed
+        state.set_lease(3, None); // nothing to release
+        state.set_lease(1, None); // settled
+        assert!(!state.leased(1, T0) && state.leased(2, T0));
+        state.undo_leases();
+        assert_eq!(state.leases.get(&1), Some(&(T0 + 10)));
+        assert!(state.leased(1, T0 + 10) && !state.leased(1, T0 + 11));
+        assert!(!state.leased(2, T0) && !state.leases.contains_key(&3));
+        assert!(state.batch_leases.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_claim_writes_nothing_and_its_lease_ends_with_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let n = s.insert_notification(note(1, "{}"), 10).await.unwrap();
+        let no_lease_in_row = |s: &SqliteStore| {
+            let c = s.reader.lock().unwrap();
+            c.query_row(
+                "SELECT lease_until IS NULL FROM notifications WHERE id = ?1",
+                [n.id],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap()
+        };
+        let c = s.claim(T0, 60_000).await.unwrap().unwrap();
+        assert_eq!(c.id, n.id);
+        s.renew_lease(c.id, T0 + 1, 60_000).await.unwrap();
+        assert!(no_lease_in_row(&s), "the row carries no lease");
+        assert!(s.claim(T0 + 2, 60_000).await.unwrap().is_none(), "leased");
+        drop(s);
+        // The next process on the file: nothing is leased any more.
+        let s = open(dir.path());
+        assert_eq!(s.claim(T0 + 3, 60_000).await.unwrap().unwrap().id, n.id);
     }
 
     #[tokio::test]
