@@ -51,14 +51,15 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let store = open_store(&settings, &metrics).await?;
-        // SQLite: one process owns the database, so leases still held are
-        // from a process that is gone and resume now. PostgreSQL: shared by
-        // replicas, nothing is released; leases expire by time.
+        // SQLite: one process owns the database and keeps its leases in
+        // memory, so what a process that is gone had claimed resumes now.
+        // PostgreSQL: shared by replicas, nothing is released; leases expire
+        // by time.
         let released = store.resume_at_start().await?;
         if released > 0 {
             tracing::warn!(
                 count = released,
-                "Resuming notifications claimed by a previous run"
+                "Resuming notifications a previous run had started and not finished"
             );
         }
         let targets = Arc::new(Targets::build(

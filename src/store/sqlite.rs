@@ -42,10 +42,14 @@ impl From<rusqlite::Error> for StoreError {
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// Leases kept before the expired ones are dropped (a lease is dropped when
+/// Leases kept before long-expired ones are dropped (a lease is dropped when
 /// its notification settles; one whose notification was pruned meanwhile
 /// would otherwise stay).
 const MAX_LEASES_KEPT: usize = 4096;
+
+/// How long after it ran out a lease may be dropped by that cleanup (until
+/// then a late renewal still extends it, as it would a lease in a row).
+const STALE_LEASE_MS: i64 = 3_600_000;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -200,9 +204,9 @@ struct WriterState {
     /// in the notification's row: one process owns the file, so no other
     /// process ever reads a lease, and a claim or a renewal then writes nothing.
     leases: HashMap<i64, i64>,
-    /// Lease changes of the batch in progress, with what they replaced
-    /// (undone, newest first, if it fails to commit).
-    batch_leases: Vec<(i64, Option<i64>)>,
+    /// Lease changes of the batch in progress, with what they replaced and
+    /// whether a claim made them (undone, newest first, if it fails).
+    batch_leases: Vec<(i64, Option<i64>, bool)>,
 }
 
 impl WriterState {
@@ -236,20 +240,36 @@ impl WriterState {
         self.leases.get(&id).is_some_and(|until| *until >= now)
     }
 
-    /// Leases `id` until `until`, or releases it (`None`).
+    /// Leases `id` until `until`, or releases it (`None`): a renewal or a
+    /// release, which stands once its batch is committed.
     fn set_lease(&mut self, id: i64, until: Option<i64>) {
+        self.change_lease(id, until, false);
+    }
+
+    /// Leases `id` for a claim, which stands only once its caller is answered.
+    fn claim_lease(&mut self, id: i64, until: i64) {
+        self.change_lease(id, Some(until), true);
+    }
+
+    fn change_lease(&mut self, id: i64, until: Option<i64>, claim: bool) {
         let before = match until {
             Some(t) => self.leases.insert(id, t),
             None => self.leases.remove(&id),
         };
         if before != until {
-            self.batch_leases.push((id, before));
+            self.batch_leases.push((id, before, claim));
         }
     }
 
-    /// Undoes the lease changes of a batch that did not commit.
-    fn undo_leases(&mut self) {
-        while let Some((id, before)) = self.batch_leases.pop() {
+    /// Undoes lease changes of a batch that failed: all of them if it was
+    /// rolled back; only its claims if it committed but could not be flushed
+    /// (its rows are what every later read sees, while the claims' callers
+    /// were told it failed and will not work on what they claimed).
+    fn undo_leases(&mut self, rolled_back: bool) {
+        while let Some((id, before, claim)) = self.batch_leases.pop() {
+            if !(rolled_back || claim) {
+                continue;
+            }
             match before {
                 Some(t) => self.leases.insert(id, t),
                 None => self.leases.remove(&id),
@@ -1186,6 +1206,7 @@ fn writer_loop(
             }
             state.pending = before;
         }
+        let rolled_back = committed.is_err();
         // Committed, but to the file at the path? (Two stats.)
         if committed.is_ok() {
             if let Err(message) = ctx.identity.check() {
@@ -1223,7 +1244,7 @@ fn writer_loop(
             for key in state.batch_added.drain(..) {
                 state.recent.remove(&key);
             }
-            state.undo_leases();
+            state.undo_leases(rolled_back);
         }
         state.batch_added.clear();
         state.batch_leases.clear();
@@ -1475,7 +1496,9 @@ impl SqliteStore {
         // Reads only: the lease is kept in the writer's memory.
         self.in_writer(move |conn, state| {
             if state.leases.len() > MAX_LEASES_KEPT {
-                state.leases.retain(|_, until| *until >= now);
+                state
+                    .leases
+                    .retain(|_, until| *until >= now - STALE_LEASE_MS);
             }
             let mut due = conn.prepare_cached(
                 "SELECT id FROM notifications WHERE state = 'pending' \
@@ -1494,17 +1517,20 @@ impl SqliteStore {
             let Some(id) = id else {
                 return Ok(None);
             };
-            let claimed = conn
-                .prepare_cached("SELECT round, payload FROM notifications WHERE id = ?1")?
-                .query_row([id], |r| {
-                    Ok(Claimed {
-                        id,
-                        round: r.get(0)?,
-                        payload: unpack_payload(r.get_ref(1)?)?,
-                    })
-                })?;
-            state.set_lease(id, Some(now + lease_ms));
-            Ok(Some(claimed))
+            let mut row =
+                conn.prepare_cached("SELECT round, payload FROM notifications WHERE id = ?1")?;
+            let mut rows = row.query([id])?;
+            let r = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            // Leased before the payload is read back: a row that no longer
+            // decodes is passed over until its lease runs out, rather than
+            // failing every claim after it.
+            state.claim_lease(id, now + lease_ms);
+            let payload = unpack_payload(r.get_ref(1)?).map_err(rusqlite::Error::from)?;
+            Ok(Some(Claimed {
+                id,
+                round: r.get(0)?,
+                payload,
+            }))
         })
         .await
     }
@@ -1614,13 +1640,23 @@ impl SqliteStore {
         .await
     }
 
+    /// At startup: clears the leases earlier versions kept in rows, and
+    /// counts the work a previous process started and did not finish
+    /// (pending notifications with runs planned in their round; those due
+    /// resume at once, the others at their retry time).
     pub(crate) async fn release_leases(&self) -> Result<u64, StoreError> {
         self.write(|conn, _| {
-            let n = conn.execute(
+            conn.execute(
                 "UPDATE notifications SET lease_until = NULL WHERE lease_until IS NOT NULL",
                 [],
             )?;
-            Ok(n as u64)
+            let started: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM notifications n WHERE state = 'pending' AND EXISTS \
+                 (SELECT 1 FROM action_runs r WHERE r.notification_id = n.id AND r.round = n.round)",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(started as u64)
         })
         .await
     }
@@ -1993,9 +2029,10 @@ impl WorkQueue for SqliteStore {
         SqliteStore::replay(self, id, now).await
     }
 
-    /// One process owns a SQLite database (its writer holds the file), so
-    /// any lease still held at startup is from a process that is gone: its
-    /// work resumes now, not at lease expiry.
+    /// One process owns a SQLite database (its writer holds the file), and
+    /// its leases live in the writer's memory: work a process that is gone
+    /// had claimed is free to claim at once. Returns how many notifications
+    /// it had started and not finished.
     async fn resume_at_start(&self) -> Result<u64, StoreError> {
         self.release_leases().await
     }
@@ -2598,20 +2635,36 @@ mod tests {
     }
 
     #[test]
-    fn the_lease_changes_of_a_batch_that_did_not_commit_are_undone() {
+    fn the_lease_changes_of_a_batch_that_failed_are_undone() {
+        let batch = |state: &mut WriterState| {
+            state.claim_lease(1, T0 + 10);
+            state.batch_leases.clear(); // committed and flushed
+            state.set_lease(1, Some(T0 + 20)); // renewed
+            state.claim_lease(2, T0 + 30); // claimed
+            state.set_lease(3, None); // nothing to release
+            state.set_lease(4, None); // settled
+        };
+        // Rolled back: every change is undone.
         let mut state = WriterState::new(0, 60_000);
-        state.set_lease(1, Some(T0 + 10));
-        state.batch_leases.clear(); // committed
-        state.set_lease(1, Some(T0 + 20)); // renewed
-        state.set_lease(2, Some(T0 + 30)); // claimed
-        state.set_lease(3, None); // nothing to release
-        state.set_lease(1, None); // settled
-        assert!(!state.leased(1, T0) && state.leased(2, T0));
-        state.undo_leases();
+        state.claim_lease(4, T0 + 40);
+        batch(&mut state);
+        assert!(state.leased(1, T0 + 20) && state.leased(2, T0) && !state.leased(4, T0));
+        state.undo_leases(true);
         assert_eq!(state.leases.get(&1), Some(&(T0 + 10)));
         assert!(state.leased(1, T0 + 10) && !state.leased(1, T0 + 11));
         assert!(!state.leased(2, T0) && !state.leases.contains_key(&3));
+        assert!(state.leased(4, T0 + 40));
         assert!(state.batch_leases.is_empty());
+        // Committed but not flushed: only the claims are undone (their callers
+        // were told it failed); the renewal and the release stand, like the
+        // rows every later read sees.
+        let mut state = WriterState::new(0, 60_000);
+        state.claim_lease(4, T0 + 40);
+        batch(&mut state);
+        state.undo_leases(false);
+        assert!(state.leased(1, T0 + 20), "the renewal stands");
+        assert!(!state.leased(2, T0), "the claim is undone");
+        assert!(!state.leased(4, T0), "the release stands");
     }
 
     #[tokio::test]
@@ -2633,9 +2686,17 @@ mod tests {
         s.renew_lease(c.id, T0 + 1, 60_000).await.unwrap();
         assert!(no_lease_in_row(&s), "the row carries no lease");
         assert!(s.claim(T0 + 2, 60_000).await.unwrap().is_none(), "leased");
+        let run = PlannedRun {
+            fingerprint: "f".into(),
+            action: "log".into(),
+            action_type: "log".into(),
+        };
+        s.ensure_runs(n.id, 0, vec![run]).await.unwrap();
         drop(s);
-        // The next process on the file: nothing is leased any more.
+        // The next process on the file: nothing is leased any more, and the
+        // notification counts as started.
         let s = open(dir.path());
+        assert_eq!(WorkQueue::resume_at_start(&s).await.unwrap(), 1);
         assert_eq!(s.claim(T0 + 3, 60_000).await.unwrap().unwrap().id, n.id);
     }
 
