@@ -16,16 +16,22 @@ use crate::metrics::{HttpLabels, Metrics};
 use crate::pipeline::Planner;
 use crate::settings::IngestSettings;
 use crate::store::Store;
-use axum::extract::{MatchedPath, Request, State};
+use auth::{AuthLayer, Guard};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, Uri};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use error::ApiError;
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::Notify;
+use tower::Layer;
+use tower_service::Service;
 
 /// What every handler can reach: one reference-counted [`AppContext`], so
 /// the clones axum makes per request (one per middleware and extractor) each
@@ -80,45 +86,113 @@ pub fn router(state: AppState) -> Router {
                 .map(console::router)
                 .unwrap_or_default(),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
-    let metrics = health::metrics_router().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_for_metrics,
-    ));
+        .route_layer(AuthLayer::new(state.clone(), Guard::Api));
+    let metrics =
+        health::metrics_router().route_layer(AuthLayer::new(state.clone(), Guard::Metrics));
     Router::new()
         .merge(api)
         .merge(metrics)
         .merge(health::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            record_latency,
-        ))
+        .layer(LatencyLayer {
+            metrics: state.metrics.clone(),
+        })
         .with_state(state)
 }
 
-async fn record_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Bounded label values: a client can invent methods and paths, and each
-    // new value would be a new series kept forever.
-    let method = crate::metrics::method_label(request.method().as_str());
-    // The route template, not the raw path: ids must not become label values.
-    let path = match request.extensions().get::<MatchedPath>() {
-        Some(p) => route_label(p.as_str()),
-        None => Cow::Borrowed("unmatched"),
-    };
-    let response = next.run(request).await;
-    state
-        .metrics
-        .http_duration
-        .get_or_create(&HttpLabels {
+/// Records `http_request_duration_seconds` for every request, by method,
+/// route template and status.
+///
+/// A plain tower layer rather than `axum::middleware::from_fn` (which clones
+/// and boxes the inner service and boxes a future on every request).
+#[derive(Clone)]
+struct LatencyLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Layer<S> for LatencyLayer {
+    type Service = Timed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timed {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Timed<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Service<Request> for Timed<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = TimedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        // Bounded label values: a client can invent methods and paths, and each
+        // new value would be a new series kept forever.
+        let method = crate::metrics::method_label(request.method().as_str());
+        // The route template, not the raw path: ids must not become label values.
+        let path = match request.extensions().get::<MatchedPath>() {
+            Some(p) => route_label(p.as_str()),
+            None => Cow::Borrowed("unmatched"),
+        };
+        TimedFuture {
+            inner: self.inner.call(request),
+            started,
             method,
             path,
-            status: response.status().as_u16(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    response
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A route's response future, timed until it is ready.
+    struct TimedFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: &'static str,
+        path: Cow<'static, str>,
+        metrics: Arc<Metrics>,
+    }
+}
+
+impl<F> Future for TimedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            this.metrics
+                .http_duration
+                .get_or_create(&HttpLabels {
+                    method: this.method,
+                    path: std::mem::take(this.path),
+                    status: response.status().as_u16(),
+                })
+                .observe(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// The routes whose label is borrowed, not allocated, per request.

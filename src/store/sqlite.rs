@@ -1328,11 +1328,49 @@ impl rusqlite::ToSql for StoredPayload {
     }
 }
 
+/// Payloads up to this size are compressed with a table and buffer kept by
+/// the calling thread (LZ4's 16-bit table covers inputs under 64 KiB).
+const REUSED_TABLE_MAX: usize = 60 << 10;
+
 pub(crate) fn pack_payload(text: &str) -> StoredPayload {
     if text.len() > MAX_PACKED_PAYLOAD {
         return StoredPayload::Text(text.to_owned());
     }
+    if text.len() <= REUSED_TABLE_MAX {
+        if let Some(packed) = pack_with_thread_table(text.as_bytes()) {
+            return StoredPayload::Packed(packed);
+        }
+    }
     StoredPayload::Packed(lz4_flex::compress_prepend_size(text.as_bytes()))
+}
+
+/// The same bytes as `lz4_flex::compress_prepend_size`, without allocating
+/// and zeroing a hash table and a worst-case output buffer per payload (both
+/// showed in profiles of the webhook path). Each thread keeps one table and
+/// one buffer of at most [`lz4_flex::block::get_maximum_output_size`] of
+/// [`REUSED_TABLE_MAX`] (about 66 KiB). `None` if they are in use (no
+/// re-entry happens, but a nested call would simply take the other path).
+fn pack_with_thread_table(input: &[u8]) -> Option<Vec<u8>> {
+    use lz4_flex::block::{compress_into_with_table, get_maximum_output_size, CompressTable};
+    use std::cell::RefCell;
+    thread_local! {
+        static SCRATCH: RefCell<(CompressTable, Vec<u8>)> =
+            RefCell::new((CompressTable::small(), Vec::new()));
+    }
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        let (table, out) = &mut *scratch;
+        let max = get_maximum_output_size(input.len());
+        if out.len() < max {
+            out.resize(max, 0);
+        }
+        // Fails only if `out` is too small, which it is not.
+        let n = compress_into_with_table(input, out, table).ok()?;
+        let mut packed = Vec::with_capacity(4 + n);
+        packed.extend_from_slice(&(input.len() as u32).to_le_bytes());
+        packed.extend_from_slice(&out[..n]);
+        Some(packed)
+    })
 }
 
 /// The payload column as text, whichever way it was stored.
@@ -2123,6 +2161,48 @@ mod tests {
                 char::from(b'!' + (x % 90) as u8)
             })
             .collect()
+    }
+
+    #[test]
+    fn the_reused_lz4_table_packs_exactly_as_a_fresh_one() {
+        let fixture = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/accuracy-firing-both-variants.json"
+        ))
+        .unwrap();
+        // One after another on this thread: each call finds the table and the
+        // buffer the previous, larger or smaller, input left behind.
+        let inputs = [
+            fixture.repeat(20),
+            fixture.clone(),
+            String::new(),
+            "x".into(),
+            incompressible(REUSED_TABLE_MAX),
+            fixture.repeat(3),
+            "a".repeat(REUSED_TABLE_MAX),
+            fixture,
+        ];
+        for input in &inputs {
+            let reused = pack_with_thread_table(input.as_bytes()).unwrap();
+            assert_eq!(
+                reused,
+                lz4_flex::compress_prepend_size(input.as_bytes()),
+                "{} bytes",
+                input.len()
+            );
+            let StoredPayload::Packed(packed) = pack_payload(input) else {
+                panic!("{} bytes not compressed", input.len());
+            };
+            let back = unpack_payload(rusqlite::types::ValueRef::Blob(&packed)).unwrap();
+            assert_eq!(&back, input);
+        }
+        // Over the limit (and LZ4's 64 KiB small table): the allocating path.
+        let big = incompressible(70_000) + &"b".repeat(10_000);
+        let StoredPayload::Packed(packed) = pack_payload(&big) else {
+            panic!("not compressed");
+        };
+        let back = unpack_payload(rusqlite::types::ValueRef::Blob(&packed)).unwrap();
+        assert_eq!(back, big);
     }
 
     fn note<'a>(key: u8, payload: &'a str) -> NewNotification<'a> {
