@@ -1345,12 +1345,19 @@ pub(crate) fn pack_payload(text: &str) -> StoredPayload {
 }
 
 /// The same bytes as `lz4_flex::compress_prepend_size`, without allocating
-/// and zeroing a hash table and a worst-case output buffer per payload (both
-/// showed in profiles of the webhook path). Each thread keeps one table and
-/// one buffer of at most [`lz4_flex::block::get_maximum_output_size`] of
-/// [`REUSED_TABLE_MAX`] (about 66 KiB). `None` if they are in use (no
-/// re-entry happens, but a nested call would simply take the other path).
+/// a hash table and allocating and zeroing a worst-case output buffer per
+/// payload (both showed in profiles of the webhook path; the table is still
+/// cleared for each payload). Each thread keeps one table and one buffer of
+/// at most [`lz4_flex::block::get_maximum_output_size`] of
+/// [`REUSED_TABLE_MAX`] (about 66 KiB). `None` for an input over
+/// [`REUSED_TABLE_MAX`] (it would turn the thread's table into LZ4's large
+/// one for good, and later payloads would no longer pack as a fresh table
+/// does) or if the scratch is in use (no re-entry happens, but a nested call
+/// would simply take the other path).
 fn pack_with_thread_table(input: &[u8]) -> Option<Vec<u8>> {
+    if input.len() > REUSED_TABLE_MAX {
+        return None;
+    }
     use lz4_flex::block::{compress_into_with_table, get_maximum_output_size, CompressTable};
     use std::cell::RefCell;
     thread_local! {
@@ -2196,7 +2203,9 @@ mod tests {
             let back = unpack_payload(rusqlite::types::ValueRef::Blob(&packed)).unwrap();
             assert_eq!(&back, input);
         }
-        // Over the limit (and LZ4's 64 KiB small table): the allocating path.
+        // Over the limit (and LZ4's 64 KiB small table): the allocating path,
+        // and the thread's table stays the small one.
+        assert!(pack_with_thread_table(&[b'c'; 70_000]).is_none());
         let big = incompressible(70_000) + &"b".repeat(10_000);
         let StoredPayload::Packed(packed) = pack_payload(&big) else {
             panic!("not compressed");
