@@ -70,10 +70,14 @@ for f in accuracy-firing server-down-firing; do
 done
 mkdir -p target/schemathesis
 started=$(date +%s)
+# One worker: with two threads, Hypothesis parses lambda sources with
+# `ast.parse` concurrently, and CPython 3.11 (python/cpython#106905) can then
+# raise "SystemError: AST constructor recursion depth mismatch" inside
+# schemathesis, a runtime error that fails the run with every case passing.
 "$VENV/bin/st" run "$work/openapi.json" --url "$BASE" \
   -H "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,allow_header_conformance,ignored_auth \
-  --max-examples "$EXAMPLES" --seed 19 --workers 2 --no-color \
+  --max-examples "$EXAMPLES" --seed 19 --workers 1 --no-color \
   --report junit --report-junit-path target/schemathesis/junit.xml || status=1
 echo "schemathesis took $(( $(date +%s) - started )) s"
 
